@@ -1,0 +1,28 @@
+# One-command set-up: every target installs into .venv when needed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# Reinstall when the metadata or the install pins change.
+$(STAMP): pyproject.toml tools/constraints-cpu.txt tools/install.sh
+	PYTHON=$(PYTHON) VENV=$(VENV) bash tools/install.sh
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/sidbench demo
+
+bench: $(STAMP)
+	$(PY) bench/bench_frechet.py
+	$(PY) bench/bench_folder_fid.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,228 @@
+"""The ``sidbench`` command line (Typer). Each verb calls a documented Python function."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from sidbench import __version__
+from sidbench.errors import SidbenchError
+
+app = typer.Typer(help="SiD-LSG distillation and reproducible text-to-image evaluation.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
+weights_app = typer.Typer(help="Known weight files: list, fetch (sha256-verified), verify.", no_args_is_help=True)
+app.add_typer(stats_app, name="stats")
+app.add_typer(weights_app, name="weights")
+console = Console()
+err_console = Console(stderr=True)
+
+# Options shared by `eval` and `stats compute`.
+Mode = Annotated[str, typer.Option("--mode", help="FID mode: clean | legacy_tensorflow | legacy_pytorch.")]
+PreResize = Annotated[Optional[int], typer.Option("--pre-resize", help="Centre crop + PIL Lanczos to this size first (coco2014-30k: 256).")]
+ExtractorOpt = Annotated[Optional[str], typer.Option("--extractor", help="Feature extractor name (default follows --mode).")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Local weight file (default: the weights folder; see `sidbench weights list`).")]
+RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Same architecture, seeded random weights (tests/benchmarks; results marked not comparable).")]
+Batch = Annotated[int, typer.Option("--batch", help="Images per network call.")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="Decode/resize threads (default: CPU count, at most 8).")]
+Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
+ValueRange = Annotated[Optional[str], typer.Option("--value-range", help="For float image arrays: -1,1 | 0,1 | 0,255 (never guessed).")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in the results) instead of stopping.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _fail(e: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(2)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False):
+    if version:
+        console.print(f"sidbench {__version__}")
+        raise typer.Exit()
+
+
+@app.command("eval")
+def eval_cmd(
+    images: Annotated[str, typer.Option("--images", help="Generated images: folder, .npy/.npz array, or statistics file.")],
+    ref: Annotated[str, typer.Option("--ref", help="Reference: folder, array, or statistics file (cached automatically).")],
+    fid: Annotated[Optional[bool], typer.Option("--fid/--no-fid", help="Fréchet Inception Distance (default on).")] = None,
+    kid: Annotated[bool, typer.Option("--kid", help="Kernel Inception Distance (mean and std over subsets).")] = False,
+    mode: Mode = "clean",
+    pre_resize: PreResize = None,
+    extractor: ExtractorOpt = None,
+    weights: WeightsOpt = None,
+    random_weights: RandomWeights = False,
+    n: Annotated[Optional[int], typer.Option("--n", help="Use the first N generated images (error if fewer).")] = None,
+    ref_n: Annotated[Optional[int], typer.Option("--ref-n", help="Use the first N reference images.")] = None,
+    batch: Batch = 32,
+    threads: Threads = None,
+    device: Device = "cpu",
+    value_range: ValueRange = None,
+    skip_bad: SkipBad = False,
+    kid_subsets: Annotated[int, typer.Option(help="KID: number of subsets.")] = 100,
+    kid_subset_size: Annotated[int, typer.Option(help="KID: largest subset size.")] = 1000,
+    kid_seed: Annotated[int, typer.Option(help="KID: subset sampling seed.")] = 0,
+    cache_dir: Annotated[Optional[str], typer.Option(help="Reference statistics cache folder.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the reference cache.")] = False,
+    save_stats: Annotated[Optional[str], typer.Option(help="Also write the generated side's statistics here.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Results JSON (written atomically).")] = None,
+    quiet: Quiet = False,
+):
+    """FID / KID between generated images and a reference set, with a results file that says how."""
+    from sidbench.evaluate import EvalConfig, evaluate
+    from sidbench.results import print_table
+
+    try:
+        cfg = EvalConfig(fid=fid if fid is not None else True, kid=kid, mode=mode, pre_resize=pre_resize,
+                         extractor=extractor, weights=weights, random_weights=random_weights, batch_size=batch,
+                         threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range,
+                         skip_bad=skip_bad, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
+                         kid_seed=kid_seed, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet)
+        res = evaluate(images, ref, cfg, out=out, save_stats=save_stats, command=sys.argv)
+    except SidbenchError as e:
+        _fail(e)
+    from sidbench import distributed
+    if distributed.is_main():
+        print_table(res, console)
+        if out:
+            console.print(f"results written to {out}")
+
+
+@stats_app.command("compute")
+def stats_compute(
+    images: Annotated[str, typer.Option("--images", help="Folder or image array.")],
+    out: Annotated[str, typer.Option("--out", help="Statistics file (.npz) to write.")],
+    shard: Annotated[Optional[str], typer.Option("--shard", help="i/n: only images whose index % n == i.")] = None,
+    kid: Annotated[bool, typer.Option("--kid", help="Keep per-image features (needed for KID).")] = False,
+    mode: Mode = "clean",
+    pre_resize: PreResize = None,
+    extractor: ExtractorOpt = None,
+    weights: WeightsOpt = None,
+    random_weights: RandomWeights = False,
+    n: Annotated[Optional[int], typer.Option("--n", help="Use the first N images (before sharding).")] = None,
+    batch: Batch = 32,
+    threads: Threads = None,
+    device: Device = "cpu",
+    value_range: ValueRange = None,
+    skip_bad: SkipBad = False,
+    quiet: Quiet = False,
+):
+    """Statistics of one input, or one shard of it; under torchrun/accelerate each process takes a shard."""
+    from sidbench.evaluate import EvalConfig, compute_stats_file
+    from sidbench.images import parse_shard
+
+    try:
+        cfg = EvalConfig(kid=kid, mode=mode, pre_resize=pre_resize, extractor=extractor, weights=weights,
+                         random_weights=random_weights, n=n, batch_size=batch, threads=threads, device=device,
+                         value_range=value_range, skip_bad=skip_bad, progress=not quiet)
+        st = compute_stats_file(images, out, cfg, shard=parse_shard(shard))
+    except SidbenchError as e:
+        _fail(e)
+    console.print(f"{st.n} images -> {out}")
+
+
+@stats_app.command("merge")
+def stats_merge(
+    parts: Annotated[list[str], typer.Argument(help="Shard statistics files.")],
+    out: Annotated[str, typer.Option("--out", help="Merged statistics file.")],
+):
+    """Merge shard statistics exactly (sums add); refuses shards made under different settings."""
+    from sidbench.evaluate import merge_stats_files
+
+    try:
+        st = merge_stats_files(parts, out)
+    except SidbenchError as e:
+        _fail(e)
+    console.print(f"merged {len(parts)} shards, {st.n} images -> {out}")
+
+
+@stats_app.command("info")
+def stats_info(path: Annotated[str, typer.Argument(help="A statistics file.")]):
+    """Print a statistics file's provenance."""
+    import json
+
+    from sidbench.stats import FeatureStats
+
+    try:
+        st = FeatureStats.load(path)
+    except SidbenchError as e:
+        _fail(e)
+    console.print_json(json.dumps({"n": st.n, "dim": st.dim, "has_features": st.features is not None, **st.meta}))
+
+
+@weights_app.command("list")
+def weights_list():
+    """Known weight files, their URLs, hashes, and whether they are present locally."""
+    from rich.table import Table
+
+    from sidbench.extractors.weights import WEIGHTS, weights_dir
+
+    table = Table(title=f"weights folder: {weights_dir()}")
+    table.add_column("name", no_wrap=True)
+    for col in ("file", "present", "used for", "sha256"):
+        table.add_column(col, overflow="fold")
+    for w in WEIGHTS.values():
+        present = (weights_dir() / w.filename).is_file()
+        table.add_row(w.name, w.filename, "yes" if present else "no", w.used_for,
+                      w.sha256 or (f"{w.sha256_prefix}… (prefix)" if w.sha256_prefix else "not pinned"))
+    console.print(table)
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    name: Annotated[str, typer.Argument(help="A name from `sidbench weights list`.")],
+    dest: Annotated[Optional[str], typer.Option("--dir", help="Destination folder (default: the weights folder).")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="Download from this mirror instead of the table's URL.")] = None,
+):
+    """Download a known weight file and verify it; nothing appears until the hash checks out."""
+    from sidbench.extractors.weights import fetch, get_spec
+
+    try:
+        path, sha = fetch(name, dest, url=url)
+    except SidbenchError as e:
+        _fail(e)
+    pinned = get_spec(name).sha256
+    console.print(f"{path}\nsha256 {sha}" + ("" if pinned else "  (no pinned hash to verify against: recorded in results)"))
+
+
+@weights_app.command("verify")
+def weights_verify(
+    name: Annotated[str, typer.Argument(help="A name from `sidbench weights list`.")],
+    path: Annotated[str, typer.Argument(help="The local file.")],
+):
+    """Check a local file against the table; prints its sha256."""
+    from sidbench.extractors.weights import find_weights
+
+    try:
+        p, sha = find_weights(name, path)
+    except SidbenchError as e:
+        _fail(e)
+    console.print(f"{p}: sha256 {sha} OK")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[str, typer.Option("--out", help="Folder for the demo's images and results.")] = "reports/demo",
+    n: Annotated[int, typer.Option("--n", help="Images per set.")] = 200,
+    quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI.")] = False,
+):
+    """Offline end-to-end run of what exists so far (evaluation on a synthetic world)."""
+    from sidbench.demo import run_demo
+
+    try:
+        run_demo(Path(out), n=(48 if quick else n), console=console)
+    except SidbenchError as e:
+        _fail(e)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Metrics computed from feature statistics (FID) or features (KID)."""

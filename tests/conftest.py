@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny image folders, a fast stand-in extractor, the random-weight FID Inception."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import sidbench  # noqa: F401  (installs the torchvision guard first)
+from sidbench.extractors.registry import Extractor, build_extractor
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+class TinyFeatures(torch.nn.Module):
+    """A fast deterministic feature map for pipeline tests (the real Inception is tested separately)."""
+
+    def __init__(self, dim: int = 16, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.proj = torch.nn.Parameter(torch.randn(3 * 8 * 8, dim, generator=g) / 14, requires_grad=False)
+
+    def forward(self, x):
+        x = torch.nn.functional.adaptive_avg_pool2d((x - 128) / 128, 8).reshape(x.shape[0], -1)
+        return torch.tanh(x @ self.proj) + 0.1 * (x @ self.proj) ** 2
+
+
+def tiny_extractor(dim: int = 16) -> Extractor:
+    return Extractor.from_module("tiny-test", TinyFeatures(dim), dim,
+                                 weights={"name": "tiny", "sha256": None, "random": True, "seed": 0})
+
+
+@pytest.fixture
+def tiny():
+    return tiny_extractor()
+
+
+@pytest.fixture(scope="session")
+def inception_random():
+    return build_extractor("inception-v3-tf", mode="clean", random_weights=True, seed=0)
+
+
+def write_images(folder: Path, images, ext: str = "png") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, im in enumerate(images):
+        p = folder / f"{i:06d}.{ext}"
+        Image.fromarray(im).save(p)
+        paths.append(p)
+    return paths
+
+
+def random_images(n: int, seed: int, sizes=((48, 64), (64, 48), (57, 57))) -> list[np.ndarray]:
+    """Smooth random images of mixed sizes (so resizers have something to do)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        base = rng.integers(0, 256, size=(h // 8 + 1, w // 8 + 1, 3)).astype(np.uint8)
+        im = np.asarray(Image.fromarray(base).resize((w, h), Image.BICUBIC))
+        out.append(np.clip(im.astype(int) + rng.integers(-20, 21, im.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture
+def two_folders(tmp_path):
+    a = tmp_path / "gen"
+    b = tmp_path / "ref"
+    write_images(a, random_images(20, 1))
+    write_images(b, random_images(24, 2))
+    return a, b

@@ -1,0 +1,87 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sidbench.cli import app
+from sidbench.extractors.registry import ExtractorSpec, register_extractor
+from sidbench.stats import FeatureStats
+
+from conftest import TinyFeatures
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def tiny_registered(monkeypatch, tmp_path):
+    # A registry entry with no real weights file: --random-weights builds it, like any stand-in.
+    register_extractor(ExtractorSpec("tiny-test", "test network", 16, ("clean", "legacy_tensorflow"), None,
+                                     load=lambda p, m: None, random=lambda seed, m: TinyFeatures(16, seed)))
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def run(*args):
+    res = runner.invoke(app, [str(a) for a in args])
+    return res.exit_code, res.output
+
+
+BASE = ["--extractor", "tiny-test", "--random-weights", "-q"]
+
+
+def test_eval_writes_results_and_prints_a_table(two_folders, tmp_path):
+    a, b = two_folders
+    code, out = run("eval", "--images", a, "--ref", b, "--fid", "--kid", "--kid-subset-size", 10,
+                    "--out", tmp_path / "r.json", *BASE)
+    assert code == 0, out
+    assert "FID" in out and "KID" in out and "NOT comparable" in out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert set(r["metrics"]) == {"fid", "kid"} and r["inputs"]["reference"]["cache_hit"] is False
+    code, out = run("eval", "--images", a, "--ref", b, "--out", tmp_path / "r2.json", *BASE)
+    r2 = json.loads((tmp_path / "r2.json").read_text())
+    assert r2["inputs"]["reference"]["cache_hit"] is True
+    assert r2["metrics"]["fid"]["value"] == pytest.approx(r["metrics"]["fid"]["value"], rel=1e-12)
+
+
+def test_shards_merge_and_evaluate_like_one_pass(two_folders, tmp_path):
+    a, b = two_folders
+    for i in range(3):
+        code, out = run("stats", "compute", "--images", a, "--shard", f"{i}/3", "--out", tmp_path / f"s{i}.npz", *BASE)
+        assert code == 0, out
+    code, out = run("stats", "merge", *[tmp_path / f"s{i}.npz" for i in range(3)], "--out", tmp_path / "m.npz")
+    assert code == 0, out
+    code, out = run("stats", "compute", "--images", a, "--out", tmp_path / "whole.npz", *BASE)
+    m, w = FeatureStats.load(tmp_path / "m.npz"), FeatureStats.load(tmp_path / "whole.npz")
+    assert m.n == w.n == 20
+    np.testing.assert_allclose(m.mean, w.mean, rtol=1e-10)
+    np.testing.assert_allclose(m.cov, w.cov, rtol=1e-10, atol=1e-14)
+    code, out = run("eval", "--images", tmp_path / "m.npz", "--ref", b, "--out", tmp_path / "r1.json", *BASE)
+    assert code == 0, out
+    code, out = run("eval", "--images", a, "--ref", b, "--no-cache", "--out", tmp_path / "r2.json", *BASE)
+    f1 = json.loads((tmp_path / "r1.json").read_text())["metrics"]["fid"]["value"]
+    f2 = json.loads((tmp_path / "r2.json").read_text())["metrics"]["fid"]["value"]
+    assert f1 == pytest.approx(f2, rel=1e-9)
+
+
+def test_stats_made_under_other_settings_are_refused(two_folders, tmp_path):
+    a, b = two_folders
+    code, _ = run("stats", "compute", "--images", b, "--pre-resize", 32, "--out", tmp_path / "ref.npz", *BASE)
+    assert code == 0
+    code, out = run("eval", "--images", a, "--ref", tmp_path / "ref.npz", *BASE)
+    assert code == 2 and "pre_resize" in out and "cannot be mixed" in out
+    code, out = run("eval", "--images", a, "--ref", tmp_path / "ref.npz", "--pre-resize", 32, "--kid", *BASE)
+    assert code == 2 and "KID" in out
+
+
+def test_clear_errors(tmp_path):
+    code, out = run("eval", "--images", tmp_path / "nope", "--ref", tmp_path, *BASE)
+    assert code == 2 and "not found" in out
+    code, out = run("stats", "compute", "--images", tmp_path, "--shard", "3/2", "--out", tmp_path / "x.npz", *BASE)
+    assert code == 2 and "shard" in out
+    code, out = run("eval", "--images", tmp_path, "--ref", tmp_path, "--mode", "fast", *BASE)
+    assert code == 2 and "unknown FID mode" in out
+
+
+def test_weights_list_names_every_known_file():
+    code, out = run("weights", "list")
+    assert code == 0 and "inception-2015-12-05" in out and "vgg16" in out
