@@ -49,7 +49,7 @@ def run_demo(out: Path, n: int = 200, console: Console | None = None) -> list[di
     console.print(f"[bold]sidbench demo[/] (evaluation path; {n} images per set, {RES}px synthetic shapes world)")
     ref, _ = sample_world(n, RES, seed=0)
     _write_pngs(out / "reference", ref)
-    cfg = EvalConfig(fid=True, kid=True, random_weights=True, kid_subset_size=min(1000, n), cache_dir=str(out / "cache"),
+    cfg = EvalConfig(fid=True, kid=True, random_weights=True, kid_subset_size=min(1000, n // 2), cache_dir=str(out / "cache"),
                      progress=True)
     rows = []
     for name, images in _variants(n).items():
@@ -62,8 +62,9 @@ def run_demo(out: Path, n: int = 200, console: Console | None = None) -> list[di
         table.add_column(col)
     md = ["| generated set | N | FID | KID |", "|---|---|---|---|"]
     for r in rows:
-        table.add_row(r["set"], str(r["n"]), f"{r['fid']:.2f}", f"{r['kid']:.4f} ± {r['kid_std']:.4f}")
-        md.append(f"| {r['set']} | {r['n']} | {r['fid']:.2f} | {r['kid']:.4f} ± {r['kid_std']:.4f} |")
+        cells = (r["set"], str(r["n"]), f"{r['fid']:.4g}", f"{r['kid']:.3g} ± {r['kid_std']:.2g}")
+        table.add_row(*cells)
+        md.append("| " + " | ".join(cells) + " |")
     write_text(out / "table.md", "\n".join(md) + "\n")
     console.print(table)
     console.print(f"Results in {out}/ ({time.time() - t0:.0f} s). N <= 2048 makes the covariance singular: FID is "
