@@ -9,7 +9,8 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,10 @@ from sidbench import distributed, results as R
 from sidbench.errors import SidbenchError, StatsMismatchError
 from sidbench.extractors.registry import Extractor, build_extractor, default_fid_extractor
 from sidbench.features import FeatureRunner, compute_source_stats, stats_meta
-from sidbench.images import open_source
+from sidbench.images import ImageSource, list_image_files, open_source
 from sidbench.metrics.fid import frechet_distance
 from sidbench.metrics.kid import kernel_inception_distance
+from sidbench import protocols
 from sidbench.preprocess import Preprocess
 from sidbench.stats import COMPAT_KEYS, FeatureStats, is_stats_file
 
@@ -48,7 +50,13 @@ class EvalConfig:
     kid_seed: int = 0
     cache_dir: str | None = None        # reference statistics cache ($SIDBENCH_CACHE or ~/.cache/sidbench/stats)
     use_cache: bool = True
-    protocol: str = "custom"
+    protocol: str = "custom"            # a name from sidbench.protocols (custom: no published protocol)
+    allow_deviation: bool = False       # run even if it breaks the protocol (marked not comparable)
+    clip: bool = False                  # CLIP score (GigaGAN / SiD-LSG definition), needs prompts
+    prompts: str | None = None          # prompt list: caption i pairs with image i
+    clip_model: str = "ViT-g-14"        # open_clip model name
+    clip_weights: str | None = None     # local open_clip weights (else the weights folder)
+    clip_batch_size: int = 32
     progress: bool = True
 
 
@@ -119,6 +127,47 @@ def side_stats(path, runner: FeatureRunner, cfg: EvalConfig, *, side: str, limit
     return stats
 
 
+def count_images(path, limit: int | None = None) -> int:
+    """How many images a side will contribute, without decoding any (for the protocol check)."""
+    if isinstance(path, np.ndarray):
+        n = path.shape[0]
+    elif is_stats_file(path):
+        return FeatureStats.load(path).n
+    elif os.path.isdir(str(path)):
+        n = len(list_image_files(path))
+    else:
+        n = len(open_source(path))
+    return min(n, limit) if limit is not None else n
+
+
+def check_prompt_pairing(source: ImageSource, n_images: int, prompts: list[str]) -> None:
+    """Caption i goes with image i: {i:06d}.<ext> in a folder, row i of an array. Counts must match."""
+    if len(prompts) != n_images:
+        raise SidbenchError(f"{n_images} images but {len(prompts)} prompts: CLIP score pairs them one to one "
+                            f"(use --n to evaluate the first N of both)" if len(prompts) > n_images else
+                            f"{n_images} images but only {len(prompts)} prompts: CLIP score pairs them one to one")
+    if source.kind == "folder":
+        for i, f in enumerate(source.files[:n_images]):
+            stem = os.path.splitext(os.path.relpath(f, source.path))[0]
+            if stem != f"{i:06d}":
+                raise SidbenchError(f"CLIP score pairs caption i with image {{i:06d}}.png; image {i} is {f}")
+
+
+def clip_pass(source: ImageSource, n_images: int, prompts: list[str], cfg: EvalConfig, scorer) -> dict:
+    """CLIP score of the first n_images of a source against their prompts (same loading path as FID)."""
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \
+            tqdm(total=n_images, desc="CLIP", unit="img", disable=not cfg.progress) as bar:
+        for k in range(0, n_images, cfg.clip_batch_size):
+            idx = list(range(k, min(n_images, k + cfg.clip_batch_size)))
+            ims = np.empty(len(idx), dtype=object)
+            ims[:] = list(pool.map(source.load, idx))
+            scorer.update(ims, [prompts[i] for i in idx])
+            bar.update(len(idx))
+    return scorer.result()
+
+
 def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor | None = None,
              out: str | None = None, save_stats: str | None = None, command: list[str] | None = None) -> dict:
     """Compare generated ``images`` with reference ``ref``; returns (and optionally writes) a results dict.
@@ -127,19 +176,71 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     ``extractor``: inject any network (tests, the demo); otherwise built from the registry and local weights.
     """
     cfg = cfg or EvalConfig()
-    if not (cfg.fid or cfg.kid):
-        raise SidbenchError("nothing to compute: ask for --fid and/or --kid")
+    proto = protocols.get_protocol(cfg.protocol)
+    if proto.name != "custom" and cfg.pre_resize is None:
+        cfg = replace(cfg, pre_resize=proto.pre_resize)  # the protocol's choice unless the user overrides it
+    if not (cfg.fid or cfg.kid or cfg.clip):
+        raise SidbenchError("nothing to compute: ask for --fid, --kid and/or --clip")
+    prompts, prompts_md5 = None, None
+    if cfg.prompts:
+        from sidbench.prompts import read_prompts
+
+        prompts = read_prompts(cfg.prompts)
+        prompts_md5 = hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
+    if cfg.clip and prompts is None:
+        raise SidbenchError("--clip needs the prompt list the images were made from (--prompts FILE)")
+    n_gen = count_images(images, cfg.n)
+    if cfg.fid or cfg.kid:
+        n_ref = count_images(ref, cfg.ref_n)
+    else:
+        n_ref = None
+    deviations = protocols.check(proto, n_gen=n_gen, n_ref=n_ref, fid_mode=cfg.mode, pre_resize=cfg.pre_resize,
+                                 prompts_md5=prompts_md5, clip=cfg.clip, clip_model=cfg.clip_model,
+                                 random_weights=cfg.random_weights or (extractor is not None and extractor.is_random))
+    if deviations and not cfg.allow_deviation:
+        raise SidbenchError(f"this run breaks protocol {proto.name}:\n  - " + "\n  - ".join(deviations)
+                            + "\nFix it, or pass --allow-deviation to run anyway (the result is marked not comparable).")
     t0 = time.time()
     distributed.init_if_launched()
     preprocess = Preprocess(cfg.mode, cfg.pre_resize)
-    extractor = extractor or make_extractor(cfg)
-    runner = FeatureRunner(extractor, preprocess, batch_size=cfg.batch_size, threads=cfg.threads,
-                           channels_last=cfg.channels_last)
     res = R.new_results(protocol=cfg.protocol, command=command)
     res["config"] = {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
+    res["protocol"]["definition"] = protocols.describe(proto)
+    for d in deviations:
+        R.mark_not_comparable(res, d)
+    if prompts is not None:
+        res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "md5": prompts_md5,
+                                    "distinct": len(set(prompts))}
     res["preprocessing"] = preprocess.describe()
+    if cfg.clip:
+        from sidbench.metrics.clip_score import load_open_clip
+
+        source = open_source(images, value_range=cfg.value_range)
+        check_prompt_pairing(source, n_gen, prompts)
+        scorer = load_open_clip(cfg.clip_model, weights=cfg.clip_weights, random_weights=cfg.random_weights,
+                                seed=cfg.weights_seed, device=cfg.device)
+        res["metrics"]["clip"] = clip_pass(source, n_gen, prompts, cfg, scorer)
+        res["extractors"]["clip"] = scorer.info
+        if scorer.info.get("random") and not any("random weights" in d for d in res["protocol"]["deviations"]):
+            R.mark_not_comparable(res, "CLIP model has random weights (architecture only)")
+        if res["metrics"]["clip"]["prompts_truncated"]:
+            R.warn(res, f"{res['metrics']['clip']['prompts_truncated']} prompt(s) longer than the 77-token context "
+                        f"were truncated for CLIP (counted in metrics.clip.prompts_truncated)")
+    if cfg.fid or cfg.kid:
+        _image_metrics(images, ref, cfg, extractor or make_extractor(cfg), preprocess, res, save_stats)
+    res["timing"] = {"seconds": round(time.time() - t0, 3)}
+    if out and distributed.is_main():
+        R.save(res, out)
+    return res
+
+
+def _image_metrics(images, ref, cfg: EvalConfig, extractor: Extractor, preprocess: Preprocess, res: dict,
+                   save_stats: str | None) -> None:
+    """FID / KID: statistics of both sides through one extractor, into ``res``."""
+    runner = FeatureRunner(extractor, preprocess, batch_size=cfg.batch_size, threads=cfg.threads,
+                           channels_last=cfg.channels_last)
     res["extractors"]["fid"] = dict(extractor.describe(), channels_last=runner.channels_last)
-    if extractor.is_random:
+    if extractor.is_random and not any("random weights" in d for d in res["protocol"]["deviations"]):
         R.mark_not_comparable(res, "feature extractor has random weights (architecture only): "
                                    "numbers are for tests and benchmarks")
 
@@ -162,10 +263,6 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         res["metrics"]["kid"] = dict(kernel_inception_distance(
             gen.ordered_features(), refs.ordered_features(), num_subsets=cfg.kid_subsets,
             max_subset_size=cfg.kid_subset_size, seed=cfg.kid_seed), n_gen=gen.n, n_ref=refs.n)
-    res["timing"] = {"seconds": round(time.time() - t0, 3)}
-    if out and distributed.is_main():
-        R.save(res, out)
-    return res
 
 
 def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard: tuple[int, int] | None = None,

@@ -66,6 +66,12 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         if f.get("singular_covariance"):
             note += ", N<=dim: singular covariance"
         rows.append(("FID", f"{f['value']:.4f}", note))
+    if "clip" in m:
+        c = m["clip"]
+        note = f"N={c['n']}, {c['variant']}, {c['model']['name']}"
+        if c.get("prompts_truncated"):
+            note += f", {c['prompts_truncated']} prompts truncated"
+        rows.append(("CLIP", f"{c['value']:.4f}", note))
     if "kid" in m:
         k = m["kid"]
         rows.append(("KID", f"{k['mean']:.6f} ± {k['std']:.6f}",
