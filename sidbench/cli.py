@@ -17,6 +17,9 @@ stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, in
 weights_app = typer.Typer(help="Known weight files: list, fetch (sha256-verified), verify.", no_args_is_help=True)
 app.add_typer(stats_app, name="stats")
 app.add_typer(weights_app, name="weights")
+from sidbench.prompts_cli import prompts_app  # noqa: E402  (its own module: prompt-list tooling)
+
+app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises known lists), draw from COCO, fetch.")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -49,9 +52,15 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 @app.command("eval")
 def eval_cmd(
     images: Annotated[str, typer.Option("--images", help="Generated images: folder, .npy/.npz array, or statistics file.")],
-    ref: Annotated[str, typer.Option("--ref", help="Reference: folder, array, or statistics file (cached automatically).")],
-    fid: Annotated[Optional[bool], typer.Option("--fid/--no-fid", help="Fréchet Inception Distance (default on).")] = None,
+    ref: Annotated[Optional[str], typer.Option("--ref", help="Reference: folder, array, or statistics file (cached automatically).")] = None,
+    fid: Annotated[Optional[bool], typer.Option("--fid/--no-fid", help="Fréchet Inception Distance (default on unless only --clip).")] = None,
     kid: Annotated[bool, typer.Option("--kid", help="Kernel Inception Distance (mean and std over subsets).")] = False,
+    clip: Annotated[bool, typer.Option("--clip", help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
+    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt list: caption i pairs with image i ({i:06d}.png or row i).")] = None,
+    clip_model: Annotated[str, typer.Option(help="open_clip model for --clip.")] = "ViT-g-14",
+    clip_weights: Annotated[Optional[str], typer.Option(help="Local open_clip weights for --clip.")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="coco2014-30k | coco2017-5k | custom: refuses runs that break it.")] = "custom",
+    allow_deviation: Annotated[bool, typer.Option("--allow-deviation", help="Run even if the protocol is broken; the result is marked not comparable.")] = False,
     mode: Mode = "clean",
     pre_resize: PreResize = None,
     extractor: ExtractorOpt = None,
@@ -78,7 +87,12 @@ def eval_cmd(
     from sidbench.results import print_table
 
     try:
-        cfg = EvalConfig(fid=fid if fid is not None else True, kid=kid, mode=mode, pre_resize=pre_resize,
+        if fid is None:
+            fid = not (clip and not kid)
+        if (fid or kid) and ref is None:
+            raise SidbenchError("--fid/--kid need a reference set (--ref)")
+        cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_model=clip_model, clip_weights=clip_weights,
+                         protocol=protocol, allow_deviation=allow_deviation, mode=mode, pre_resize=pre_resize,
                          extractor=extractor, weights=weights, random_weights=random_weights, batch_size=batch,
                          threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range,
                          skip_bad=skip_bad, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,

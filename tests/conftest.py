@@ -1,7 +1,10 @@
 """Shared fixtures: tiny image folders, a fast stand-in extractor, the random-weight FID Inception."""
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +76,18 @@ def two_folders(tmp_path):
     write_images(a, random_images(20, 1))
     write_images(b, random_images(24, 2))
     return a, b
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local HTTP server on 127.0.0.1 (port chosen by the OS) serving tmp_path/www."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()

@@ -1,7 +1,4 @@
 import hashlib
-import http.server
-import threading
-from functools import partial
 
 import pytest
 import torch
@@ -9,20 +6,6 @@ import torch
 from sidbench.errors import MissingWeightsError, SidbenchError
 from sidbench.extractors import inception, weights
 from sidbench.extractors.registry import build_extractor
-
-
-@pytest.fixture
-def server(tmp_path):
-    """A local HTTP server on 127.0.0.1 serving tmp_path/www."""
-    www = tmp_path / "www"
-    www.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 @pytest.fixture
