@@ -80,6 +80,12 @@ def eval_cmd(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the reference cache.")] = False,
     save_stats: Annotated[Optional[str], typer.Option(help="Also write the generated side's statistics here.")] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Results JSON (written atomically).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Row label for reports (default: the images' folder name).")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="Method, e.g. SiD-LSG, for reports.")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher model, e.g. SD1.5, for reports.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps of the evaluated generator.")] = None,
+    guidance: Annotated[Optional[str], typer.Option("--guidance", help="Guidance setting, e.g. 'LSG k=1.5'.")] = None,
+    kimg: Annotated[Optional[float], typer.Option("--kimg", help="Training length in thousands of images.")] = None,
     quiet: Quiet = False,
 ):
     """FID / KID between generated images and a reference set, with a results file that says how."""
@@ -97,7 +103,9 @@ def eval_cmd(
                          threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range,
                          skip_bad=skip_bad, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                          kid_seed=kid_seed, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet)
-        res = evaluate(images, ref, cfg, out=out, save_stats=save_stats, command=sys.argv)
+        subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance,
+                                         kimg=kimg).items() if v is not None}
+        res = evaluate(images, ref, cfg, out=out, save_stats=save_stats, command=sys.argv, subject=subject)
     except SidbenchError as e:
         _fail(e)
     from sidbench import distributed

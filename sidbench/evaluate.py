@@ -169,11 +169,13 @@ def clip_pass(source: ImageSource, n_images: int, prompts: list[str], cfg: EvalC
 
 
 def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor | None = None,
-             out: str | None = None, save_stats: str | None = None, command: list[str] | None = None) -> dict:
+             out: str | None = None, save_stats: str | None = None, command: list[str] | None = None,
+             subject: dict | None = None) -> dict:
     """Compare generated ``images`` with reference ``ref``; returns (and optionally writes) a results dict.
 
     ``images`` / ``ref``: a folder, an .npy/.npz image array, a statistics .npz, or an in-memory uint8 array.
     ``extractor``: inject any network (tests, the demo); otherwise built from the registry and local weights.
+    ``subject``: what made the images (name, method, teacher, steps, guidance, kimg), for tables.
     """
     cfg = cfg or EvalConfig()
     proto = protocols.get_protocol(cfg.protocol)
@@ -204,6 +206,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     distributed.init_if_launched()
     preprocess = Preprocess(cfg.mode, cfg.pre_resize)
     res = R.new_results(protocol=cfg.protocol, command=command)
+    default_name = os.path.basename(os.path.normpath(images)) if isinstance(images, (str, os.PathLike)) else "array"
+    res["subject"] = R.subject(**dict({"name": default_name}, **(subject or {})))
     res["config"] = {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
     res["protocol"]["definition"] = protocols.describe(proto)
     for d in deviations:

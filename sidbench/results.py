@@ -21,6 +21,7 @@ def new_results(*, protocol: str = "custom", command: list[str] | None = None) -
         "schema": SCHEMA,
         "created": now_iso(),
         "protocol": {"name": protocol, "comparable": True, "deviations": []},
+        "subject": subject(),
         "inputs": {},
         "preprocessing": {},
         "extractors": {},
@@ -33,6 +34,17 @@ def new_results(*, protocol: str = "custom", command: list[str] | None = None) -
             "environment": environment(),
         },
     }
+
+
+SUBJECT_KEYS = ("name", "method", "teacher", "steps", "guidance", "kimg", "checkpoint")
+
+
+def subject(**fields) -> dict:
+    """What made the evaluated images, as a table row needs it; unknown keys are an error."""
+    unknown = set(fields) - set(SUBJECT_KEYS)
+    if unknown:
+        raise SidbenchError(f"unknown subject field(s) {sorted(unknown)}; expected {', '.join(SUBJECT_KEYS)}")
+    return {k: fields.get(k) for k in SUBJECT_KEYS}
 
 
 def warn(results: dict, message: str) -> None:

@@ -32,11 +32,12 @@ BASE = ["--extractor", "tiny-test", "--random-weights", "-q"]
 def test_eval_writes_results_and_prints_a_table(two_folders, tmp_path):
     a, b = two_folders
     code, out = run("eval", "--images", a, "--ref", b, "--fid", "--kid", "--kid-subset-size", 10,
-                    "--out", tmp_path / "r.json", *BASE)
+                    "--name", "mine", "--method", "SiD-LSG", "--steps", 1, "--out", tmp_path / "r.json", *BASE)
     assert code == 0, out
     assert "FID" in out and "KID" in out and "NOT comparable" in out
     r = json.loads((tmp_path / "r.json").read_text())
     assert set(r["metrics"]) == {"fid", "kid"} and r["inputs"]["reference"]["cache_hit"] is False
+    assert r["subject"]["name"] == "mine" and r["subject"]["method"] == "SiD-LSG" and r["subject"]["steps"] == 1
     code, out = run("eval", "--images", a, "--ref", b, "--out", tmp_path / "r2.json", *BASE)
     r2 = json.loads((tmp_path / "r2.json").read_text())
     assert r2["inputs"]["reference"]["cache_hit"] is True
