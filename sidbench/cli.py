@@ -57,8 +57,9 @@ def eval_cmd(
     kid: Annotated[bool, typer.Option("--kid", help="Kernel Inception Distance (mean and std over subsets).")] = False,
     clip: Annotated[bool, typer.Option("--clip", help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt list: caption i pairs with image i ({i:06d}.png or row i).")] = None,
-    clip_model: Annotated[str, typer.Option(help="open_clip model for --clip.")] = "ViT-g-14",
-    clip_weights: Annotated[Optional[str], typer.Option(help="Local open_clip weights for --clip.")] = None,
+    clip_variant: Annotated[str, typer.Option(help="gigagan (the coco2014-30k definition) | torchmetrics (CLIPScore, x100).")] = "gigagan",
+    clip_model: Annotated[Optional[str], typer.Option(help="CLIP model (default: ViT-g-14 / openai/clip-vit-large-patch14 by variant).")] = None,
+    clip_weights: Annotated[Optional[str], typer.Option(help="Local CLIP weights: open_clip file, or a transformers folder (torchmetrics).")] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="coco2014-30k | coco2017-5k | custom: refuses runs that break it.")] = "custom",
     allow_deviation: Annotated[bool, typer.Option("--allow-deviation", help="Run even if the protocol is broken; the result is marked not comparable.")] = False,
     mode: Mode = "clean",
@@ -97,7 +98,7 @@ def eval_cmd(
             fid = not (clip and not kid)
         if (fid or kid) and ref is None:
             raise SidbenchError("--fid/--kid need a reference set (--ref)")
-        cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_model=clip_model, clip_weights=clip_weights,
+        cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, clip_model=clip_model, clip_weights=clip_weights,
                          protocol=protocol, allow_deviation=allow_deviation, mode=mode, pre_resize=pre_resize,
                          extractor=extractor, weights=weights, random_weights=random_weights, batch_size=batch,
                          threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range,

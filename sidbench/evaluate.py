@@ -21,6 +21,7 @@ from sidbench.extractors.registry import Extractor, build_extractor, default_fid
 from sidbench.features import FeatureRunner, compute_source_stats, stats_meta
 from sidbench.images import ImageSource, list_image_files, open_source
 from sidbench.metrics.fid import frechet_distance
+from sidbench.metrics.clip_score import default_clip_model
 from sidbench.metrics.kid import kernel_inception_distance
 from sidbench import protocols
 from sidbench.preprocess import Preprocess
@@ -54,7 +55,8 @@ class EvalConfig:
     allow_deviation: bool = False       # run even if it breaks the protocol (marked not comparable)
     clip: bool = False                  # CLIP score (GigaGAN / SiD-LSG definition), needs prompts
     prompts: str | None = None          # prompt list: caption i pairs with image i
-    clip_model: str = "ViT-g-14"        # open_clip model name
+    clip_variant: str = "gigagan"       # gigagan (the coco2014-30k definition) | torchmetrics
+    clip_model: str | None = None       # default: ViT-g-14 (gigagan) / openai/clip-vit-large-patch14 (torchmetrics)
     clip_weights: str | None = None     # local open_clip weights (else the weights folder)
     clip_batch_size: int = 32
     progress: bool = True
@@ -197,7 +199,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     else:
         n_ref = None
     deviations = protocols.check(proto, n_gen=n_gen, n_ref=n_ref, fid_mode=cfg.mode, pre_resize=cfg.pre_resize,
-                                 prompts_md5=prompts_md5, clip=cfg.clip, clip_model=cfg.clip_model,
+                                 prompts_md5=prompts_md5, clip=cfg.clip, clip_variant=cfg.clip_variant,
+                                 clip_model=cfg.clip_model or default_clip_model(cfg.clip_variant),
                                  random_weights=cfg.random_weights or (extractor is not None and extractor.is_random))
     if deviations and not cfg.allow_deviation:
         raise SidbenchError(f"this run breaks protocol {proto.name}:\n  - " + "\n  - ".join(deviations)
@@ -217,12 +220,12 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
                                     "distinct": len(set(prompts))}
     res["preprocessing"] = preprocess.describe()
     if cfg.clip:
-        from sidbench.metrics.clip_score import load_open_clip
+        from sidbench.metrics.clip_score import load_clip_scorer
 
         source = open_source(images, value_range=cfg.value_range)
         check_prompt_pairing(source, n_gen, prompts)
-        scorer = load_open_clip(cfg.clip_model, weights=cfg.clip_weights, random_weights=cfg.random_weights,
-                                seed=cfg.weights_seed, device=cfg.device)
+        scorer = load_clip_scorer(cfg.clip_variant, cfg.clip_model, weights=cfg.clip_weights,
+                                  random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device)
         res["metrics"]["clip"] = clip_pass(source, n_gen, prompts, cfg, scorer)
         res["extractors"]["clip"] = scorer.info
         if scorer.info.get("random") and not any("random weights" in d for d in res["protocol"]["deviations"]):

@@ -56,7 +56,8 @@ def describe(p: Protocol) -> dict:
 
 
 def check(p: Protocol, *, n_gen: int | None, n_ref: int | None, fid_mode: str, pre_resize: int | None,
-          prompts_md5: str | None, clip: bool, clip_model: str | None, random_weights: bool) -> list[str]:
+          prompts_md5: str | None, clip: bool, clip_model: str | None, random_weights: bool,
+          clip_variant: str | None = None) -> list[str]:
     """Every way this run departs from the protocol (empty: comparable)."""
     if p.name == "custom":
         return []
@@ -74,6 +75,8 @@ def check(p: Protocol, *, n_gen: int | None, n_ref: int | None, fid_mode: str, p
             out.append(f"no prompt list given, so it cannot be checked against the protocol's (md5 {p.prompts_md5})")
         elif prompts_md5 != p.prompts_md5:
             out.append(f"prompt list md5 {prompts_md5}, the protocol's list has md5 {p.prompts_md5}")
+    if clip and p.clip_variant is not None and clip_variant is not None and clip_variant != p.clip_variant:
+        out.append(f"CLIP variant {clip_variant}, the protocol uses {p.clip_variant}")
     if clip and p.clip_model is not None and clip_model != p.clip_model:
         out.append(f"CLIP model {clip_model}, the protocol uses {p.clip_model}")
     if random_weights:

@@ -112,3 +112,50 @@ def test_round_trip_can_lose_one_level():
     im = np.full((8, 8, 3), 3, np.uint8)
     back = np.asarray(cs.image_round_trip(im, size=8))
     assert (back == 2).all()  # 3 / 127.5 - 1, then (x + 1) * 127.5 = 2.9999998 in float32, truncated
+
+
+# --- torchmetrics variant -------------------------------------------------------------------------------
+TINY_HF = dict(text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+               vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           patch_size=32), projection_dim=16)
+
+
+class _TensorFeatures(torch.nn.Module):
+    """torchmetrics 1.9.0 expects tensors from get_*_features; transformers 5 returns model outputs."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.clip, self.config = clip, clip.config
+
+    def get_image_features(self, *a, **k):
+        return cs._as_tensor(self.clip.get_image_features(*a, **k))
+
+    def get_text_features(self, *a, **k):
+        return cs._as_tensor(self.clip.get_text_features(*a, **k))
+
+
+def test_torchmetrics_variant_equals_torchmetrics_per_sample_and_clamps_the_mean():
+    tm = pytest.importorskip("torchmetrics.functional.multimodal.clip_score")
+    scorer = cs.load_hf_clip("tiny-vit", random_weights=True, seed=1, config=cs.vit_l14_config(**TINY_HF))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (90, 130, 3), dtype=np.uint8) for _ in range(4)]
+    prompts = ["a cat", "a dog on a mat " * 20, "x", "a kitchen with a red kettle"]
+    ours = scorer.update(images, prompts)
+    chw = torch.stack([torch.from_numpy(im.transpose(2, 0, 1).copy()) for im in images])
+    with pytest.warns(UserWarning, match="longer than"):
+        theirs, n = tm._clip_score_update(chw, prompts, _TensorFeatures(scorer.model), scorer.processor)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-4)
+    res = scorer.result()
+    assert res["prompts_truncated"] == 1 and n == 4
+    assert res["mean_before_clamp"] == pytest.approx(float(theirs.double().mean()), abs=1e-4)
+    assert res["value"] == max(res["mean_before_clamp"], 0.0)  # torchmetrics clamps the mean, not each sample
+
+
+def test_hf_tokenizer_built_from_open_clip_bpe_matches_open_clip():
+    import open_clip
+
+    scorer = cs.load_hf_clip("tiny-vit", random_weights=True, config=cs.vit_l14_config(**TINY_HF))
+    text = "Two dogs, playing; on the beach at sunset!"
+    hf_ids = scorer.processor(text=[text], return_tensors="pt")["input_ids"][0].tolist()
+    oc_ids = open_clip.get_tokenizer("ViT-L-14")([text])[0]
+    assert hf_ids == oc_ids[: len(hf_ids)].tolist() and hf_ids[-1] == cs.EOT

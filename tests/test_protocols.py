@@ -31,8 +31,9 @@ def test_a_run_that_follows_the_protocol_has_no_deviation():
     assert check(p, n_gen=30000, n_ref=40504, fid_mode="clean", pre_resize=256, prompts_md5=p.prompts_md5,
                  clip=True, clip_model="ViT-g-14", random_weights=False) == []
     wrong = check(p, n_gen=30000, n_ref=40504, fid_mode="legacy_tensorflow", pre_resize=None,
-                  prompts_md5="0" * 32, clip=True, clip_model="ViT-B-32", random_weights=False)
-    assert len(wrong) == 4
+                  prompts_md5="0" * 32, clip=True, clip_model="ViT-B-32", random_weights=False,
+                  clip_variant="torchmetrics")
+    assert len(wrong) == 5 and any("CLIP variant torchmetrics" in w for w in wrong)
     assert check(PROTOCOLS["custom"], n_gen=1, n_ref=1, fid_mode="x", pre_resize=None, prompts_md5=None,
                  clip=False, clip_model=None, random_weights=True) == []
 

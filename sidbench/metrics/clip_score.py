@@ -116,3 +116,152 @@ def load_open_clip(model_name: str = "ViT-g-14", *, weights: str | None = None, 
                 "pretrained_tag": "laion2b_s12b_b42k" if model_name == "ViT-g-14" else None}
     device = torch.device(device)
     return ClipScorer(model.to(device).eval(), preprocess, open_clip.get_tokenizer(model_name), info, device)
+
+
+# --- The torchmetrics ``CLIPScore`` variant --------------------------------------------------------------
+# For reproducing papers that used torchmetrics: transformers' CLIP (default openai/clip-vit-large-patch14),
+# its processor (resize shortest edge 224 bicubic, centre crop, ImageNet-CLIP normalisation), captions
+# padded then sliced to 77 tokens with no end token put back, 100 x cosine, and max(mean, 0) at the end.
+# NOT comparable to the GigaGAN/SiD-LSG number above.
+TORCHMETRICS_VARIANT = "torchmetrics"
+TORCHMETRICS_DESCRIPTION = ("torchmetrics CLIPScore: transformers CLIP + CLIPProcessor, captions sliced to 77 "
+                            "without end-token repair, 100 x cosine, max(mean, 0)")
+
+
+def write_clip_tokenizer_files(folder) -> None:
+    """The OpenAI CLIP BPE (shipped inside open_clip) as transformers ``vocab.json`` + ``merges.txt``."""
+    import json
+    from pathlib import Path
+
+    import open_clip
+
+    tok = open_clip.get_tokenizer("ViT-L-14")
+    names = {"<start_of_text>": "<|startoftext|>", "<end_of_text>": "<|endoftext|>"}
+    vocab = {names.get(k, k): v for k, v in tok.encoder.items()}
+    merges = [" ".join(pair) for pair, _ in sorted(tok.bpe_ranks.items(), key=lambda kv: kv[1])]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def clip_processor(tokenizer_folder):
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer(str(tokenizer_folder) + "/vocab.json", str(tokenizer_folder) + "/merges.txt",
+                              pad_token="<|endoftext|>")
+    return CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
+
+
+def vit_l14_config(**overrides):
+    """openai/clip-vit-large-patch14's architecture, for random-weight runs (no hub offline)."""
+    from transformers import CLIPConfig
+
+    text = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                num_attention_heads=12, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407,
+                pad_token_id=49407, hidden_act="quick_gelu")
+    vision = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                  image_size=224, patch_size=14, hidden_act="quick_gelu")
+    text.update(overrides.pop("text", {}))
+    vision.update(overrides.pop("vision", {}))
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=overrides.pop("projection_dim", 768))
+
+
+def _as_tensor(out) -> torch.Tensor:
+    # transformers 5 may return a model output where 4.x returned the projected features.
+    if isinstance(out, torch.Tensor):
+        return out
+    for key in ("pooler_output", "image_embeds", "text_embeds"):
+        if getattr(out, key, None) is not None:
+            return getattr(out, key)
+    raise TypeError(f"unexpected CLIP feature output {type(out).__name__}")
+
+
+@dataclass
+class TorchmetricsClipScorer:
+    model: torch.nn.Module
+    processor: object
+    info: dict
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    total: float = 0.0
+    n: int = 0
+    truncated: int = 0
+
+    @torch.no_grad()
+    def update(self, images_uint8, prompts: list[str]) -> torch.Tensor:
+        if len(images_uint8) != len(prompts):
+            raise SidbenchError(f"CLIP score: {len(images_uint8)} images but {len(prompts)} prompts in a batch")
+        chw = [torch.from_numpy(np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))) for im in images_uint8]
+        pix = self.processor(images=chw, return_tensors="pt")["pixel_values"].to(self.device)
+        txt = self.processor(text=list(prompts), return_tensors="pt", padding=True)
+        limit = self.model.config.text_config.max_position_embeddings
+        self.truncated += int((txt["attention_mask"].sum(1) > limit).sum())
+        ids, mask = txt["input_ids"][:, :limit], txt["attention_mask"][:, :limit]
+        f_img = _as_tensor(self.model.get_image_features(pixel_values=pix)).float()
+        f_txt = _as_tensor(self.model.get_text_features(input_ids=ids.to(self.device),
+                                                        attention_mask=mask.to(self.device))).float()
+        f_img = f_img / f_img.norm(p=2, dim=-1, keepdim=True)
+        f_txt = f_txt / f_txt.norm(p=2, dim=-1, keepdim=True)
+        score = 100 * (f_img * f_txt).sum(-1)
+        self.total += float(score.double().sum())
+        self.n += len(prompts)
+        return score
+
+    def result(self) -> dict:
+        if self.n == 0:
+            raise SidbenchError("CLIP score over zero images")
+        mean = self.total / self.n
+        return {"value": max(mean, 0.0), "mean_before_clamp": mean, "n": self.n, "variant": TORCHMETRICS_VARIANT,
+                "definition": TORCHMETRICS_DESCRIPTION, "prompts_truncated": self.truncated, "model": dict(self.info)}
+
+
+def load_hf_clip(model: str = "openai/clip-vit-large-patch14", *, weights: str | None = None,
+                 random_weights: bool = False, seed: int = 0, device: str | torch.device = "cpu",
+                 config=None) -> TorchmetricsClipScorer:
+    """transformers CLIP from a local folder (``save_pretrained`` layout) or random weights of ViT-L/14."""
+    import tempfile
+
+    from transformers import CLIPModel, CLIPProcessor
+
+    if random_weights:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = CLIPModel(config or vit_l14_config())
+        with tempfile.TemporaryDirectory() as tmp:
+            write_clip_tokenizer_files(tmp)
+            processor = clip_processor(tmp)
+        info = {"name": model, "weights": None, "sha256": None, "random": True, "seed": seed}
+    else:
+        if weights is None:
+            raise SidbenchError(f"the torchmetrics CLIP variant needs a local transformers folder of {model} "
+                                f"(model + processor, as save_pretrained writes it): pass --clip-weights DIR")
+        import os
+
+        if not os.path.isdir(weights):
+            raise SidbenchError(f"--clip-weights {weights}: expected a folder in transformers layout")
+        net = CLIPModel.from_pretrained(weights)
+        processor = CLIPProcessor.from_pretrained(weights)
+        info = {"name": model, "weights": os.path.abspath(weights), "sha256": None, "random": False, "seed": None}
+    device = torch.device(device)
+    return TorchmetricsClipScorer(net.to(device).eval(), processor, info, device)
+
+
+CLIP_VARIANTS = {
+    VARIANT: ("ViT-g-14", VARIANT_DESCRIPTION),
+    TORCHMETRICS_VARIANT: ("openai/clip-vit-large-patch14", TORCHMETRICS_DESCRIPTION),
+}
+
+
+def default_clip_model(variant: str) -> str:
+    if variant not in CLIP_VARIANTS:
+        raise SidbenchError(f"unknown CLIP variant {variant!r}; expected one of {', '.join(CLIP_VARIANTS)}")
+    return CLIP_VARIANTS[variant][0]
+
+
+def load_clip_scorer(variant: str = VARIANT, model: str | None = None, *, weights: str | None = None,
+                     random_weights: bool = False, seed: int = 0, device: str | torch.device = "cpu"):
+    """The scorer of a named CLIP variant (both have ``update(images, prompts)`` and ``result()``)."""
+    model = model or default_clip_model(variant)
+    if variant == TORCHMETRICS_VARIANT:
+        return load_hf_clip(model, weights=weights, random_weights=random_weights, seed=seed, device=device)
+    return load_open_clip(model, weights=weights, random_weights=random_weights, seed=seed, device=device)
