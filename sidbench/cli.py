@@ -1,6 +1,7 @@
 """The ``sidbench`` command line (Typer). Each verb calls a documented Python function."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -51,8 +52,16 @@ def _root(version: Annotated[bool, typer.Option("--version", help="Print the ver
 
 @app.command("eval")
 def eval_cmd(
-    images: Annotated[str, typer.Option("--images", help="Generated images: folder, .npy/.npz array, or statistics file.")],
+    images: Annotated[Optional[str], typer.Option("--images", help="Generated images: folder, .npy/.npz array, or statistics file.")] = None,
     ref: Annotated[Optional[str], typer.Option("--ref", help="Reference: folder, array, or statistics file (cached automatically).")] = None,
+    generator: Annotated[Optional[str], typer.Option("--generator", help="Evaluate a one-step generator in memory (no files): folder, .safetensors or .pkl.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="Stable Diffusion folder for --generator; alone: evaluate the teacher (--steps, --cfg).")] = None,
+    cfg_scale: Annotated[float, typer.Option("--cfg", help="Teacher guidance scale (with --base and no --generator).")] = 1.0,
+    scheduler: Annotated[str, typer.Option("--scheduler", help="Teacher sampler: ddim | dpm++ | euler.")] = "ddim",
+    t_init: Annotated[int, typer.Option("--t-init", help="One-step generator timestep.")] = 625,
+    gen_batch: Annotated[int, typer.Option("--gen-batch", help="Images generated per call (in-memory evaluation).")] = 8,
+    seed_offset: Annotated[int, typer.Option("--seed-offset", help="Image i from seed offset + i.")] = 0,
+    precision: Annotated[str, typer.Option("--precision", help="Generation precision: fp32 | fp16 | bf16 (metric networks stay fp32).")] = "fp32",
     fid: Annotated[Optional[bool], typer.Option("--fid/--no-fid", help="Fréchet Inception Distance (default on unless only --clip).")] = None,
     kid: Annotated[bool, typer.Option("--kid", help="Kernel Inception Distance (mean and std over subsets).")] = False,
     clip: Annotated[bool, typer.Option("--clip", help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
@@ -106,6 +115,23 @@ def eval_cmd(
                          kid_seed=kid_seed, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance,
                                          kimg=kimg).items() if v is not None}
+        if (images is None) == (base is None):
+            raise SidbenchError("give either --images (files, an array or statistics) or --base [--generator] "
+                                "(generate in memory)")
+        if base is not None:
+            from sidbench.generate import GenerateConfig, GeneratedImages, build_sampler
+            from sidbench.prompts import read_prompts
+
+            if prompts is None:
+                raise SidbenchError("in-memory evaluation needs the prompt list (--prompts FILE)")
+            gcfg = GenerateConfig(base=base, prompts=prompts, generator=generator, steps=steps or 50, cfg=cfg_scale,
+                                  scheduler=scheduler, t_init=t_init, n=n, batch_size=gen_batch,
+                                  seed_offset=seed_offset, precision=precision, device=device)
+            sampler, info = build_sampler(gcfg)
+            images = GeneratedImages(sampler, read_prompts(prompts), n=n, seed_offset=seed_offset,
+                                     batch_size=gen_batch, info=info)
+            subject.setdefault("steps", 1 if generator else gcfg.steps)
+            subject.setdefault("name", os.path.basename(os.path.normpath(generator or base)))
         res = evaluate(images, ref, cfg, out=out, save_stats=save_stats, command=sys.argv, subject=subject)
     except SidbenchError as e:
         _fail(e)
@@ -226,6 +252,56 @@ def weights_verify(
     except SidbenchError as e:
         _fail(e)
     console.print(f"{p}: sha256 {sha} OK")
+
+
+@app.command("generate")
+def generate_cmd(
+    base: Annotated[str, typer.Option("--base", help="Stable Diffusion folder (diffusers layout) or hub id.")],
+    prompts: Annotated[str, typer.Option("--prompts", help="One prompt a line; prompt i -> {i:06d}.png.")],
+    out: Annotated[str, typer.Option("--out", help="Output folder.")],
+    generator: Annotated[Optional[str], typer.Option("--generator", help="One-step generator (folder/.safetensors/.pkl); omit for the teacher.")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="First N prompts (default: all).")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Images per sampler call.")] = 8,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="i/n: only images whose index % n == i.")] = None,
+    seed_offset: Annotated[int, typer.Option("--seed-offset", help="Image i from seed offset + i.")] = 0,
+    t_init: Annotated[int, typer.Option("--t-init", help="One-step generator timestep.")] = 625,
+    steps: Annotated[int, typer.Option("--steps", help="Teacher sampling steps.")] = 50,
+    cfg_scale: Annotated[float, typer.Option("--cfg", help="Teacher classifier-free guidance scale.")] = 1.0,
+    scheduler: Annotated[str, typer.Option("--scheduler", help="Teacher sampler: ddim | dpm++ | euler.")] = "ddim",
+    precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | bf16.")] = "fp32",
+    device: Device = "cpu",
+    quiet: Quiet = False,
+):
+    """Generate one image per prompt (seed = offset + index), resumably; a sidecar records how."""
+    from sidbench.generate import GenerateConfig, generate
+    from sidbench.images import parse_shard
+
+    try:
+        cfg = GenerateConfig(base=base, prompts=prompts, generator=generator, steps=steps, cfg=cfg_scale,
+                             scheduler=scheduler, t_init=t_init, n=n, batch_size=batch, seed_offset=seed_offset,
+                             precision=precision, device=device)
+        side = generate(cfg, out, shard=parse_shard(shard), progress=not quiet)
+    except SidbenchError as e:
+        _fail(e)
+    r = side["this_run"]
+    console.print(f"{out}: {r['written']} written ({r['redone_broken']} broken redone), {r['kept']} kept")
+
+
+@app.command("export")
+def export_cmd(
+    generator: Annotated[str, typer.Option("--generator", help="Generator: folder, .safetensors or SiD-LSG .pkl.")],
+    out: Annotated[str, typer.Option("--out", help="Output folder (diffusers) or .safetensors file.")],
+    fmt: Annotated[str, typer.Option("--format", help="diffusers | safetensors.")] = "diffusers",
+    base: Annotated[Optional[str], typer.Option("--base", help="Base SD folder (needed to read a .safetensors generator).")] = None,
+):
+    """Convert a generator (e.g. a released .pkl) to a diffusers folder or a safetensors file."""
+    from sidbench.generate import export
+
+    try:
+        path = export(generator, out, base=base, fmt=fmt)
+    except SidbenchError as e:
+        _fail(e)
+    console.print(f"exported {generator} -> {path}")
 
 
 @app.command("demo")

@@ -60,3 +60,11 @@ def all_reduce_stats(stats: FeatureStats, skipped: list) -> tuple[FeatureStats, 
     all_skipped = [s for g in gathered for s in g[2]]
     out.meta["processes"] = dist.get_world_size()
     return out, all_skipped
+
+
+def all_reduce_clip(scorer) -> None:
+    """Sum CLIP totals, counts and truncation counts over processes (in place)."""
+    dev = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([scorer.total, float(scorer.n), float(scorer.truncated)], dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    scorer.total, scorer.n, scorer.truncated = float(t[0]), int(t[1]), int(t[2])

@@ -131,7 +131,9 @@ def side_stats(path, runner: FeatureRunner, cfg: EvalConfig, *, side: str, limit
 
 def count_images(path, limit: int | None = None) -> int:
     """How many images a side will contribute, without decoding any (for the protocol check)."""
-    if isinstance(path, np.ndarray):
+    if hasattr(path, "batches"):  # images generated in memory
+        n = len(path)
+    elif isinstance(path, np.ndarray):
         n = path.shape[0]
     elif is_stats_file(path):
         return FeatureStats.load(path).n
@@ -191,6 +193,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
 
         prompts = read_prompts(cfg.prompts)
         prompts_md5 = hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
+    if prompts is None and hasattr(images, "batches"):
+        prompts = images.prompts  # generated in memory: the producer's own prompts
     if cfg.clip and prompts is None:
         raise SidbenchError("--clip needs the prompt list the images were made from (--prompts FILE)")
     n_gen = count_images(images, cfg.n)
@@ -209,7 +213,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     distributed.init_if_launched()
     preprocess = Preprocess(cfg.mode, cfg.pre_resize)
     res = R.new_results(protocol=cfg.protocol, command=command)
-    default_name = os.path.basename(os.path.normpath(images)) if isinstance(images, (str, os.PathLike)) else "array"
+    default_name = (os.path.basename(os.path.normpath(images)) if isinstance(images, (str, os.PathLike))
+                    else "generated" if hasattr(images, "batches") else "array")
     res["subject"] = R.subject(**dict({"name": default_name}, **(subject or {})))
     res["config"] = {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
     res["protocol"]["definition"] = protocols.describe(proto)
@@ -219,6 +224,15 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "md5": prompts_md5,
                                     "distinct": len(set(prompts))}
     res["preprocessing"] = preprocess.describe()
+    if hasattr(images, "batches"):
+        runner = _fid_runner(cfg, extractor, preprocess, res) if (cfg.fid or cfg.kid) else None
+        gen = _stream_generated(images, cfg, runner, images.prompts, res)
+        if runner is not None:
+            _image_metrics(None, ref, cfg, runner, res, save_stats, gen=gen)
+        res["timing"] = {"seconds": round(time.time() - t0, 3)}
+        if out and distributed.is_main():
+            R.save(res, out)
+        return res
     if cfg.clip:
         from sidbench.metrics.clip_score import load_clip_scorer
 
@@ -234,24 +248,71 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
             R.warn(res, f"{res['metrics']['clip']['prompts_truncated']} prompt(s) longer than the 77-token context "
                         f"were truncated for CLIP (counted in metrics.clip.prompts_truncated)")
     if cfg.fid or cfg.kid:
-        _image_metrics(images, ref, cfg, extractor or make_extractor(cfg), preprocess, res, save_stats)
+        _image_metrics(images, ref, cfg, _fid_runner(cfg, extractor, preprocess, res), res, save_stats)
     res["timing"] = {"seconds": round(time.time() - t0, 3)}
     if out and distributed.is_main():
         R.save(res, out)
     return res
 
 
-def _image_metrics(images, ref, cfg: EvalConfig, extractor: Extractor, preprocess: Preprocess, res: dict,
-                   save_stats: str | None) -> None:
-    """FID / KID: statistics of both sides through one extractor, into ``res``."""
+def _fid_runner(cfg: EvalConfig, extractor: Extractor | None, preprocess: Preprocess, res: dict) -> FeatureRunner:
+    extractor = extractor or make_extractor(cfg)
     runner = FeatureRunner(extractor, preprocess, batch_size=cfg.batch_size, threads=cfg.threads,
                            channels_last=cfg.channels_last)
     res["extractors"]["fid"] = dict(extractor.describe(), channels_last=runner.channels_last)
     if extractor.is_random and not any("random weights" in d for d in res["protocol"]["deviations"]):
         R.mark_not_comparable(res, "feature extractor has random weights (architecture only): "
                                    "numbers are for tests and benchmarks")
+    return runner
 
-    gen = side_stats(images, runner, cfg, side="generated", limit=cfg.n, cached=False, results=res)
+
+def _stream_generated(producer, cfg: EvalConfig, runner: FeatureRunner | None, prompts: list[str],
+                      res: dict) -> FeatureStats | None:
+    """Images generated batch by batch go straight into the FID statistics and the CLIP sums: no files."""
+    from tqdm import tqdm
+
+    from sidbench.images import select_indices
+    from sidbench.metrics.clip_score import load_clip_scorer
+
+    stats = runner.new_stats(cfg.kid) if runner else None
+    scorer = None
+    if cfg.clip:
+        if len(prompts) != len(producer):
+            raise SidbenchError(f"{len(producer)} images but {len(prompts)} prompts: CLIP score pairs them one to one")
+        scorer = load_clip_scorer(cfg.clip_variant, cfg.clip_model, weights=cfg.clip_weights,
+                                  random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device)
+    shard = distributed.process_shard()
+    idx = list(select_indices(len(producer), shard))
+    with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \
+            tqdm(total=len(idx), desc="generate + metrics", unit="img",
+                 disable=not (cfg.progress and distributed.is_main())) as bar:
+        for ids, images in producer.batches(idx):
+            if runner:
+                runner.add_images(stats, images, ids, pool)
+            if scorer:
+                scorer.update(images, [prompts[i] for i in ids])
+            bar.update(len(ids))
+    if shard is not None:
+        if stats is not None:
+            stats, _ = distributed.all_reduce_stats(stats, [])
+        if scorer is not None:
+            distributed.all_reduce_clip(scorer)
+    res["inputs"]["generated"] = dict(producer.describe(), n=len(producer))
+    if scorer is not None:
+        res["metrics"]["clip"] = scorer.result()
+        res["extractors"]["clip"] = scorer.info
+        if scorer.info.get("random") and not any("random weights" in d for d in res["protocol"]["deviations"]):
+            R.mark_not_comparable(res, "CLIP model has random weights (architecture only)")
+    if stats is not None:
+        stats.meta["input"] = producer.describe()
+    return stats
+
+
+def _image_metrics(images, ref, cfg: EvalConfig, runner: FeatureRunner, res: dict, save_stats: str | None,
+                   gen: FeatureStats | None = None) -> None:
+    """FID / KID: statistics of both sides through one extractor, into ``res``."""
+    if gen is None:
+        gen = side_stats(images, runner, cfg, side="generated", limit=cfg.n, cached=False, results=res)
     if save_stats and distributed.is_main():
         gen.save(save_stats)
     refs = side_stats(ref, runner, cfg, side="reference", limit=cfg.ref_n, cached=True, results=res)
