@@ -21,6 +21,9 @@ app.add_typer(weights_app, name="weights")
 from sidbench.prompts_cli import prompts_app  # noqa: E402  (its own module: prompt-list tooling)
 
 app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises known lists), draw from COCO, fetch.")
+from sidbench.report_cli import report_cmd  # noqa: E402  (its own module: tables and plots)
+
+app.command("report")(report_cmd)
 console = Console()
 err_console = Console(stderr=True)
 
