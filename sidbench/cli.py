@@ -24,6 +24,9 @@ app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises
 from sidbench.report_cli import report_cmd  # noqa: E402  (its own module: tables and plots)
 
 app.command("report")(report_cmd)
+from distill.cli import distill_cmd  # noqa: E402  (the trainer's flags come from its config dataclass)
+
+app.command("distill")(distill_cmd)
 console = Console()
 err_console = Console(stderr=True)
 

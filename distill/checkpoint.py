@@ -1,0 +1,57 @@
+"""Atomic checkpoints holding everything needed to continue exactly; "latest" found by name."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from sidbench.atomic import atomic_path
+from sidbench.errors import SidbenchError
+
+FORMAT = "sidbench.distill-checkpoint/1"
+_NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+
+
+def checkpoint_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def save(run_dir: str | Path, iteration: int, state: dict, keep: int = 2) -> Path:
+    folder = checkpoint_dir(run_dir)
+    path = folder / f"ckpt-{iteration:08d}.pt"
+    with atomic_path(path, ".pt") as tmp:
+        torch.save(dict(state, format=FORMAT), tmp)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+
+
+def load(path: str | Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SidbenchError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise SidbenchError(f"{path} is not a sidbench distillation checkpoint ({FORMAT})")
+    return state
+
+
+def find_resume(run_dir: str | Path, resume: str | None) -> Path | None:
+    """``auto``: the latest checkpoint in the run folder (None if there is none); a path: that file."""
+    if resume in (None, "", "none"):
+        return None
+    if resume == "auto":
+        found = list_checkpoints(run_dir)
+        return found[-1] if found else None
+    p = Path(resume)
+    if not p.is_file():
+        raise SidbenchError(f"--resume {resume}: no such checkpoint")
+    return p

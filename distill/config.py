@@ -1,0 +1,142 @@
+"""The distillation config: one dataclass, defaults = the published SD1.5 SiD-LSG run.
+
+Loaded from a TOML (or YAML) file, then overridden by CLI flags; unknown keys are errors. The resolved
+config is printed at start, saved in the run folder and inside every checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from sidbench.errors import SidbenchError
+
+
+@dataclass
+class DistillConfig:
+    # What to distil, from what, where to write.
+    base: str = ""                        # Stable Diffusion folder (diffusers layout) or hub id: the teacher.
+    prompts: str = ""                     # Training prompts, one a line (published runs: Aesthetics 6+ LAION captions).
+    run_dir: str = ""                     # Run folder: config, logs, checkpoints, snapshots.
+    # Guidance (LSG): the four scales, kept separate; --lsg K sets them all.
+    cfg_train_fake: float = 1.5           # k1: fake score, phase A (training).
+    cfg_eval_fake: float = 1.5            # k2 = k3: fake score, phase B.
+    cfg_eval_real: float = 1.5            # k4: teacher, phase B.
+    prompt_dropout: float = 0.1           # Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).
+    # The method.
+    alpha: float = 1.0                    # SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).
+    t_init: int = 625                     # Generator timestep (EDM sigma_init = 2.5).
+    t_min: int = 20                       # Training timesteps t ~ U{t_min..t_max}, per sample.
+    t_max: int = 979
+    w_min: float = 1e-5                   # Clamp of the per-sample loss weight.
+    # Optimisation.
+    lr_gen: float = 1e-6                  # Generator learning rate (Adam).
+    lr_fake: float = 1e-6                 # Fake-score learning rate (Adam).
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8                # 1e-6 is the reference's choice in fp16.
+    batch: int = 512                      # Global batch: images per generator step (and per fake-score step).
+    batch_per_device: int = 1             # Images per forward pass; accumulation rounds make up the global batch.
+    ema_mimg: float = 0.05                # EMA half-life in Mimg, ramped as min(ema_mimg * 1e6, 0.05 * cur_nimg).
+    duration_kimg: float = 18789.0        # Length of training, in kimg (the 8.15 FID run stopped at 18,789).
+    # Numerics and memory.
+    precision: str = "fp32"               # fp32 | bf16 (autocast) | fp16 (autocast + loss scaling).
+    tf32: bool = False                    # TF32 matmuls (the published runs forced it off).
+    grad_checkpointing: bool = False      # Trade compute for memory in both trained UNets.
+    max_nonfinite_steps: int = 10         # Stop after this many consecutive steps with non-finite gradients.
+    # Bookkeeping.
+    seed: int = 0                         # All randomness is a function of (seed, iteration, phase, sample index).
+    log_every: int = 1                    # Iterations between JSONL log lines.
+    checkpoint_every: int = 50            # Iterations between checkpoints (atomic; --resume auto picks the latest).
+    keep_checkpoints: int = 2             # Checkpoints kept on disk.
+    snapshot_every: int = 0               # Iterations between EMA exports (diffusers folder); 0: only at the end.
+    grid_every: int = 0                   # Iterations between sample grids of the EMA generator; 0: never.
+    proxy_every: int = 0                  # Iterations between proxy FID/CLIP evaluations; 0: never.
+    proxy_prompts: int = 64               # Prompts (first N of the training list) for the proxy evaluation.
+    proxy_ref: str = ""                   # Reference images/statistics for the proxy FID.
+    proxy_random_weights: bool = False    # Random-weight metric networks for the proxy (tests, offline demos).
+    device: str = "cpu"
+
+    def __post_init__(self):
+        problems = []
+        if self.batch < 1 or self.batch_per_device < 1:
+            problems.append("batch and batch_per_device must be positive")
+        if not 0 <= self.t_min <= self.t_max <= 999:
+            problems.append(f"need 0 <= t_min <= t_max <= 999, got {self.t_min}..{self.t_max}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            problems.append(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if not 0 <= self.prompt_dropout < 1:
+            problems.append("prompt_dropout must be in [0, 1)")
+        if problems:
+            raise SidbenchError("invalid distillation config: " + "; ".join(problems))
+
+    def rounds(self, world: int) -> int:
+        """Gradient-accumulation rounds per step for this many processes (the global batch is fixed)."""
+        per_round = self.batch_per_device * world
+        if self.batch % per_round:
+            raise SidbenchError(f"global batch {self.batch} is not a multiple of batch_per_device x processes "
+                                f"= {self.batch_per_device} x {world}")
+        return self.batch // per_round
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def field_names() -> set[str]:
+    return {f.name for f in fields(DistillConfig)}
+
+
+def apply_lsg(values: dict, k: float | None) -> dict:
+    """The paper's LSG preset: k1 = k2 = k3 = k4 = k (explicit per-scale values still win)."""
+    if k is None:
+        return values
+    out = {"cfg_train_fake": k, "cfg_eval_fake": k, "cfg_eval_real": k}
+    out.update(values)
+    return out
+
+
+def read_config_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SidbenchError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".toml":
+        import tomllib
+
+        data = tomllib.loads(text)
+    elif path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise SidbenchError("YAML config files need PyYAML (pip install pyyaml), or use TOML") from None
+        data = yaml.safe_load(text) or {}
+    elif path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise SidbenchError(f"{path}: config files are .toml, .yaml/.yml or .json")
+    if not isinstance(data, dict):
+        raise SidbenchError(f"{path}: expected a table of settings at the top level")
+    return data
+
+
+def resolve(file: str | None = None, overrides: dict | None = None, lsg: float | None = None) -> DistillConfig:
+    """File values, then CLI overrides (None means "not given"); unknown keys are an error."""
+    values = read_config_file(file) if file else {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = (set(values) | set(given)) - field_names() - {"lsg"}
+    if unknown:
+        raise SidbenchError(f"unknown config key(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(field_names()))}")
+    cli_lsg = given.pop("lsg", None) if lsg is None else lsg
+    merged = apply_lsg(values, values.pop("lsg", None))        # in the file: per-scale values beat its lsg
+    if cli_lsg is not None:                                     # a CLI --lsg beats the file's scales
+        merged.update(cfg_train_fake=cli_lsg, cfg_eval_fake=cli_lsg, cfg_eval_real=cli_lsg)
+    merged.update(given)                                        # explicit CLI scales beat everything
+    try:
+        return DistillConfig(**merged)
+    except TypeError as e:
+        raise SidbenchError(f"invalid distillation config: {e}") from None
+
+
+def replace(cfg: DistillConfig, **kw) -> DistillConfig:
+    return dataclasses.replace(cfg, **kw)

@@ -1,0 +1,360 @@
+"""The SiD-LSG training loop: one iteration = a fake-score step (phase A) then a generator step (phase B).
+
+Read top to bottom: setup (networks, optimisers, prompt embeddings), the two phases, the iteration
+(EMA, counters), then the run (resume, logging, checkpoints, snapshots, proxy metrics).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import resource
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from distill import checkpoint
+from distill.config import DistillConfig
+from distill.ema import ema_beta, ema_update
+from distill.loss import SiDLoss
+from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
+from sidbench import distributed
+from sidbench.atomic import write_json
+from sidbench.errors import SidbenchError
+from sidbench.models import BaseModel, export_generator, load_base
+from sidbench.sampling import encode_prompts, x0_from_output
+
+# Settings that define the training trajectory: a resume must not change them.
+TRAJECTORY_KEYS = ("base", "prompts", "cfg_train_fake", "cfg_eval_fake", "cfg_eval_real", "prompt_dropout", "alpha",
+                   "t_init", "t_min", "t_max", "w_min", "lr_gen", "lr_fake", "adam_beta1", "adam_beta2", "adam_eps",
+                   "batch", "ema_mimg", "precision", "seed")
+
+
+def one_step_latents(generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, base: BaseModel,
+                     t_init: int) -> torch.Tensor:
+    """x_g = x0 estimate of G at t_init from x_in = sqrt(1 - abar) z (differentiable)."""
+    abar = base.alphas_cumprod[t_init].to(z.device, torch.float32)
+    x_in = (1 - abar).sqrt() * z
+    t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
+    out = generator(x_in, t, encoder_hidden_states=cond).sample.float()
+    return x0_from_output(out, x_in, abar, base.prediction_type)
+
+
+def sanitize_grads(params) -> int:
+    """Replace non-finite gradient values like the reference (NaN->0, +-inf->+-1e5); return how many there were."""
+    count = 0
+    for p in params:
+        if p.grad is not None:
+            bad = ~torch.isfinite(p.grad)
+            if bad.any():
+                count += int(bad.sum())
+                torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+    return count
+
+
+def grad_norm(params) -> float:
+    sq = sum(float(p.grad.detach().double().pow(2).sum()) for p in params if p.grad is not None)
+    return math.sqrt(sq)
+
+
+class EmbeddingCache:
+    """Text embeddings of prompts seen (LRU, bounded), and the empty-prompt embedding once."""
+
+    def __init__(self, base: BaseModel, capacity: int = 4096):
+        self.base, self.capacity = base, capacity
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.empty = encode_prompts(base, [""])
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(p for p in prompts if p not in self.cache and p != ""))
+        if missing:
+            for p, e in zip(missing, encode_prompts(self.base, missing)):
+                self.cache[p] = e
+        out = []
+        for p in prompts:
+            if p == "":
+                out.append(self.empty[0])
+            else:
+                self.cache.move_to_end(p)
+                out.append(self.cache[p])
+        while len(self.cache) > self.capacity:
+            self.cache.popitem(last=False)
+        return torch.stack(out)
+
+
+class Trainer:
+    def __init__(self, cfg: DistillConfig, *, base: BaseModel | None = None):
+        from sidbench.prompts import read_prompts
+
+        self.cfg = cfg
+        distributed.init_if_launched()
+        self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.rounds = cfg.rounds(self.world)
+        if cfg.device.startswith("cuda"):
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
+            torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+        self.base = base or load_base(cfg.base, device=cfg.device)
+        self.teacher = self.base.unet.requires_grad_(False).eval()
+        self.generator = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        self.fake = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        if cfg.grad_checkpointing:
+            self.generator.enable_gradient_checkpointing()
+            self.fake.enable_gradient_checkpointing()
+        betas = (cfg.adam_beta1, cfg.adam_beta2)
+        self.opt_gen = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_gen, betas=betas, eps=cfg.adam_eps)
+        self.opt_fake = torch.optim.Adam(self.fake.parameters(), lr=cfg.lr_fake, betas=betas, eps=cfg.adam_eps)
+        self.prompts = read_prompts(cfg.prompts)
+        self.embed = EmbeddingCache(self.base)
+        self.loss = SiDLoss(self.base.alphas_cumprod, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake,
+                            k4=cfg.cfg_eval_real, alpha=cfg.alpha, w_min=cfg.w_min,
+                            prediction_type=self.base.prediction_type)
+        self.latent_shape = self.base.latent_shape()
+        self.iteration, self.cur_nimg, self.nonfinite_streak = 0, 0, 0
+        dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.autocast = lambda: torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None)
+        self.scaler = torch.amp.GradScaler(dev_type, enabled=cfg.precision == "fp16")
+
+    # -- one phase ------------------------------------------------------------------------------------
+    def _chunks(self):
+        """Global sample indices of this process, one chunk per accumulation round."""
+        per_round = self.cfg.batch_per_device * self.world
+        for r in range(self.rounds):
+            start = r * per_round + self.rank * self.cfg.batch_per_device
+            yield list(range(start, start + self.cfg.batch_per_device))
+
+    def _batch(self, phase: int, idx: list[int], dropout: float):
+        c = self.cfg
+        z, eps, t, drop = draws(c.seed, self.iteration, phase, idx, self.latent_shape, c.t_min, c.t_max, dropout)
+        texts = [self.prompts[j] for j in prompt_indices(c.seed, self.iteration, phase, c.batch, idx, len(self.prompts))]
+        texts = ["" if d else p for p, d in zip(texts, drop)]
+        dev = self.base.device
+        return z.to(dev), eps.to(dev), t.to(dev), self.embed(texts)
+
+    def _sync(self, params, *scalars: float) -> list[float]:
+        """Sum gradients (and scalars) over processes: every loss is already divided by the global batch."""
+        if self.world == 1:
+            return list(scalars)
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+        t = torch.tensor(scalars, dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def phase_fake(self) -> dict:
+        c = self.cfg
+        dropout = c.prompt_dropout if (c.cfg_train_fake != 1 or c.cfg_eval_fake != 1) else 0.0
+        total, nan_samples = 0.0, 0
+        for idx in self._chunks():
+            z, eps, t, cond = self._batch(PHASE_FAKE, idx, dropout)
+            with torch.no_grad(), self.autocast():
+                x_g = one_step_latents(self.generator, z, cond, self.base, c.t_init)
+            with self.autocast():
+                loss, bad = self.loss.fake_score_loss(self.fake, x_g.float(), t, eps, cond, self.embed.empty, c.batch)
+            self.scaler.scale(loss).backward()
+            total += float(loss.detach())
+            nan_samples += int(bad.sum())
+        params = list(self.fake.parameters())
+        self.scaler.unscale_(self.opt_fake)
+        total, nan_samples = self._sync(params, total, float(nan_samples))
+        nonfinite = sanitize_grads(params)
+        norm = grad_norm(params)
+        self.scaler.step(self.opt_fake)
+        self.scaler.update()
+        self.opt_fake.zero_grad(set_to_none=True)
+        return {"loss_fake": total, "nan_samples": int(nan_samples), "nonfinite_fake": nonfinite, "grad_norm_fake": norm}
+
+    def phase_gen(self) -> dict:
+        c = self.cfg
+        self.fake.requires_grad_(False)  # its weights are not updated here; gradients still flow through its input
+        total, ws, gaps = 0.0, [], []
+        try:
+            for idx in self._chunks():
+                z, eps, t, cond = self._batch(PHASE_GEN, idx, 0.0)
+                with self.autocast():
+                    x_g = one_step_latents(self.generator, z, cond, self.base, c.t_init)
+                    loss, diag = self.loss.generator_loss(self.fake, self.teacher, x_g, t, eps, cond, self.embed.empty,
+                                                          c.batch)
+                self.scaler.scale(loss).backward()
+                total += float(loss.detach())
+                ws.append(diag["w"])
+                gaps.append(diag["gap"])
+        finally:
+            self.fake.requires_grad_(True)
+        params = list(self.generator.parameters())
+        self.scaler.unscale_(self.opt_gen)
+        w = torch.cat(ws)
+        (total,) = self._sync(params, total)
+        nonfinite = sanitize_grads(params)
+        norm = grad_norm(params)
+        self.scaler.step(self.opt_gen)
+        self.scaler.update()
+        self.opt_gen.zero_grad(set_to_none=True)
+        return {"loss_gen": total, "w_mean": float(w.mean()), "w_min": float(w.min()), "w_max": float(w.max()),
+                "fake_teacher_gap": float(torch.cat(gaps).mean()), "nonfinite_gen": nonfinite, "grad_norm_gen": norm}
+
+    # -- one iteration ----------------------------------------------------------------------------------
+    def step(self) -> dict:
+        stats = self.phase_fake()
+        stats.update(self.phase_gen())
+        self.cur_nimg += self.cfg.batch
+        ema_update(self.ema, self.generator, ema_beta(self.cfg.batch, self.cur_nimg, self.cfg.ema_mimg))
+        self.iteration += 1
+        if stats["nonfinite_fake"] or stats["nonfinite_gen"] or stats["nan_samples"]:
+            self.nonfinite_streak += 1
+        else:
+            self.nonfinite_streak = 0
+        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+            raise SidbenchError(f"{self.nonfinite_streak} consecutive iterations with non-finite gradients or outputs "
+                                f"(last: {stats}); lower the learning rates or use fp32")
+        return stats
+
+    # -- state --------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"config": self.cfg.to_dict(), "iteration": self.iteration, "cur_nimg": self.cur_nimg,
+                "nonfinite_streak": self.nonfinite_streak, "generator": self.generator.state_dict(),
+                "ema": self.ema.state_dict(), "fake": self.fake.state_dict(), "opt_gen": self.opt_gen.state_dict(),
+                "opt_fake": self.opt_fake.state_dict(), "scaler": self.scaler.state_dict()}
+
+    def load_state(self, state: dict) -> None:
+        saved = state["config"]
+        changed = [k for k in TRAJECTORY_KEYS if saved.get(k) != getattr(self.cfg, k)]
+        if changed:
+            raise SidbenchError("the checkpoint was made with other settings for " + ", ".join(
+                f"{k} ({saved.get(k)!r} -> {getattr(self.cfg, k)!r})" for k in changed)
+                + "; resume with the same settings or start a new run folder")
+        self.generator.load_state_dict(state["generator"])
+        self.ema.load_state_dict(state["ema"])
+        self.fake.load_state_dict(state["fake"])
+        self.opt_gen.load_state_dict(state["opt_gen"])
+        self.opt_fake.load_state_dict(state["opt_fake"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.iteration, self.cur_nimg = int(state["iteration"]), int(state["cur_nimg"])
+        self.nonfinite_streak = int(state["nonfinite_streak"])
+
+
+def _memory() -> dict:
+    out = {"rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["cuda_max_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = True, base: BaseModel | None = None,
+          on_log=None) -> Trainer:
+    """Run (or continue) a distillation until ``duration_kimg``; everything lands in ``cfg.run_dir``."""
+    from tqdm import tqdm
+
+    run = Path(cfg.run_dir)
+    trainer = Trainer(cfg, base=base)
+    main = trainer.rank == 0
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json(run / "config.json", cfg.to_dict())
+    ck = checkpoint.find_resume(run, resume)
+    if ck is not None:
+        trainer.load_state(checkpoint.load(ck))
+    total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
+    tracker = _tensorboard(run) if main else None
+    bar = tqdm(total=total_iters, initial=trainer.iteration, desc="distill", unit="it", disable=not (progress and main))
+    log_path = run / "log.jsonl"
+    t_last, n_last = time.time(), trainer.cur_nimg
+    while trainer.iteration < total_iters:
+        stats = trainer.step()
+        bar.update(1)
+        it = trainer.iteration
+        if main and (it % cfg.log_every == 0 or it == total_iters):
+            now = time.time()
+            dt, dn = now - t_last, trainer.cur_nimg - n_last
+            t_last, n_last = now, trainer.cur_nimg
+            line = {"iteration": it, "kimg": trainer.cur_nimg / 1000, **stats,
+                    "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
+                    **_memory(), "time": now}
+            if cfg.proxy_every and it % cfg.proxy_every == 0:
+                line.update(proxy_metrics(trainer))
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+            if tracker is not None:
+                tracker.log({k: v for k, v in line.items() if isinstance(v, (int, float)) and v is not None}, step=it)
+            if on_log:
+                on_log(line)
+            bar.set_postfix(loss_gen=f"{stats['loss_gen']:.3g}", gap=f"{stats['fake_teacher_gap']:.3g}")
+        if main and cfg.grid_every and it % cfg.grid_every == 0:
+            sample_grid(trainer, run / "grids" / f"grid-{it:08d}.png")
+        if main and cfg.snapshot_every and it % cfg.snapshot_every == 0:
+            snapshot(trainer, run)
+        if main and cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
+            checkpoint.save(run, it, trainer.state(), keep=cfg.keep_checkpoints)
+    bar.close()
+    if main:
+        checkpoint.save(run, trainer.iteration, trainer.state(), keep=cfg.keep_checkpoints)
+        snapshot(trainer, run)
+        if tracker is not None:
+            tracker.finish()
+    return trainer
+
+
+def snapshot(trainer: Trainer, run: Path) -> Path:
+    """Export the EMA generator as a diffusers UNet folder that `sidbench generate` reads directly."""
+    out = run / "snapshots" / f"ema-{trainer.iteration:08d}"
+    if not out.exists():
+        export_generator(trainer.ema, out, "diffusers")
+    (run / "snapshots" / "LATEST").write_text(out.name + "\n")
+    return out
+
+
+def sample_grid(trainer: Trainer, path: Path, n: int = 16) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from sidbench.atomic import atomic_path
+    from sidbench.sampling import OneStepSampler
+
+    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=trainer.cfg.t_init)
+    prompts = [trainer.prompts[i % len(trainer.prompts)] for i in range(n)]
+    images = sampler.sample(prompts, list(range(n)))
+    side = int(math.ceil(math.sqrt(n)))
+    h, w = images.shape[1:3]
+    grid = np.zeros((side * h, side * w, 3), np.uint8)
+    for k, im in enumerate(images):
+        grid[(k // side) * h:(k // side + 1) * h, (k % side) * w:(k % side + 1) * w] = im
+    with atomic_path(path, ".png") as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+
+
+def proxy_metrics(trainer: Trainer) -> dict:
+    """FID on a small fixed prompt subset through the in-memory path: a training proxy, never a protocol number."""
+    from sidbench.evaluate import EvalConfig, evaluate
+    from sidbench.generate import GeneratedImages
+    from sidbench.sampling import OneStepSampler
+
+    c = trainer.cfg
+    if not c.proxy_ref:
+        raise SidbenchError("proxy_every needs proxy_ref (reference images or statistics for the proxy FID)")
+    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=c.t_init)
+    prompts = trainer.prompts[:c.proxy_prompts]
+    res = evaluate(GeneratedImages(sampler, prompts, batch_size=max(1, c.batch_per_device)), c.proxy_ref,
+                   EvalConfig(random_weights=c.proxy_random_weights, progress=False, device=c.device))
+    return {"proxy_fid": res["metrics"]["fid"]["value"], "proxy_n": len(prompts)}
+
+
+def _tensorboard(run: Path):
+    """accelerate's TensorBoard tracker when tensorboard is installed (JSONL is always written)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return None
+    from accelerate.tracking import TensorBoardTracker
+
+    tracker = TensorBoardTracker("distill", str(run / "tensorboard"))
+    if hasattr(tracker, "start"):  # newer accelerate opens the writer in start()
+        tracker.start()
+    return tracker
