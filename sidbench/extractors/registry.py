@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from sidbench.errors import SidbenchError
-from sidbench.extractors import inception
+from sidbench.extractors import inception, vgg
 from sidbench.extractors.weights import find_weights
 
 
@@ -116,4 +116,16 @@ register_extractor(ExtractorSpec(
     weights_name="pt_inception-2015-12-05",
     load=lambda path, mode: inception.PytorchFidInceptionFeatures(inception.load_pytorch_fid_inception(path)),
     random=lambda seed, mode: inception.PytorchFidInceptionFeatures(inception.randomize_(inception.fid_inception3(), seed)),
+))
+
+
+register_extractor(ExtractorSpec(
+    name="vgg16-fc2",
+    description=(f"torchvision VGG16 {vgg.LAYER} (4096-d, vgg16-397923af.pth) for precision/recall; "
+                 f"resize: {vgg.RESIZE}; {vgg.NORMALISATION}"),
+    dim=vgg.FEATURE_DIM,
+    modes=(),
+    weights_name="vgg16-torchvision",
+    load=lambda path, mode: vgg.load_torchvision_vgg16(path),
+    random=lambda seed, mode: vgg.random_vgg16(seed),
 ))
