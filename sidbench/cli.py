@@ -72,6 +72,10 @@ def eval_cmd(
     kid: Annotated[bool, typer.Option("--kid", help="Kernel Inception Distance (mean and std over subsets).")] = False,
     clip: Annotated[bool, typer.Option("--clip", help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
     prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt list: caption i pairs with image i ({i:06d}.png or row i).")] = None,
+    pr: Annotated[bool, typer.Option("--pr", help="Precision/recall (pr50k3: VGG16 fc2, k=3), from per-image features.")] = False,
+    pr_k: Annotated[int, typer.Option("--pr-k", help="k-th neighbour for the manifold radii.")] = 3,
+    pr_weights: Annotated[Optional[str], typer.Option("--pr-weights", help="Local torchvision vgg16-397923af.pth.")] = None,
+    density_coverage: Annotated[bool, typer.Option("--density-coverage", help="Also density and coverage (Naeem et al. 2020).")] = False,
     clip_variant: Annotated[str, typer.Option(help="gigagan (the coco2014-30k definition) | torchmetrics (CLIPScore, x100).")] = "gigagan",
     clip_model: Annotated[Optional[str], typer.Option(help="CLIP model (default: ViT-g-14 / openai/clip-vit-large-patch14 by variant).")] = None,
     clip_weights: Annotated[Optional[str], typer.Option(help="Local CLIP weights: open_clip file, or a transformers folder (torchmetrics).")] = None,
@@ -110,10 +114,11 @@ def eval_cmd(
 
     try:
         if fid is None:
-            fid = not (clip and not kid)
-        if (fid or kid) and ref is None:
-            raise SidbenchError("--fid/--kid need a reference set (--ref)")
-        cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, clip_model=clip_model, clip_weights=clip_weights,
+            fid = not ((clip or pr) and not kid)
+        if (fid or kid or pr) and ref is None:
+            raise SidbenchError("--fid/--kid/--pr need a reference set (--ref)")
+        cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, pr=pr, pr_k=pr_k,
+                         pr_weights=pr_weights, density_coverage=density_coverage, clip_model=clip_model, clip_weights=clip_weights,
                          protocol=protocol, allow_deviation=allow_deviation, mode=mode, pre_resize=pre_resize,
                          extractor=extractor, weights=weights, random_weights=random_weights, batch_size=batch,
                          threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range,

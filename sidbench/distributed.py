@@ -44,15 +44,19 @@ def is_main() -> bool:
 def all_reduce_stats(stats: FeatureStats, skipped: list) -> tuple[FeatureStats, list]:
     """Combine every process's statistics; all processes get the merged result."""
     dev = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
-    sums = torch.from_numpy(stats.sum).to(dev)
-    outer = torch.from_numpy(stats.outer).to(dev)
     n = torch.tensor([stats.n], dtype=torch.float64, device=dev)
-    for t in (sums, outer, n):
-        dist.all_reduce(t)
+    dist.all_reduce(n)
+    sums = outer = None
+    if stats.moments:
+        sums = torch.from_numpy(stats.sum).to(dev)
+        outer = torch.from_numpy(stats.outer).to(dev)
+        dist.all_reduce(sums)
+        dist.all_reduce(outer)
     stats._flush()
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, (stats.features, stats.indices, skipped))
-    out = FeatureStats(stats.dim, n=int(n.item()), sum=sums.cpu().numpy(), outer=outer.cpu().numpy(),
+    out = FeatureStats(stats.dim, n=int(n.item()), sum=None if sums is None else sums.cpu().numpy(),
+                       outer=None if outer is None else outer.cpu().numpy(), moments=stats.moments,
                        keep_features=stats.keep_features, meta=dict(stats.meta))
     if stats.keep_features:
         out.features = np.concatenate([g[0] for g in gathered if g[0] is not None] or [np.zeros((0, stats.dim), np.float32)])

@@ -59,6 +59,10 @@ class EvalConfig:
     clip_model: str | None = None       # default: ViT-g-14 (gigagan) / openai/clip-vit-large-patch14 (torchmetrics)
     clip_weights: str | None = None     # local open_clip weights (else the weights folder)
     clip_batch_size: int = 32
+    pr: bool = False                    # precision / recall (NVIDIA pr50k3 semantics, VGG16 fc2 features)
+    pr_k: int = 3
+    pr_weights: str | None = None       # local torchvision vgg16-397923af.pth (else the weights folder)
+    density_coverage: bool = False      # also density / coverage (Naeem et al. 2020) from the same distances
     progress: bool = True
 
 
@@ -96,14 +100,19 @@ def load_checked_stats(path: str, expected_meta: dict, *, need_features: bool, s
 
 
 def side_stats(path, runner: FeatureRunner, cfg: EvalConfig, *, side: str, limit: int | None,
-               cached: bool, results: dict) -> FeatureStats:
+               cached: bool, results: dict, label: str | None = None) -> FeatureStats:
     """Statistics for one side: a statistics file, a cached result, or computed from images."""
     meta = stats_meta(runner.extractor, runner.preprocess)
+    need_features = cfg.kid or not runner.moments
+    label = label or side
     if not isinstance(path, np.ndarray) and is_stats_file(path):
-        stats = load_checked_stats(str(path), meta, need_features=cfg.kid, side=side)
+        if not runner.moments:
+            raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {path} does not hold: give "
+                                f"the {side} images (their features are cached automatically)")
+        stats = load_checked_stats(str(path), meta, need_features=need_features, side=side)
         if limit is not None and limit != stats.n:
             raise SidbenchError(f"{path}: statistics over {stats.n} images, but {limit} were asked for")
-        results["inputs"][side] = {"kind": "stats", "path": os.path.abspath(str(path)), "n": stats.n,
+        results["inputs"][label] = {"kind": "stats", "path": os.path.abspath(str(path)), "n": stats.n,
                                    "made_from": stats.meta.get("input"), "skipped": stats.meta.get("skipped", 0)}
         return stats
     source = open_source(path, value_range=cfg.value_range)
@@ -114,17 +123,18 @@ def side_stats(path, runner: FeatureRunner, cfg: EvalConfig, *, side: str, limit
         cache_file = cache_dir(cfg) / f"{side}-{stats_cache_key(desc, meta, used)[:24]}.npz"
         if cache_file.is_file():
             stats = FeatureStats.load(cache_file)
-            if not cfg.kid or stats.features is not None:
-                results["inputs"][side] = dict(desc, n=stats.n, skipped=stats.meta.get("skipped", 0),
+            if not need_features or stats.features is not None:
+                results["inputs"][label] = dict(desc, n=stats.n, skipped=stats.meta.get("skipped", 0),
                                                cache=str(cache_file), cache_hit=True)
                 return stats
-    stats, skipped = compute_source_stats(source, runner, limit=limit, keep_features=cfg.kid,
-                                          skip_bad=cfg.skip_bad, progress=cfg.progress, desc=f"{side} images")
+    stats, skipped = compute_source_stats(source, runner, limit=limit, keep_features=need_features,
+                                          skip_bad=cfg.skip_bad, progress=cfg.progress,
+                                          desc=f"{side} images" + ("" if runner.moments else " (PR)"))
     if skipped["count"]:
         R.warn(results, f"{side}: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
     if cache_file is not None and distributed.is_main():
         stats.save(cache_file)
-    results["inputs"][side] = dict(desc, n=stats.n, skipped=skipped["count"], skipped_files=skipped["files"],
+    results["inputs"][label] = dict(desc, n=stats.n, skipped=skipped["count"], skipped_files=skipped["files"],
                                    cache=str(cache_file) if cache_file else None, cache_hit=False)
     return stats
 
@@ -185,8 +195,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     proto = protocols.get_protocol(cfg.protocol)
     if proto.name != "custom" and cfg.pre_resize is None:
         cfg = replace(cfg, pre_resize=proto.pre_resize)  # the protocol's choice unless the user overrides it
-    if not (cfg.fid or cfg.kid or cfg.clip):
-        raise SidbenchError("nothing to compute: ask for --fid, --kid and/or --clip")
+    if not (cfg.fid or cfg.kid or cfg.clip or cfg.pr):
+        raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip and/or --pr")
     prompts, prompts_md5 = None, None
     if cfg.prompts:
         from sidbench.prompts import read_prompts
@@ -198,7 +208,9 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if cfg.clip and prompts is None:
         raise SidbenchError("--clip needs the prompt list the images were made from (--prompts FILE)")
     n_gen = count_images(images, cfg.n)
-    if cfg.fid or cfg.kid:
+    if cfg.fid or cfg.kid or cfg.pr:
+        if ref is None:
+            raise SidbenchError("FID, KID and precision/recall need a reference set (--ref)")
         n_ref = count_images(ref, cfg.ref_n)
     else:
         n_ref = None
@@ -226,9 +238,12 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     res["preprocessing"] = preprocess.describe()
     if hasattr(images, "batches"):
         runner = _fid_runner(cfg, extractor, preprocess, res) if (cfg.fid or cfg.kid) else None
-        gen = _stream_generated(images, cfg, runner, images.prompts, res)
+        pr_runner = _pr_runner(cfg, preprocess, res) if cfg.pr else None
+        gen, gen_pr = _stream_generated(images, cfg, [runner, pr_runner], images.prompts, res)
         if runner is not None:
             _image_metrics(None, ref, cfg, runner, res, save_stats, gen=gen)
+        if pr_runner is not None:
+            _pr_metrics(None, ref, cfg, pr_runner, res, gen=gen_pr)
         res["timing"] = {"seconds": round(time.time() - t0, 3)}
         if out and distributed.is_main():
             R.save(res, out)
@@ -249,6 +264,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
                         f"were truncated for CLIP (counted in metrics.clip.prompts_truncated)")
     if cfg.fid or cfg.kid:
         _image_metrics(images, ref, cfg, _fid_runner(cfg, extractor, preprocess, res), res, save_stats)
+    if cfg.pr:
+        _pr_metrics(images, ref, cfg, _pr_runner(cfg, preprocess, res), res)
     res["timing"] = {"seconds": round(time.time() - t0, 3)}
     if out and distributed.is_main():
         R.save(res, out)
@@ -266,15 +283,14 @@ def _fid_runner(cfg: EvalConfig, extractor: Extractor | None, preprocess: Prepro
     return runner
 
 
-def _stream_generated(producer, cfg: EvalConfig, runner: FeatureRunner | None, prompts: list[str],
-                      res: dict) -> FeatureStats | None:
+def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[str], res: dict) -> list:
     """Images generated batch by batch go straight into the FID statistics and the CLIP sums: no files."""
     from tqdm import tqdm
 
     from sidbench.images import select_indices
     from sidbench.metrics.clip_score import load_clip_scorer
 
-    stats = runner.new_stats(cfg.kid) if runner else None
+    stats = [r.new_stats(cfg.kid) if r is not None else None for r in runners]
     scorer = None
     if cfg.clip:
         if len(prompts) != len(producer):
@@ -287,14 +303,14 @@ def _stream_generated(producer, cfg: EvalConfig, runner: FeatureRunner | None, p
             tqdm(total=len(idx), desc="generate + metrics", unit="img",
                  disable=not (cfg.progress and distributed.is_main())) as bar:
         for ids, images in producer.batches(idx):
-            if runner:
-                runner.add_images(stats, images, ids, pool)
+            for runner, st in zip(runners, stats):
+                if runner is not None:
+                    runner.add_images(st, images, ids, pool)
             if scorer:
                 scorer.update(images, [prompts[i] for i in ids])
             bar.update(len(ids))
     if shard is not None:
-        if stats is not None:
-            stats, _ = distributed.all_reduce_stats(stats, [])
+        stats = [distributed.all_reduce_stats(st, [])[0] if st is not None else None for st in stats]
         if scorer is not None:
             distributed.all_reduce_clip(scorer)
     res["inputs"]["generated"] = dict(producer.describe(), n=len(producer))
@@ -303,9 +319,37 @@ def _stream_generated(producer, cfg: EvalConfig, runner: FeatureRunner | None, p
         res["extractors"]["clip"] = scorer.info
         if scorer.info.get("random") and not any("random weights" in d for d in res["protocol"]["deviations"]):
             R.mark_not_comparable(res, "CLIP model has random weights (architecture only)")
-    if stats is not None:
-        stats.meta["input"] = producer.describe()
+    for st in stats:
+        if st is not None:
+            st.meta["input"] = producer.describe()
     return stats
+
+
+def _pr_runner(cfg: EvalConfig, preprocess: Preprocess, res: dict) -> FeatureRunner:
+    """VGG16 fc2 features (kept per image, no moments) after the protocol pre-resize; the net resizes to 224."""
+    ext = build_extractor("vgg16-fc2", weights=cfg.pr_weights, random_weights=cfg.random_weights,
+                          seed=cfg.weights_seed, device=cfg.device)
+    runner = FeatureRunner(ext, Preprocess("inside-network", preprocess.pre_resize), batch_size=cfg.batch_size,
+                           threads=cfg.threads, channels_last=cfg.channels_last, moments=False)
+    res["extractors"]["pr"] = dict(ext.describe(), channels_last=runner.channels_last)
+    if ext.is_random and not any("random weights" in d for d in res["protocol"]["deviations"]):
+        R.mark_not_comparable(res, "precision/recall extractor has random weights (architecture only)")
+    return runner
+
+
+def _pr_metrics(images, ref, cfg: EvalConfig, runner: FeatureRunner, res: dict,
+                gen: FeatureStats | None = None) -> None:
+    from sidbench.metrics.prdc import precision_recall
+
+    if gen is None:
+        gen = side_stats(images, runner, cfg, side="generated", limit=cfg.n, cached=False, results=res,
+                         label="generated_pr")
+    refs = side_stats(ref, runner, cfg, side="reference", limit=cfg.ref_n, cached=True, results=res,
+                      label="reference_pr")
+    gen.compatible_with(refs, what="the generated and reference VGG features")
+    res["metrics"]["pr"] = dict(precision_recall(refs.ordered_features(), gen.ordered_features(), k=cfg.pr_k,
+                                                 density_coverage=cfg.density_coverage, device=cfg.device),
+                                extractor="vgg16-fc2")
 
 
 def _image_metrics(images, ref, cfg: EvalConfig, runner: FeatureRunner, res: dict, save_stats: str | None,

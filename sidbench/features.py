@@ -77,7 +77,7 @@ class FeatureRunner:
     """Feeds preprocessed batches through an extractor into FeatureStats."""
 
     def __init__(self, extractor: Extractor, preprocess: Preprocess, *, batch_size: int = 32,
-                 threads: int | None = None, channels_last: bool = True):
+                 threads: int | None = None, channels_last: bool = True, moments: bool = True):
         if batch_size < 1:
             raise SidbenchError(f"batch size must be positive, got {batch_size}")
         self.extractor = extractor
@@ -85,10 +85,11 @@ class FeatureRunner:
         self.batch_size = batch_size
         self.threads = threads or default_threads()
         self.channels_last = prepare_channels_last(extractor) if channels_last else False
+        self.moments = moments  # False: features kept for precision/recall only, no O(d^2) sums
 
     def new_stats(self, keep_features: bool) -> FeatureStats:
-        return FeatureStats(self.extractor.dim, keep_features=keep_features,
-                            meta=stats_meta(self.extractor, self.preprocess))
+        return FeatureStats(self.extractor.dim, keep_features=keep_features or not self.moments,
+                            moments=self.moments, meta=stats_meta(self.extractor, self.preprocess))
 
     def features(self, batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         if isinstance(batch, list):

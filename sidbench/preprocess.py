@@ -21,6 +21,8 @@ FID_MODES = {
     "legacy_pytorch": "torch F.interpolate bilinear (align_corners=False) in float to 299x299, clipped to [0,255]",
 }
 INCEPTION_SIZE = 299
+# Resize chains that are not FID modes: networks that resize inside (VGG16 for precision/recall).
+OTHER_MODES = {"inside-network": "no resize outside the network; it resizes inside (see the extractor)"}
 
 
 def _resize_pil_float(img: np.ndarray, size: int) -> np.ndarray:
@@ -46,7 +48,7 @@ class Preprocess:
     pre_resize: int | None = None
 
     def __post_init__(self):
-        if self.mode not in FID_MODES:
+        if self.mode not in FID_MODES and self.mode not in OTHER_MODES:
             raise SidbenchError(f"unknown FID mode {self.mode!r}; expected one of {', '.join(FID_MODES)}")
         if self.pre_resize is not None and self.pre_resize < 8:
             raise SidbenchError(f"--pre-resize must be an image size in pixels, got {self.pre_resize}")
@@ -69,5 +71,5 @@ class Preprocess:
             "pre_resize_method": ("centre crop to the short edge (torchvision rounding), PIL LANCZOS, uint8"
                                   if self.pre_resize else None),
             "fid_mode": self.mode,
-            "resize": FID_MODES[self.mode],
+            "resize": FID_MODES.get(self.mode) or OTHER_MODES[self.mode],
         }

@@ -84,6 +84,12 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         if c.get("prompts_truncated"):
             note += f", {c['prompts_truncated']} prompts truncated"
         rows.append(("CLIP", f"{c['value']:.4f}", note))
+    if "pr" in m:
+        p = m["pr"]
+        rows.append(("Precision / Recall", f"{p['precision']:.4f} / {p['recall']:.4f}",
+                     f"k={p['k']}, N={p['n_gen']}/{p['n_real']}, {p.get('extractor', 'vgg16-fc2')}"))
+        if "density" in p:
+            rows.append(("Density / Coverage", f"{p['density']:.4f} / {p['coverage']:.4f}", f"k={p['k']}"))
     if "kid" in m:
         k = m["kid"]
         rows.append(("KID", f"{k['mean']:.6f} ± {k['std']:.6f}",

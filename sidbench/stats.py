@@ -32,14 +32,15 @@ class FeatureStats:
     features: np.ndarray | None = None       # float32 [n, d], only when kept
     indices: np.ndarray | None = None        # int64 [n], global image index of each kept row
     keep_features: bool = False
+    moments: bool = True                     # running sums for FID; off for features kept only for PR
     meta: dict = field(default_factory=dict)  # provenance: extractor, weights hash, preprocessing, inputs
     _chunks: list = field(default_factory=list, repr=False)
     _chunk_idx: list = field(default_factory=list, repr=False)
 
     def __post_init__(self):
-        if self.sum is None:
+        if self.sum is None and self.moments:
             self.sum = np.zeros(self.dim, np.float64)
-        if self.outer is None:
+        if self.outer is None and self.moments:
             self.outer = np.zeros((self.dim, self.dim), np.float64)
 
     # -- accumulation -----------------------------------------------------------------------
@@ -50,9 +51,10 @@ class FeatureStats:
             raise SidbenchError(f"features of shape {tuple(x.shape)} do not match dimension {self.dim}")
         if not torch.isfinite(x).all():
             raise SidbenchError("the feature extractor returned NaN or infinite values")
-        x64 = x.to(torch.float64)
-        self.sum += x64.sum(0).numpy()
-        self.outer += (x64.T @ x64).numpy()
+        if self.moments:
+            x64 = x.to(torch.float64)
+            self.sum += x64.sum(0).numpy()
+            self.outer += (x64.T @ x64).numpy()
         self.n += x.shape[0]
         if self.keep_features:
             if indices is None:
@@ -96,6 +98,8 @@ class FeatureStats:
         return self.n <= self.dim
 
     def _need(self, k: int) -> None:
+        if not self.moments:
+            raise SidbenchError("these statistics keep features only (no running moments for FID)")
         if self.n < k:
             raise SidbenchError(f"statistics over {self.n} image(s); at least {k} needed")
 
@@ -118,10 +122,12 @@ class FeatureStats:
         for p in parts[1:]:
             first.compatible_with(p, what="shard statistics")
         _check_shards(parts)
-        out = cls(first.dim, keep_features=all(p.keep_features for p in parts), meta=dict(first.meta))
+        moments = all(p.moments for p in parts)
+        out = cls(first.dim, keep_features=all(p.keep_features for p in parts), moments=moments, meta=dict(first.meta))
         for p in parts:
-            out.sum += p.sum
-            out.outer += p.outer
+            if moments:
+                out.sum += p.sum
+                out.outer += p.outer
             out.n += p.n
         if out.keep_features:
             for p in parts:
@@ -141,8 +147,10 @@ class FeatureStats:
         """Write an .npz: sums for exact merging, mu/sigma for clean-fid users, provenance as JSON."""
         self._flush()
         arrays = {"format": np.array(STATS_FORMAT), "meta": np.array(json.dumps(self.meta, sort_keys=True)),
-                  "n": np.array(self.n, np.int64), "sum": self.sum, "outer": self.outer}
-        if self.n >= 2:
+                  "n": np.array(self.n, np.int64), "dim": np.array(self.dim, np.int64)}
+        if self.moments:
+            arrays["sum"], arrays["outer"] = self.sum, self.outer
+        if self.moments and self.n >= 2:
             arrays["mu"], arrays["sigma"] = self.mean, self.cov
         if self.keep_features and self.features is not None:
             arrays["features"], arrays["indices"] = self.features, self.indices
@@ -158,8 +166,11 @@ class FeatureStats:
                     raise SidbenchError(f"{path} is not a sidbench statistics file (format {STATS_FORMAT}); "
                                         f"it holds {sorted(z.keys())}")
                 meta = json.loads(str(z["meta"]))
-                out = cls(int(z["outer"].shape[0]), n=int(z["n"]), sum=z["sum"].astype(np.float64),
-                          outer=z["outer"].astype(np.float64), meta=meta)
+                if "outer" in z:
+                    out = cls(int(z["outer"].shape[0]), n=int(z["n"]), sum=z["sum"].astype(np.float64),
+                              outer=z["outer"].astype(np.float64), meta=meta)
+                else:
+                    out = cls(int(z["dim"]), n=int(z["n"]), moments=False, meta=meta)
                 if "features" in z:
                     out.features, out.indices, out.keep_features = z["features"], z["indices"], True
         except SidbenchError:

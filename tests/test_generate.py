@@ -141,7 +141,7 @@ def test_in_memory_metrics_equal_generate_then_eval(tiny_sd, generators, prompt_
     write_images(tmp_path / "ref", [np.asarray(im) for im in np.random.default_rng(0).integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)])
     gcfg = GenerateConfig(base=str(tiny_sd), prompts=str(prompt_file), generator=str(d / "g.safetensors"), batch_size=3)
     generate(gcfg, tmp_path / "png", progress=False)
-    ecfg = EvalConfig(kid=True, kid_subset_size=5, clip=True, prompts=str(prompt_file), clip_model="sidbench-tiny-clip",
+    ecfg = EvalConfig(kid=True, kid_subset_size=5, clip=True, pr=True, pr_k=2, prompts=str(prompt_file), clip_model="sidbench-tiny-clip",
                       random_weights=True, use_cache=False, progress=False)
     on_disk = evaluate(str(tmp_path / "png"), str(tmp_path / "ref"), ecfg, extractor=tiny)
     sampler, info = build_sampler(gcfg)
@@ -152,6 +152,8 @@ def test_in_memory_metrics_equal_generate_then_eval(tiny_sd, generators, prompt_
         assert in_mem["metrics"][key]["value"] == pytest.approx(on_disk["metrics"][key]["value"], rel=1e-9)
     assert in_mem["metrics"]["kid"]["mean"] == pytest.approx(on_disk["metrics"]["kid"]["mean"], rel=1e-9, abs=1e-12)
     assert in_mem["metrics"]["clip"]["value"] == pytest.approx(on_disk["metrics"]["clip"]["value"], abs=1e-7)
+    assert in_mem["metrics"]["pr"]["precision"] == on_disk["metrics"]["pr"]["precision"]
+    assert in_mem["metrics"]["pr"]["recall"] == on_disk["metrics"]["pr"]["recall"]
     assert in_mem["inputs"]["generated"]["kind"] == "generated in memory"
 
 

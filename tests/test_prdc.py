@@ -228,3 +228,29 @@ def test_vgg_weights_file_prefix_is_checked(tmp_path):
     p.write_bytes(b"not vgg")
     with pytest.raises(SidbenchError, match="397923af"):
         build_extractor("vgg16-fc2", weights=str(p))
+
+
+def test_eval_pr_from_folders_and_in_memory_path_agree_with_the_metric(tmp_path):
+    """`sidbench eval --pr` end to end (random-weight VGG16): equals precision_recall on the same features."""
+    import numpy as np
+
+    from conftest import random_images, write_images
+    from sidbench.evaluate import EvalConfig, evaluate
+    from sidbench.extractors.registry import build_extractor
+    from sidbench.metrics.prdc import precision_recall
+
+    gen, ref = random_images(8, 1, sizes=((40, 40),)), random_images(9, 2, sizes=((40, 40),))
+    write_images(tmp_path / "gen", gen)
+    write_images(tmp_path / "ref", ref)
+    cfg = EvalConfig(fid=False, pr=True, density_coverage=True, random_weights=True, cache_dir=str(tmp_path / "c"),
+                     progress=False)
+    res = evaluate(str(tmp_path / "gen"), str(tmp_path / "ref"), cfg)
+    vgg = build_extractor("vgg16-fc2", random_weights=True)
+    f = lambda ims: vgg(torch.from_numpy(np.stack(ims).transpose(0, 3, 1, 2).astype(np.float32)))
+    direct = precision_recall(f(ref), f(gen), k=3, density_coverage=True)
+    for key in ("precision", "recall", "density", "coverage"):
+        assert res["metrics"]["pr"][key] == pytest.approx(direct[key], abs=1e-9), key
+    assert "fid" not in res["metrics"] and res["extractors"]["pr"]["name"] == "vgg16-fc2"
+    again = evaluate(str(tmp_path / "gen"), str(tmp_path / "ref"), cfg)
+    assert again["inputs"]["reference_pr"]["cache_hit"] is True
+    assert again["metrics"]["pr"]["precision"] == res["metrics"]["pr"]["precision"]
