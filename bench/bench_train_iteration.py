@@ -22,7 +22,7 @@ from sidbench.sampling import encode_prompts
 from sidbench.tiny import build_tiny_sd
 
 
-def reference_iteration(tr: Trainer, it: int, G, fake, teacher) -> tuple[float, float]:
+def reference_iteration(tr: Trainer, it: int, G, fake, teacher, opt_f, opt_g) -> tuple[float, float]:
     """The reference's procedure, restated plainly (same math, its costs)."""
     c, base = tr.cfg, tr.base
     sched = copy.deepcopy(base.scheduler)
@@ -49,6 +49,8 @@ def reference_iteration(tr: Trainer, it: int, G, fake, teacher) -> tuple[float, 
     x_t = a.sqrt() * x_g + (1 - a).sqrt() * eps
     loss_a = ((guided(fake, x_t, t, texts, c.cfg_train_fake) - eps) ** 2).sum() / c.batch
     loss_a.backward()
+    opt_f.step()
+    opt_f.zero_grad(set_to_none=True)
     texts = [tr.prompts[j] for j in prompt_indices(c.seed, it, PHASE_GEN, c.batch, idx, len(tr.prompts))]
     z, eps, t, _ = draws(c.seed, it, PHASE_GEN, idx, tr.latent_shape, c.t_min, c.t_max, 0.0)
     x_g = one_step_latents(G, z, emb(texts), base, c.t_init)
@@ -58,7 +60,11 @@ def reference_iteration(tr: Trainer, it: int, G, fake, teacher) -> tuple[float, 
     y_real = x0_loop(guided(teacher, x_t, t, texts, c.cfg_eval_real), x_t, t)
     w = (x_g - y_real).abs().mean(dim=(1, 2, 3), keepdim=True).detach().clamp_min(c.w_min)
     loss_b = ((y_real - y_fake) * ((y_real - x_g) - c.alpha * (y_real - y_fake)) / w).sum() / c.batch
+    fake.requires_grad_(False)
     loss_b.backward()
+    fake.requires_grad_(True)
+    opt_g.step()
+    opt_g.zero_grad(set_to_none=True)
     return float(loss_a), float(loss_b)
 
 
@@ -71,9 +77,13 @@ def main():
         sd = build_tiny_sd(Path(tmp) / "sd")
         (Path(tmp) / "p.txt").write_text("\n".join(f"prompt number {i} with a red circle" for i in range(64)) + "\n")
         cfg = resolve(overrides=dict(base=str(sd), prompts=str(Path(tmp) / "p.txt"), run_dir=str(Path(tmp) / "run"),
-                                     batch=args.batch, batch_per_device=args.batch, lsg=1.5))
+                                     batch=args.batch, batch_per_device=args.batch, lsg=1.5, lr_gen=1e-4,
+                                     lr_fake=1e-4))
         tr = Trainer(cfg)
         G, fake, teacher = copy.deepcopy(tr.generator), copy.deepcopy(tr.fake), tr.teacher
+        adam = dict(betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+        opt_f = torch.optim.Adam(fake.parameters(), lr=cfg.lr_fake, **adam)
+        opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_gen, **adam)
         ours, ref = [], []
         for r in range(args.repeats):
             tr.iteration = r
@@ -81,7 +91,7 @@ def main():
             stats = tr.step()
             ours.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            la, lb = reference_iteration(tr, r, G, fake, teacher)
+            la, lb = reference_iteration(tr, r, G, fake, teacher, opt_f, opt_g)
             ref.append(time.perf_counter() - t0)
             if r == 0:  # same weights, same draws: same losses
                 print(f"iteration 0 losses  ours: {stats['loss_fake']:.6f} / {stats['loss_gen']:.6f}   "

@@ -233,7 +233,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     for d in deviations:
         R.mark_not_comparable(res, d)
     if prompts is not None:
-        res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "md5": prompts_md5,
+        res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts) if cfg.prompts else None,
+                                    "count": len(prompts), "md5": prompts_md5,
                                     "distinct": len(set(prompts))}
     res["preprocessing"] = preprocess.describe()
     if hasattr(images, "batches"):
