@@ -38,7 +38,8 @@ class DistillConfig:
     adam_eps: float = 1e-8                # 1e-6 is the reference's choice in fp16.
     batch: int = 512                      # Global batch: images per generator step (and per fake-score step).
     batch_per_device: int = 1             # Images per forward pass; accumulation rounds make up the global batch.
-    ema_mimg: float = 0.05                # EMA half-life in Mimg, ramped as min(ema_mimg * 1e6, 0.05 * cur_nimg).
+    ema_mimg: float = 0.05                # EMA half-life in Mimg, ramped as min(ema_mimg * 1e6, ema_rampup * cur_nimg).
+    ema_rampup: float = 0.05              # EMA ramp: the half-life is at most this share of the images seen.
     duration_kimg: float = 18789.0        # Length of training, in kimg (the 8.15 FID run stopped at 18,789).
     # Numerics and memory.
     precision: str = "fp32"               # fp32 | bf16 (autocast) | fp16 (autocast + loss scaling).

@@ -30,7 +30,7 @@ from sidbench.sampling import encode_prompts, x0_from_output
 # Settings that define the training trajectory: a resume must not change them.
 TRAJECTORY_KEYS = ("base", "prompts", "cfg_train_fake", "cfg_eval_fake", "cfg_eval_real", "prompt_dropout", "alpha",
                    "t_init", "t_min", "t_max", "w_min", "lr_gen", "lr_fake", "adam_beta1", "adam_beta2", "adam_eps",
-                   "batch", "ema_mimg", "precision", "seed")
+                   "batch", "ema_mimg", "ema_rampup", "precision", "seed")
 
 
 def one_step_latents(generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, base: BaseModel,
@@ -205,7 +205,8 @@ class Trainer:
         stats = self.phase_fake()
         stats.update(self.phase_gen())
         self.cur_nimg += self.cfg.batch
-        ema_update(self.ema, self.generator, ema_beta(self.cfg.batch, self.cur_nimg, self.cfg.ema_mimg))
+        ema_update(self.ema, self.generator, ema_beta(self.cfg.batch, self.cur_nimg, self.cfg.ema_mimg,
+                                                      self.cfg.ema_rampup))
         self.iteration += 1
         if stats["nonfinite_fake"] or stats["nonfinite_gen"] or stats["nan_samples"]:
             self.nonfinite_streak += 1
@@ -248,8 +249,11 @@ def _memory() -> dict:
 
 
 def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = True, base: BaseModel | None = None,
-          on_log=None) -> Trainer:
-    """Run (or continue) a distillation until ``duration_kimg``; everything lands in ``cfg.run_dir``."""
+          on_log=None, proxy_fn=None) -> Trainer:
+    """Run (or continue) a distillation until ``duration_kimg``; everything lands in ``cfg.run_dir``.
+
+    ``proxy_fn(trainer) -> dict`` replaces the default proxy evaluation (every ``proxy_every`` iterations).
+    """
     from tqdm import tqdm
 
     run = Path(cfg.run_dir)
@@ -278,7 +282,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                     "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
                     **_memory(), "time": now}
             if cfg.proxy_every and it % cfg.proxy_every == 0:
-                line.update(proxy_metrics(trainer))
+                line.update((proxy_fn or proxy_metrics)(trainer))
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
             if tracker is not None:

@@ -317,15 +317,15 @@ def export_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out: Annotated[str, typer.Option("--out", help="Folder for the demo's images and results.")] = "reports/demo",
-    n: Annotated[int, typer.Option("--n", help="Images per set.")] = 200,
-    quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI.")] = False,
+    out: Annotated[str, typer.Option("--out", help="Report folder (regenerated whole).")] = "reports/demo",
+    quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (targets not expected).")] = False,
+    rebuild_teacher: Annotated[bool, typer.Option("--rebuild-teacher", help="Retrain the shipped teacher and metric network (~10 min).")] = False,
 ):
-    """Offline end-to-end run of what exists so far (evaluation on a synthetic world)."""
+    """SiD-LSG end to end, offline: distil a small world's teacher, evaluate, and write a report."""
     from sidbench.demo import run_demo
 
     try:
-        run_demo(Path(out), n=(48 if quick else n), console=console)
+        run_demo(Path(out), quick=quick, rebuild_teacher=rebuild_teacher, console=console)
     except SidbenchError as e:
         _fail(e)
 

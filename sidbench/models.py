@@ -20,7 +20,7 @@ import torch
 
 from sidbench.errors import SidbenchError
 
-BASE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+BASE_COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")  # vae/ too, unless pixel space
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -35,7 +35,7 @@ class BaseModel:
     """The frozen pieces of a Stable Diffusion model that sampling and distillation need."""
 
     unet: torch.nn.Module          # the teacher
-    vae: torch.nn.Module
+    vae: torch.nn.Module | None    # None: a pixel-space model (the latent is the image in [-1, 1])
     text_encoder: torch.nn.Module
     tokenizer: object
     scheduler: object              # the training (DDPM) scheduler config: alphas_cumprod, prediction type
@@ -53,11 +53,11 @@ class BaseModel:
 
     @property
     def latent_scale(self) -> float:
-        return float(self.vae.config.scaling_factor)
+        return float(self.vae.config.scaling_factor) if self.vae is not None else 1.0
 
     def latent_shape(self, height: int | None = None) -> tuple[int, int, int]:
         """(C, h, w) of the latent for images of ``height`` pixels (default: the UNet's sample size)."""
-        down = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        down = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
         side = (height // down) if height else int(self.unet.config.sample_size)
         return (int(self.unet.config.in_channels), side, side)
 
@@ -75,6 +75,9 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
     src = str(source)
     if os.path.isdir(src):
         missing = [c for c in BASE_COMPONENTS if not os.path.isdir(os.path.join(src, c))]
+        pixel_space = _pixel_space(src)
+        if not pixel_space and not os.path.isdir(os.path.join(src, "vae")):
+            missing.append("vae")
         if missing or not os.path.isfile(os.path.join(src, "model_index.json")):
             raise SidbenchError(f"{src} is not a Stable Diffusion folder in diffusers layout: expected model_index.json "
                                 f"and {', '.join(BASE_COMPONENTS)}/ (missing: {', '.join(missing) or 'model_index.json'})")
@@ -86,7 +89,8 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
     try:
         kw = {"local_files_only": bool(offline)} if offline is not None else {}
         unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dtype, **kw)
-        vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dtype, **kw)
+        vae = None if (os.path.isdir(src) and _pixel_space(src)) else AutoencoderKL.from_pretrained(
+            src, subfolder="vae", torch_dtype=dtype, **kw)
         text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", torch_dtype=dtype, **kw)
         tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
         scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler", **kw)
@@ -94,8 +98,18 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
         raise SidbenchError(f"cannot load the base model {src}: {e}. Offline, give a local diffusers folder.") from None
     device = torch.device(device)
     for m in (unet, vae, text_encoder):
-        m.requires_grad_(False).eval().to(device)
+        if m is not None:
+            m.requires_grad_(False).eval().to(device)
     return BaseModel(unet, vae, text_encoder, tokenizer, scheduler, src, device, dtype)
+
+
+def _pixel_space(src: str) -> bool:
+    """model_index.json with "vae": [null, null]: the UNet works on pixels (the demo's small world)."""
+    try:
+        index = json.loads(Path(src, "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return index.get("vae", ["x"])[0] is None
 
 
 # --- restricted unpickling of released .pkl checkpoints -------------------------------------------------

@@ -66,6 +66,8 @@ class Sampler:
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         vae = self.base.vae
+        if vae is None:  # pixel space: the latent is the image
+            return to_uint8(latents)
         with torch.no_grad():
             img = vae.decode((latents / self.base.latent_scale).to(vae.dtype)).sample
         return to_uint8(img)

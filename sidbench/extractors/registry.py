@@ -129,3 +129,23 @@ register_extractor(ExtractorSpec(
     load=lambda path, mode: vgg.load_torchvision_vgg16(path),
     random=lambda seed, mode: vgg.random_vgg16(seed),
 ))
+
+
+def _world_cnn(path: str | None, seed: int = 0):
+    from sidbench import toyworld
+
+    if path is None:
+        torch.manual_seed(seed)
+        return toyworld.WorldCNN().eval()
+    return toyworld.load_metric_net(path)
+
+
+register_extractor(ExtractorSpec(
+    name="world-cnn",
+    description="the demo world's metric network: 3-conv CNN, 128-d features of 16x16 images (no resize)",
+    dim=128,
+    modes=(),
+    weights_name="world-cnn",
+    load=lambda path, mode: _world_cnn(path),
+    random=lambda seed, mode: _world_cnn(None, seed),
+))

@@ -43,6 +43,8 @@ WEIGHTS: dict[str, WeightsSpec] = {w.name: w for w in [
     WeightsSpec("open_clip-ViT-g-14-laion2b_s12b_b42k", "open_clip_ViT-g-14_laion2b_s12b_b42k.bin",
                 "https://huggingface.co/laion/CLIP-ViT-g-14-laion2B-s12B-b42K/resolve/main/open_clip_pytorch_model.bin",
                 "CLIP score (GigaGAN / SiD-LSG definition)"),
+    WeightsSpec("world-cnn", "world_cnn.safetensors", "(not downloadable: built by `sidbench demo --rebuild-teacher`, "
+                "shipped in sidbench/demo_assets/)", "the demo world's Fréchet distance and adherence (128-d CNN)"),
     WeightsSpec("vgg16-torchvision", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
                 "precision/recall (torchvision VGG16 ImageNet state dict, extractor vgg16-fc2)",
                 sha256_prefix="397923af"),
