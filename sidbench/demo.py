@@ -168,8 +168,8 @@ def run_demo(out: Path, *, quick: bool = False, rebuild_teacher: bool = False, c
     if out.exists():
         shutil.rmtree(out)  # a demo report is regenerated whole, never mixed with an older one
     out.mkdir(parents=True)
-    n = 300 if quick else 2000
-    iters_k1, iters_lsg, every = (8, 4, 4) if quick else (360, 100, 20)
+    n = 300 if quick else 1000
+    iters_k1, iters_lsg, every = (8, 4, 4) if quick else (270, 60, 30)  # fits `make demo` in ~9 min on 2 cores
     console.print(f"[bold]sidbench demo[/]: 16x16 shapes world, {n} images per evaluation"
                   + (" (quick: a reduced run, targets not expected)" if quick else ""))
     world = World(n, out)
