@@ -25,7 +25,7 @@ from sidbench.metrics.clip_score import default_clip_model
 from sidbench.metrics.kid import kernel_inception_distance
 from sidbench import protocols
 from sidbench.preprocess import Preprocess
-from sidbench.stats import COMPAT_KEYS, FeatureStats, is_stats_file
+from sidbench.stats import COMPAT_KEYS, FeatureStats, is_stats_file, stats_count
 
 
 @dataclass
@@ -139,6 +139,30 @@ def side_stats(path, runner: FeatureRunner, cfg: EvalConfig, *, side: str, limit
     return stats
 
 
+def _mark_random(res: dict, what: str) -> None:
+    """A network with random weights makes the result not comparable (said once, whichever network)."""
+    if not any("random weights" in d for d in res["protocol"]["deviations"]):
+        R.mark_not_comparable(res, f"{what} has random weights (architecture only): numbers are for tests and benchmarks")
+
+
+def _clip_scorer(cfg: EvalConfig):
+    from sidbench.metrics.clip_score import load_clip_scorer
+
+    return load_clip_scorer(cfg.clip_variant, cfg.clip_model, weights=cfg.clip_weights,
+                            random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device)
+
+
+def _record_clip(res: dict, scorer) -> None:
+    """The CLIP result, its model, and what makes it not comparable or worth a warning, into ``res``."""
+    res["metrics"]["clip"] = scorer.result()
+    res["extractors"]["clip"] = scorer.info
+    if scorer.info.get("random"):
+        _mark_random(res, "the CLIP model")
+    if res["metrics"]["clip"]["prompts_truncated"]:
+        R.warn(res, f"{res['metrics']['clip']['prompts_truncated']} prompt(s) longer than the 77-token context "
+                    f"were truncated for CLIP (counted in metrics.clip.prompts_truncated)")
+
+
 def count_images(path, limit: int | None = None) -> int:
     """How many images a side will contribute, without decoding any (for the protocol check)."""
     if hasattr(path, "batches"):  # images generated in memory
@@ -146,7 +170,7 @@ def count_images(path, limit: int | None = None) -> int:
     elif isinstance(path, np.ndarray):
         n = path.shape[0]
     elif is_stats_file(path):
-        return FeatureStats.load(path).n
+        return stats_count(path)
     elif os.path.isdir(str(path)):
         n = len(list_image_files(path))
     else:
@@ -250,19 +274,11 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
             R.save(res, out)
         return res
     if cfg.clip:
-        from sidbench.metrics.clip_score import load_clip_scorer
-
         source = open_source(images, value_range=cfg.value_range)
         check_prompt_pairing(source, n_gen, prompts)
-        scorer = load_clip_scorer(cfg.clip_variant, cfg.clip_model, weights=cfg.clip_weights,
-                                  random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device)
-        res["metrics"]["clip"] = clip_pass(source, n_gen, prompts, cfg, scorer)
-        res["extractors"]["clip"] = scorer.info
-        if scorer.info.get("random") and not any("random weights" in d for d in res["protocol"]["deviations"]):
-            R.mark_not_comparable(res, "CLIP model has random weights (architecture only)")
-        if res["metrics"]["clip"]["prompts_truncated"]:
-            R.warn(res, f"{res['metrics']['clip']['prompts_truncated']} prompt(s) longer than the 77-token context "
-                        f"were truncated for CLIP (counted in metrics.clip.prompts_truncated)")
+        scorer = _clip_scorer(cfg)
+        clip_pass(source, n_gen, prompts, cfg, scorer)
+        _record_clip(res, scorer)
     if cfg.fid or cfg.kid:
         _image_metrics(images, ref, cfg, _fid_runner(cfg, extractor, preprocess, res), res, save_stats)
     if cfg.pr:
@@ -278,9 +294,8 @@ def _fid_runner(cfg: EvalConfig, extractor: Extractor | None, preprocess: Prepro
     runner = FeatureRunner(extractor, preprocess, batch_size=cfg.batch_size, threads=cfg.threads,
                            channels_last=cfg.channels_last)
     res["extractors"]["fid"] = dict(extractor.describe(), channels_last=runner.channels_last)
-    if extractor.is_random and not any("random weights" in d for d in res["protocol"]["deviations"]):
-        R.mark_not_comparable(res, "feature extractor has random weights (architecture only): "
-                                   "numbers are for tests and benchmarks")
+    if extractor.is_random:
+        _mark_random(res, "the feature extractor")
     return runner
 
 
@@ -289,15 +304,13 @@ def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[st
     from tqdm import tqdm
 
     from sidbench.images import select_indices
-    from sidbench.metrics.clip_score import load_clip_scorer
 
     stats = [r.new_stats(cfg.kid) if r is not None else None for r in runners]
     scorer = None
     if cfg.clip:
         if len(prompts) != len(producer):
             raise SidbenchError(f"{len(producer)} images but {len(prompts)} prompts: CLIP score pairs them one to one")
-        scorer = load_clip_scorer(cfg.clip_variant, cfg.clip_model, weights=cfg.clip_weights,
-                                  random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device)
+        scorer = _clip_scorer(cfg)
     shard = distributed.process_shard()
     idx = list(select_indices(len(producer), shard))
     with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \
@@ -316,10 +329,7 @@ def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[st
             distributed.all_reduce_clip(scorer)
     res["inputs"]["generated"] = dict(producer.describe(), n=len(producer))
     if scorer is not None:
-        res["metrics"]["clip"] = scorer.result()
-        res["extractors"]["clip"] = scorer.info
-        if scorer.info.get("random") and not any("random weights" in d for d in res["protocol"]["deviations"]):
-            R.mark_not_comparable(res, "CLIP model has random weights (architecture only)")
+        _record_clip(res, scorer)
     for st in stats:
         if st is not None:
             st.meta["input"] = producer.describe()
@@ -333,8 +343,8 @@ def _pr_runner(cfg: EvalConfig, preprocess: Preprocess, res: dict) -> FeatureRun
     runner = FeatureRunner(ext, Preprocess("inside-network", preprocess.pre_resize), batch_size=cfg.batch_size,
                            threads=cfg.threads, channels_last=cfg.channels_last, moments=False)
     res["extractors"]["pr"] = dict(ext.describe(), channels_last=runner.channels_last)
-    if ext.is_random and not any("random weights" in d for d in res["protocol"]["deviations"]):
-        R.mark_not_comparable(res, "precision/recall extractor has random weights (architecture only)")
+    if ext.is_random:
+        _mark_random(res, "the precision/recall extractor")
     return runner
 
 

@@ -180,6 +180,12 @@ class FeatureStats:
         return out
 
 
+def stats_count(path: str | os.PathLike) -> int:
+    """Images behind a statistics file, reading only its count (not the d x d sums)."""
+    with np.load(path, allow_pickle=False) as z:
+        return int(z["n"])
+
+
 def _check_shards(parts: list["FeatureStats"]) -> None:
     """Shards must come from the same input and, when labelled, cover it once each."""
     ids = {json.dumps({k: (p.meta.get("input") or {}).get(k) for k in ("listing_sha256", "data_sha256", "used")},

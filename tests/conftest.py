@@ -91,3 +91,20 @@ def server(tmp_path):
     yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+def run_sidbench(args, *, processes: int = 1, timeout: int = 900):
+    """The CLI in a subprocess (one thread each); processes > 1 goes through torchrun (skips without it)."""
+    import shutil
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if processes == 1:
+        cmd = [sys.executable, "-m", "sidbench.cli", *map(str, args)]
+    else:
+        torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+        if torchrun is None:
+            pytest.skip("torchrun not installed beside this Python")
+        cmd = [torchrun, "--standalone", "--nproc-per-node", str(processes), "-m", "sidbench.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

@@ -2,7 +2,6 @@
 config rules, SIGKILL + resume = uninterrupted (bitwise), 2 processes = 1, and a tiny end-to-end run."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from distill.loop import sanitize_grads
 from distill.loss import SiDLoss, add_noise
 from sidbench.errors import SidbenchError
 from sidbench.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
+
+from conftest import run_sidbench
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +175,7 @@ def distill_args(sd, prompts, run, iters, extra=()):
 
 
 def run_cli(args, **kw):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "sidbench.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=900, **kw)
+    return run_sidbench(args, **kw)
 
 
 def final_state(run):
@@ -209,15 +208,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_sd, prompts, tmp_p
 
 @pytest.mark.slow
 def test_two_processes_equal_one_at_the_same_global_batch(tiny_sd, prompts, tmp_path):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    if torchrun is None:
-        pytest.skip("torchrun not installed beside this Python")
     one = run_cli(distill_args(tiny_sd, prompts, tmp_path / "one", 2, ["--batch-per-device", "1"]))
     assert one.returncode == 0, one.stderr[-3000:]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "sidbench.cli",
-                          *distill_args(tiny_sd, prompts, tmp_path / "two", 2, ["--batch-per-device", "1"])],
-                         capture_output=True, text=True, env=env, timeout=900)
+    two = run_cli(distill_args(tiny_sd, prompts, tmp_path / "two", 2, ["--batch-per-device", "1"]), processes=2)
     assert two.returncode == 0, two.stderr[-3000:]
     s1, s2 = final_state(tmp_path / "one"), final_state(tmp_path / "two")
     # The sums over samples only change order, so losses agree to float rounding ...

@@ -1,30 +1,20 @@
 """Two CPU processes (gloo) under torchrun give the statistics of one process."""
-import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from sidbench.stats import FeatureStats
 
-from conftest import random_images, write_images
+from conftest import random_images, run_sidbench, write_images
 
 
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    if torchrun is None:
-        pytest.skip("torchrun not installed beside this Python")
     write_images(tmp_path / "imgs", random_images(10, 3))
     common = ["stats", "compute", "--images", str(tmp_path / "imgs"), "--random-weights", "--kid", "--batch", "1", "-q"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "sidbench.cli", *common, "--out", str(tmp_path / "one.npz")],
-                         capture_output=True, text=True, env=env, timeout=600)
+    one = run_sidbench([*common, "--out", tmp_path / "one.npz"])
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "sidbench.cli", *common,
-                          "--out", str(tmp_path / "two.npz")], capture_output=True, text=True, env=env, timeout=600)
+    two = run_sidbench([*common, "--out", tmp_path / "two.npz"], processes=2)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = FeatureStats.load(tmp_path / "one.npz"), FeatureStats.load(tmp_path / "two.npz")
     assert a.n == b.n == 10 and b.meta["processes"] == 2

@@ -4,9 +4,6 @@ import copy
 import json
 import os
 import pickle
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,7 +18,7 @@ from sidbench.models import load_base, load_generator_unet, load_sid_pickle
 from sidbench.sampling import OneStepSampler, initial_noise
 from sidbench.tiny import build_tiny_sd
 
-from conftest import write_images
+from conftest import run_sidbench, write_images
 
 
 @pytest.fixture(scope="session")
@@ -175,21 +172,15 @@ def test_cli_generate_export_and_teacher(tiny_sd, generators, prompt_file, tmp_p
 
 @pytest.mark.slow
 def test_two_processes_equal_one_in_memory(tiny_sd, generators, prompt_file, tmp_path):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    if torchrun is None:
-        pytest.skip("torchrun not installed beside this Python")
     d, _ = generators
     write_images(tmp_path / "ref", [im for im in np.random.default_rng(1).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)])
     six = tmp_path / "six.txt"  # (no --n: torchrun's own parser takes it for an abbreviation of its options)
     six.write_text("\n".join(prompt_file.read_text().splitlines()[:6]) + "\n")
     args = ["eval", "--base", str(tiny_sd), "--generator", str(d / "g.pkl"), "--prompts", str(six), "--ref", str(tmp_path / "ref"), "--random-weights", "--batch", "1", "--gen-batch", "2",
             "--cache-dir", str(tmp_path / "cache"), "-q"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "sidbench.cli", *args, "--out", str(tmp_path / "one.json")],
-                         capture_output=True, text=True, env=env, timeout=900)
+    one = run_sidbench([*args, "--out", tmp_path / "one.json"])
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "sidbench.cli", *args,
-                          "--out", str(tmp_path / "two.json")], capture_output=True, text=True, env=env, timeout=900)
+    two = run_sidbench([*args, "--out", tmp_path / "two.json"], processes=2)
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one.json").read_text())["metrics"]["fid"]["value"]
     b = json.loads((tmp_path / "two.json").read_text())["metrics"]["fid"]["value"]
