@@ -13,6 +13,15 @@ from pathlib import Path
 from sidbench.errors import SidbenchError
 
 
+TRACKERS = ("tensorboard", "wandb")
+
+
+def tracker_names(spec: str) -> list[str]:
+    """'tensorboard,wandb' -> ['tensorboard', 'wandb']; 'none' or '' -> []."""
+    names = [x.strip().lower() for x in spec.split(",") if x.strip()]
+    return [] if names == ["none"] else names
+
+
 @dataclass
 class DistillConfig:
     # What to distil, from what, where to write.
@@ -45,6 +54,7 @@ class DistillConfig:
     precision: str = "fp32"               # fp32 | bf16 (autocast) | fp16 (autocast + loss scaling).
     tf32: bool = False                    # TF32 matmuls (the published runs forced it off).
     grad_checkpointing: bool = False      # Trade compute for memory in both trained UNets.
+    sharding: str = "none"                # none | zero1: shard both Adam states over processes (ZeRO stage 1).
     max_nonfinite_steps: int = 10         # Stop after this many consecutive steps with non-finite gradients.
     # Bookkeeping.
     seed: int = 0                         # All randomness is a function of (seed, iteration, phase, sample index).
@@ -57,6 +67,11 @@ class DistillConfig:
     proxy_prompts: int = 64               # Prompts (first N of the training list) for the proxy evaluation.
     proxy_ref: str = ""                   # Reference images/statistics for the proxy FID.
     proxy_random_weights: bool = False    # Random-weight metric networks for the proxy (tests, offline demos).
+    proxy_clip: bool = False              # Also a proxy CLIP score (GigaGAN definition) on the proxy prompts.
+    proxy_clip_model: str = ""            # open_clip model for the proxy CLIP score (default: ViT-g-14).
+    proxy_clip_weights: str = ""          # Local open_clip weights for it (default: the weights folder).
+    trackers: str = "tensorboard"         # Comma list of accelerate trackers: tensorboard, wandb; "none" for JSONL only.
+    tracker_project: str = "sidbench-distill"  # Project name given to the trackers (the W&B project).
     device: str = "cpu"
 
     def __post_init__(self):
@@ -67,6 +82,11 @@ class DistillConfig:
             problems.append(f"need 0 <= t_min <= t_max <= 999, got {self.t_min}..{self.t_max}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             problems.append(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.sharding not in ("none", "zero1"):
+            problems.append(f"sharding must be none or zero1, got {self.sharding!r}")
+        bad = sorted(set(tracker_names(self.trackers)) - set(TRACKERS))
+        if bad:
+            problems.append(f"unknown tracker(s) {', '.join(bad)}; expected a comma list of {', '.join(TRACKERS)} or none")
         if not 0 <= self.prompt_dropout < 1:
             problems.append("prompt_dropout must be in [0, 1)")
         if problems:

@@ -20,6 +20,7 @@ from distill import checkpoint
 from distill.config import DistillConfig
 from distill.ema import ema_beta, ema_update
 from distill.loss import SiDLoss
+from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
 from sidbench import distributed
 from sidbench.atomic import write_json
@@ -106,9 +107,8 @@ class Trainer:
         if cfg.grad_checkpointing:
             self.generator.enable_gradient_checkpointing()
             self.fake.enable_gradient_checkpointing()
-        betas = (cfg.adam_beta1, cfg.adam_beta2)
-        self.opt_gen = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_gen, betas=betas, eps=cfg.adam_eps)
-        self.opt_fake = torch.optim.Adam(self.fake.parameters(), lr=cfg.lr_fake, betas=betas, eps=cfg.adam_eps)
+        self.opt_gen = self._adam(self.generator, cfg.lr_gen)
+        self.opt_fake = self._adam(self.fake, cfg.lr_fake)
         self.prompts = read_prompts(cfg.prompts)
         self.embed = EmbeddingCache(self.base)
         self.loss = SiDLoss(self.base.alphas_cumprod, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake,
@@ -120,6 +120,22 @@ class Trainer:
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.autocast = lambda: torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None)
         self.scaler = torch.amp.GradScaler(dev_type, enabled=cfg.precision == "fp16")
+
+    @property
+    def sharded(self) -> bool:
+        return self.cfg.sharding == "zero1" and self.world > 1
+
+    def _adam(self, net: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+        """Adam; under ``sharding = zero1`` each process keeps only its share of the moments (ZeRO stage 1).
+
+        Gradients are still summed over all processes first, so every update equals the unsharded one.
+        """
+        kw = dict(lr=lr, betas=(self.cfg.adam_beta1, self.cfg.adam_beta2), eps=self.cfg.adam_eps)
+        if self.sharded:
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            return ZeroRedundancyOptimizer(net.parameters(), optimizer_class=torch.optim.Adam, **kw)
+        return torch.optim.Adam(net.parameters(), **kw)
 
     # -- one phase ------------------------------------------------------------------------------------
     def _chunks(self):
@@ -218,7 +234,13 @@ class Trainer:
         return stats
 
     # -- state --------------------------------------------------------------------------------------------
-    def state(self) -> dict:
+    def state(self) -> dict | None:
+        """Everything a resume needs. Under ZeRO this is collective (every process calls it); rank 0 gets the dict."""
+        if self.sharded:
+            for opt in (self.opt_gen, self.opt_fake):
+                opt.consolidate_state_dict(to=0)
+            if self.rank != 0:
+                return None
         return {"config": self.cfg.to_dict(), "iteration": self.iteration, "cur_nimg": self.cur_nimg,
                 "nonfinite_streak": self.nonfinite_streak, "generator": self.generator.state_dict(),
                 "ema": self.ema.state_dict(), "fake": self.fake.state_dict(), "opt_gen": self.opt_gen.state_dict(),
@@ -266,7 +288,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     if ck is not None:
         trainer.load_state(checkpoint.load(ck))
     total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
-    tracker = _tensorboard(run) if main else None
+    tracker = open_trackers(cfg, run) if main else None
     bar = tqdm(total=total_iters, initial=trainer.iteration, desc="distill", unit="it", disable=not (progress and main))
     log_path = run / "log.jsonl"
     t_last, n_last = time.time(), trainer.cur_nimg
@@ -274,19 +296,20 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         stats = trainer.step()
         bar.update(1)
         it = trainer.iteration
-        if main and (it % cfg.log_every == 0 or it == total_iters):
-            now = time.time()
+        now = time.time()
+        proxy = {}
+        if cfg.proxy_every and it % cfg.proxy_every == 0:
+            proxy = (proxy_fn or proxy_metrics)(trainer)  # collective: every process generates its share
+        if main and (it % cfg.log_every == 0 or it == total_iters or proxy):
             dt, dn = now - t_last, trainer.cur_nimg - n_last
-            t_last, n_last = now, trainer.cur_nimg
+            t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
             line = {"iteration": it, "kimg": trainer.cur_nimg / 1000, **stats,
                     "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
-                    **_memory(), "time": now}
-            if cfg.proxy_every and it % cfg.proxy_every == 0:
-                line.update((proxy_fn or proxy_metrics)(trainer))
+                    **_memory(), "time": now, **proxy}
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
             if tracker is not None:
-                tracker.log({k: v for k, v in line.items() if isinstance(v, (int, float)) and v is not None}, step=it)
+                tracker.log(line, step=it)
             if on_log:
                 on_log(line)
             bar.set_postfix(loss_gen=f"{stats['loss_gen']:.3g}", gap=f"{stats['fake_teacher_gap']:.3g}")
@@ -294,15 +317,21 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
             sample_grid(trainer, run / "grids" / f"grid-{it:08d}.png")
         if main and cfg.snapshot_every and it % cfg.snapshot_every == 0:
             snapshot(trainer, run)
-        if main and cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
-            checkpoint.save(run, it, trainer.state(), keep=cfg.keep_checkpoints)
+        if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
+            _save(trainer, run, main)
     bar.close()
+    _save(trainer, run, main)
     if main:
-        checkpoint.save(run, trainer.iteration, trainer.state(), keep=cfg.keep_checkpoints)
         snapshot(trainer, run)
         if tracker is not None:
             tracker.finish()
     return trainer
+
+
+def _save(trainer: Trainer, run: Path, main: bool) -> None:
+    state = trainer.state()  # collective under ZeRO: every process takes part
+    if main:
+        checkpoint.save(run, trainer.iteration, state, keep=trainer.cfg.keep_checkpoints)
 
 
 def snapshot(trainer: Trainer, run: Path) -> Path:
@@ -334,30 +363,29 @@ def sample_grid(trainer: Trainer, path: Path, n: int = 16) -> None:
 
 
 def proxy_metrics(trainer: Trainer) -> dict:
-    """FID on a small fixed prompt subset through the in-memory path: a training proxy, never a protocol number."""
-    from sidbench.evaluate import EvalConfig, evaluate
+    """FID (and CLIP score with ``proxy_clip``) of the EMA generator on a small fixed prompt subset, through the
+    in-memory path: a training proxy, never a protocol number. The networks are loaded once per run."""
+    from sidbench.evaluate import EvalConfig, evaluate, make_extractor
     from sidbench.generate import GeneratedImages
+    from sidbench.metrics.clip_score import load_clip_scorer
     from sidbench.sampling import OneStepSampler
 
     c = trainer.cfg
     if not c.proxy_ref:
         raise SidbenchError("proxy_every needs proxy_ref (reference images or statistics for the proxy FID)")
+    ecfg = EvalConfig(clip=c.proxy_clip, clip_model=c.proxy_clip_model or None, clip_weights=c.proxy_clip_weights or None,
+                      random_weights=c.proxy_random_weights, progress=False, device=c.device)
+    tools = trainer.__dict__.setdefault("_proxy_tools", {})
+    if "extractor" not in tools:
+        tools["extractor"] = make_extractor(ecfg)
+    if c.proxy_clip and "clip" not in tools:
+        tools["clip"] = load_clip_scorer(ecfg.clip_variant, ecfg.clip_model, weights=ecfg.clip_weights,
+                                         random_weights=ecfg.random_weights, seed=ecfg.weights_seed, device=c.device)
     sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=c.t_init)
     prompts = trainer.prompts[:c.proxy_prompts]
-    res = evaluate(GeneratedImages(sampler, prompts, batch_size=max(1, c.batch_per_device)), c.proxy_ref,
-                   EvalConfig(random_weights=c.proxy_random_weights, progress=False, device=c.device))
-    return {"proxy_fid": res["metrics"]["fid"]["value"], "proxy_n": len(prompts)}
-
-
-def _tensorboard(run: Path):
-    """accelerate's TensorBoard tracker when tensorboard is installed (JSONL is always written)."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from accelerate.tracking import TensorBoardTracker
-
-    tracker = TensorBoardTracker("distill", str(run / "tensorboard"))
-    if hasattr(tracker, "start"):  # newer accelerate opens the writer in start()
-        tracker.start()
-    return tracker
+    res = evaluate(GeneratedImages(sampler, prompts, batch_size=max(1, c.batch_per_device)), c.proxy_ref, ecfg,
+                   extractor=tools["extractor"], clip_scorer=tools.get("clip"))
+    out = {"proxy_fid": res["metrics"]["fid"]["value"], "proxy_n": len(prompts)}
+    if c.proxy_clip:
+        out["proxy_clip"] = res["metrics"]["clip"]["value"]
+    return out

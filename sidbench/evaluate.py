@@ -145,9 +145,12 @@ def _mark_random(res: dict, what: str) -> None:
         R.mark_not_comparable(res, f"{what} has random weights (architecture only): numbers are for tests and benchmarks")
 
 
-def _clip_scorer(cfg: EvalConfig):
+def _clip_scorer(cfg: EvalConfig, given=None):
     from sidbench.metrics.clip_score import load_clip_scorer
 
+    if given is not None:  # a scorer loaded once by the caller (training proxies): start from zero
+        given.reset()
+        return given
     return load_clip_scorer(cfg.clip_variant, cfg.clip_model, weights=cfg.clip_weights,
                             random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device)
 
@@ -208,11 +211,12 @@ def clip_pass(source: ImageSource, n_images: int, prompts: list[str], cfg: EvalC
 
 def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor | None = None,
              out: str | None = None, save_stats: str | None = None, command: list[str] | None = None,
-             subject: dict | None = None) -> dict:
+             subject: dict | None = None, clip_scorer=None) -> dict:
     """Compare generated ``images`` with reference ``ref``; returns (and optionally writes) a results dict.
 
     ``images`` / ``ref``: a folder, an .npy/.npz image array, a statistics .npz, or an in-memory uint8 array.
     ``extractor``: inject any network (tests, the demo); otherwise built from the registry and local weights.
+    ``clip_scorer``: a CLIP scorer already loaded (``load_clip_scorer``), reset and reused instead of loading one.
     ``subject``: what made the images (name, method, teacher, steps, guidance, kimg), for tables.
     """
     cfg = cfg or EvalConfig()
@@ -264,7 +268,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if hasattr(images, "batches"):
         runner = _fid_runner(cfg, extractor, preprocess, res) if (cfg.fid or cfg.kid) else None
         pr_runner = _pr_runner(cfg, preprocess, res) if cfg.pr else None
-        gen, gen_pr = _stream_generated(images, cfg, [runner, pr_runner], images.prompts, res)
+        gen, gen_pr = _stream_generated(images, cfg, [runner, pr_runner], images.prompts, res, clip_scorer)
         if runner is not None:
             _image_metrics(None, ref, cfg, runner, res, save_stats, gen=gen)
         if pr_runner is not None:
@@ -276,7 +280,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if cfg.clip:
         source = open_source(images, value_range=cfg.value_range)
         check_prompt_pairing(source, n_gen, prompts)
-        scorer = _clip_scorer(cfg)
+        scorer = _clip_scorer(cfg, clip_scorer)
         clip_pass(source, n_gen, prompts, cfg, scorer)
         _record_clip(res, scorer)
     if cfg.fid or cfg.kid:
@@ -299,7 +303,8 @@ def _fid_runner(cfg: EvalConfig, extractor: Extractor | None, preprocess: Prepro
     return runner
 
 
-def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[str], res: dict) -> list:
+def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[str], res: dict,
+                      clip_scorer=None) -> list:
     """Images generated batch by batch go straight into the FID statistics and the CLIP sums: no files."""
     from tqdm import tqdm
 
@@ -310,7 +315,7 @@ def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[st
     if cfg.clip:
         if len(prompts) != len(producer):
             raise SidbenchError(f"{len(producer)} images but {len(prompts)} prompts: CLIP score pairs them one to one")
-        scorer = _clip_scorer(cfg)
+        scorer = _clip_scorer(cfg, clip_scorer)
     shard = distributed.process_shard()
     idx = list(select_indices(len(producer), shard))
     with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \

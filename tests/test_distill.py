@@ -19,7 +19,7 @@ from distill.loss import SiDLoss, add_noise
 from sidbench.errors import SidbenchError
 from sidbench.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
 
-from conftest import run_sidbench
+from conftest import random_images, run_sidbench, write_images
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +244,163 @@ def test_tiny_end_to_end_distill_generate_eval(tiny_sd, prompts, tmp_path, tiny)
     assert saved["batch"] == 4 and saved["cfg_eval_real"] == 1.5
     r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 3, ["--lr-gen", "1e-3"]))
     assert r.exit_code == 2 and "lr_gen" in r.output  # resuming under another trajectory setting is refused
+
+
+@pytest.mark.slow
+def test_zero1_sharded_optimiser_equals_one_process(tiny_sd, prompts, tmp_path):
+    """ZeRO stage 1 shards the Adam moments; the updates (gradients summed first) stay those of one process.
+    The proxy evaluation is collective too (each process generates its share), so it neither hangs nor changes."""
+    write_images(tmp_path / "ref", random_images(6, seed=3))
+    proxy = ["--proxy-every", "2", "--proxy-ref", str(tmp_path / "ref"), "--proxy-random-weights", "--proxy-prompts", "4"]
+    one = run_cli(distill_args(tiny_sd, prompts, tmp_path / "one", 2, ["--batch-per-device", "1", *proxy]))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_cli(distill_args(tiny_sd, prompts, tmp_path / "two", 2,
+                               ["--batch-per-device", "1", "--sharding", "zero1", *proxy]), processes=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    p1, p2 = [[json.loads(x) for x in (tmp_path / r / "log.jsonl").read_text().splitlines()][-1] for r in ("one", "two")]
+    assert p2["proxy_fid"] == pytest.approx(p1["proxy_fid"], rel=1e-3)
+    s1, s2 = final_state(tmp_path / "one"), final_state(tmp_path / "two")
+    for net in ("generator", "fake"):
+        diff = torch.cat([(s1[net][k] - s2[net][k]).abs().flatten() for k in s1[net]])
+        assert float(diff.max()) <= 2.5e-4 and float((diff > 1e-6).float().mean()) < 1e-3
+    # The checkpoint holds the whole (consolidated) optimiser state, like an unsharded run's; the second moments
+    # agree except where step 2's gradient saw one of the rounding-level weight differences above.
+    for opt in ("opt_gen", "opt_fake"):
+        assert sorted(s2[opt]["state"]) == sorted(s1[opt]["state"])
+        a = torch.cat([st["exp_avg_sq"].flatten() for _, st in sorted(s1[opt]["state"].items())])
+        b = torch.cat([st["exp_avg_sq"].flatten() for _, st in sorted(s2[opt]["state"].items())])
+        rel = (a - b).abs() / a.abs().clamp_min(1e-30)
+        assert float((rel > 1e-2).float().mean()) < 1e-2 and float(rel.median()) < 1e-4
+
+
+def test_proxy_fid_and_clip_equal_an_evaluation_of_the_exported_snapshot(tiny_sd, prompts, tmp_path):
+    """The proxy at the last iteration scores the same EMA generator that the final snapshot exports."""
+    import open_clip
+
+    from distill.loop import train
+    from sidbench.evaluate import EvalConfig, evaluate
+    from sidbench.generate import GenerateConfig, generate
+
+    from test_clip_score import TINY
+
+    d = tmp_path / "clipcfg"
+    d.mkdir()
+    (d / "sidbench-tiny-clip.json").write_text(json.dumps(TINY))
+    open_clip.add_model_config(str(d))
+    ref = tmp_path / "ref"
+    write_images(ref, random_images(6, seed=3))
+    cfg = resolve(overrides=dict(base=str(tiny_sd), prompts=str(prompts), run_dir=str(tmp_path / "run"), batch=4,
+                                 batch_per_device=2, duration_kimg=0.008, lr_gen=1e-4, lr_fake=1e-4, checkpoint_every=0,
+                                 proxy_every=1, proxy_prompts=4, proxy_ref=str(ref), proxy_random_weights=True,
+                                 proxy_clip=True, proxy_clip_model="sidbench-tiny-clip", trackers="none"))
+    train(cfg, resume="none", progress=False)
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [x["iteration"] for x in log] == [1, 2] and all("proxy_fid" in x and "proxy_clip" in x for x in log)
+    snap = tmp_path / "run" / "snapshots" / (tmp_path / "run" / "snapshots" / "LATEST").read_text().strip()
+    first4 = tmp_path / "first4.txt"
+    first4.write_text("".join(p + "\n" for p in prompts.read_text().splitlines()[:4]))
+    generate(GenerateConfig(base=str(tiny_sd), generator=str(snap), prompts=str(first4)), tmp_path / "imgs",
+             progress=False)
+    res = evaluate(str(tmp_path / "imgs"), str(ref), EvalConfig(random_weights=True, use_cache=False, progress=False,
+                                                                clip=True, prompts=str(first4),
+                                                                clip_model="sidbench-tiny-clip"))
+    assert log[-1]["proxy_fid"] == pytest.approx(res["metrics"]["fid"]["value"], rel=1e-6, abs=1e-6)
+    assert log[-1]["proxy_clip"] == pytest.approx(res["metrics"]["clip"]["value"], rel=1e-6, abs=1e-7)
+
+
+def test_wandb_tracker_gets_every_logged_line_and_a_missing_package_is_a_clear_error(tiny_sd, prompts, tmp_path,
+                                                                                     monkeypatch):
+    import importlib.machinery
+    import types
+
+    from distill.loop import train
+
+    overrides = dict(base=str(tiny_sd), prompts=str(prompts), batch=4, batch_per_device=4, duration_kimg=0.008,
+                     checkpoint_every=0, trackers="wandb", tracker_project="proj")
+    monkeypatch.setitem(sys.modules, "wandb", None)  # not installed
+    with pytest.raises(SidbenchError, match="pip install wandb"):
+        train(resolve(overrides=dict(overrides, run_dir=str(tmp_path / "a"))), resume="none", progress=False)
+    assert not (tmp_path / "a" / "checkpoints").exists()  # refused before any training
+
+    calls = {"init": [], "log": [], "finish": 0}
+
+    class Run:
+        def log(self, values, step=None):
+            calls["log"].append((step, dict(values)))
+
+        def finish(self):
+            calls["finish"] += 1
+
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    fake.init = lambda **kw: calls["init"].append(kw) or Run()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    train(resolve(overrides=dict(overrides, run_dir=str(tmp_path / "b"))), resume="none", progress=False)
+    assert calls["init"][0]["project"] == "proj" and calls["init"][0]["config"]["batch"] == 4
+    lines = [json.loads(x) for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [s for s, _ in calls["log"]] == [x["iteration"] for x in lines] == [1, 2]
+    for (_, logged), line in zip(calls["log"], lines):
+        assert logged["loss_gen"] == line["loss_gen"] and logged["loss_fake"] == line["loss_fake"]
+    assert calls["finish"] == 1
+
+
+class GaussianScore(torch.nn.Module):
+    """The exact epsilon-predictor of data N(m, diag(v)) under the SD schedule (a UNet stand-in, per channel)."""
+
+    def __init__(self, m, v, trainable: bool):
+        super().__init__()
+        self.abar = alphas().float()
+        self.m = torch.nn.Parameter(torch.tensor(m), requires_grad=trainable)
+        self.log_v = torch.nn.Parameter(torch.tensor(v).log(), requires_grad=trainable)
+
+    def forward(self, x, t, encoder_hidden_states=None):
+        from types import SimpleNamespace
+
+        a = self.abar[t].view(-1, 1, 1, 1)
+        m, v = self.m.view(1, -1, 1, 1), self.log_v.exp().view(1, -1, 1, 1)
+        return SimpleNamespace(sample=(1 - a).sqrt() * (x - a.sqrt() * m) / (a * v + 1 - a))
+
+
+def test_sid_drives_a_gaussian_generator_to_the_teachers_gaussian():
+    """Known answer: with exact Gaussian score families, alternating phase A / phase B of our loss unit moves a
+    generator x = mu + s z from N(0, 1) to the teacher's N(m, v), per channel (means, and variances over 25x)."""
+    torch.manual_seed(0)
+    m, v = [1.0, -0.5, 0.3, 2.0], [0.25, 1.0, 0.04, 0.5]
+    teacher, fake = GaussianScore(m, v, False), GaussianScore([0.0] * 4, [1.0] * 4, True)
+    mu, log_s = torch.zeros(4, requires_grad=True), torch.zeros(4, requires_grad=True)
+    loss = SiDLoss(alphas(), k1=1.0, k2=1.0, k4=1.0, alpha=1.0)
+    opt_g = torch.optim.Adam([mu, log_s], lr=1e-2, betas=(0.0, 0.999))
+    opt_f = torch.optim.Adam(fake.parameters(), lr=3e-2, betas=(0.0, 0.999))
+    B, cond = 256, torch.zeros(256, 1, 1)
+    sample = lambda: mu.view(1, -1, 1, 1) + log_s.exp().view(1, -1, 1, 1) * torch.randn(B, 4, 1, 1)
+    draw = lambda x: (torch.randint(20, 980, (B,)), torch.randn_like(x))
+    means, variances = [], []
+    for it in range(1500):
+        x = sample().detach()
+        lf, _ = loss.fake_score_loss(fake, x, *draw(x), cond, cond, B)
+        opt_f.zero_grad()
+        lf.backward()
+        opt_f.step()
+        x = sample()
+        fake.requires_grad_(False)
+        lg, _ = loss.generator_loss(fake, teacher, x, *draw(x), cond, cond, B)
+        opt_g.zero_grad()
+        lg.backward()
+        opt_g.step()
+        fake.requires_grad_(True)
+        if it >= 1000:  # average the (noisy) end of the run
+            means.append(mu.detach().clone())
+            variances.append((2 * log_s.detach()).exp())
+    mean, var = torch.stack(means).mean(0), torch.stack(variances).mean(0)
+    assert torch.allclose(mean, torch.tensor(m), atol=0.08), mean
+    assert torch.allclose(var.log(), torch.tensor(v).log(), atol=0.25), var   # within ~28 %; started 1/v away
+
+
+def test_tensorboard_tracker_writes_events_when_installed(tiny_sd, prompts, tmp_path):
+    pytest.importorskip("tensorboard")
+    from distill.loop import train
+
+    train(resolve(overrides=dict(base=str(tiny_sd), prompts=str(prompts), run_dir=str(tmp_path / "r"), batch=4,
+                                 batch_per_device=4, duration_kimg=0.004, checkpoint_every=0)), resume="none",
+          progress=False)
+    assert list((tmp_path / "r" / "tensorboard").rglob("events.out.tfevents.*"))

@@ -84,6 +84,10 @@ class ClipScorer:
         self.truncated += cut
         return cos
 
+    def reset(self) -> None:
+        """Forget the sums so one loaded model can score several image sets (training proxies)."""
+        self.total, self.n, self.truncated = 0.0, 0, 0
+
     def result(self) -> dict:
         if self.n == 0:
             raise SidbenchError("CLIP score over zero images")
@@ -206,6 +210,10 @@ class TorchmetricsClipScorer:
         self.total += float(score.double().sum())
         self.n += len(prompts)
         return score
+
+    def reset(self) -> None:
+        """Forget the sums so one loaded model can score several image sets (training proxies)."""
+        self.total, self.n, self.truncated = 0.0, 0, 0
 
     def result(self) -> dict:
         if self.n == 0:
