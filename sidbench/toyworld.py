@@ -157,7 +157,15 @@ class WorldCNN(nn.Module):
         return {k: h(f).argmax(1) for k, h in self.heads.items()}
 
 
-def train_metric_net(path: Path, *, steps: int = 600, batch: int = 128, seed: int = 0, log=print) -> WorldCNN:
+def train_metric_net(path: Path, *, steps: int = 600, batch: int = 128, seed: int = 0, noise_max: float = 25.0,
+                     log=print) -> WorldCNN:
+    """Train the metric CNN on true images with additive Gaussian pixel noise of std ~ U(0, noise_max) levels.
+
+    The noise makes its features describe content (shape, colour, size, position), not pixel noise: trained on
+    clean images only (noise_max = 0), the Fréchet distance of true images plus noise of std 14 levels (5,223)
+    came out above that of blurred one-step samples (4,780), so it measured noise and little else. Pixel noise
+    is reported on its own instead (``background_noise``).
+    """
     from safetensors.torch import save_file
 
     torch.manual_seed(seed)
@@ -167,6 +175,8 @@ def train_metric_net(path: Path, *, steps: int = 600, batch: int = 128, seed: in
     for step in range(steps):
         imgs, caps = sample_world(batch, RES, seed=int(rng.integers(2**31)))
         x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float()
+        if noise_max > 0:
+            x = (x + torch.randn_like(x) * torch.rand(batch, 1, 1, 1) * noise_max).clamp(0, 255)
         f = net.features(x)
         attrs = [caption_attributes(c) for c in caps]
         loss = sum(F.cross_entropy(h(f), torch.tensor([a[k] for a in attrs])) for k, h in net.heads.items())
@@ -187,6 +197,13 @@ def load_metric_net(path: Path) -> WorldCNN:
     net = WorldCNN()
     net.load_state_dict(load_file(str(path)))
     return net.eval()
+
+
+def background_noise(images_uint8: np.ndarray) -> float:
+    """Mean |pixel - 128| over the one-pixel border, in grey levels: shapes seldom reach it, so it measures
+    pixel noise (true images: ~1.8, where large jittered shapes touch the border)."""
+    b = np.concatenate([images_uint8[:, 0], images_uint8[:, -1], images_uint8[:, :, 0], images_uint8[:, :, -1]], 1)
+    return float(np.abs(b.astype(np.float64) - 128).mean())
 
 
 @torch.no_grad()

@@ -20,9 +20,46 @@ def test_demo_quick_runs_the_whole_pipeline_offline(tmp_path):
     # and the teacher's one step from pure noise is far from it.
     floor, noise = rows["true images (FD floor)"], rows["teacher 1 step from t=999"]
     assert floor["fd"] < noise["fd"] and floor["adherence"] > 0.9
+    assert floor["noise"] < 3 < noise["noise"] and floor["fd_noise_sensitive"] < noise["fd_noise_sensitive"]
     for f in ("report.md", "table.md", "fd_adherence.png", "fd_adherence.svg", "fd_curve.png", "samples.png"):
         assert (out / f).stat().st_size > 100, f
     log = [json.loads(x) for x in (out / "runs" / "k1" / "log.jsonl").read_text().splitlines()]
     assert log and all("proxy_fd_ema" in x for x in log)
     r = json.loads(next((out / "results").glob("sid-k1-ema.json")).read_text())
     assert r["schema"] == "sidbench.results/1" and r["extractors"]["fid"]["name"] == "world-cnn"
+
+
+def test_background_noise_measures_pixel_noise():
+    import numpy as np
+
+    from sidbench.toyworld import background_noise
+    from sidbench.world import sample_world
+
+    true, _ = sample_world(500, 16, seed=3)
+    assert background_noise(true) < 3  # large jittered shapes touch the border now and then
+    grey = np.full((500, 16, 16, 3), 128.0)
+    noisy = np.clip(np.rint(grey + np.random.default_rng(0).normal(0, 10, grey.shape)), 0, 255).astype(np.uint8)
+    assert abs(background_noise(noisy) - 10 * np.sqrt(2 / np.pi)) < 0.15  # E|N(0, s^2)| = s sqrt(2/pi)
+
+
+def test_shipped_metric_nets_behave_as_documented():
+    """The FD net ignores pixel noise (it is reported apart); the clean-trained net reacts mostly to it."""
+    import numpy as np
+    import torch
+
+    from sidbench.metrics.fid import frechet_distance
+    from sidbench.toyworld import load_metric_net
+    from sidbench.world import sample_world
+
+    ref, _ = sample_world(1000, 16, seed=10)
+    other, _ = sample_world(1000, 16, seed=11)
+    noisy = np.clip(np.rint(other + np.random.default_rng(0).normal(0, 14, other.shape)), 0, 255).astype(np.uint8)
+
+    def fd(net, a, b):
+        with torch.no_grad():
+            fa, fb = (net.features(torch.from_numpy(x).permute(0, 3, 1, 2).float()).double().numpy() for x in (a, b))
+        return frechet_distance(fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0), np.cov(fb, rowvar=False))
+
+    robust, clean = (load_metric_net(ASSETS / f) for f in ("world_cnn.safetensors", "world_cnn_clean.safetensors"))
+    assert fd(robust, noisy, ref) < 1.2 * fd(robust, other, ref)
+    assert fd(clean, noisy, ref) > 5 * fd(clean, other, ref)
