@@ -66,10 +66,8 @@ class World:
 
     def __init__(self, n: int, out: Path):
         from sidbench.extractors.registry import build_extractor
-        from sidbench.toyworld import RES
+        from sidbench.toyworld import RES, load_metric_net
         from sidbench.world import sample_world
-
-        from sidbench.toyworld import load_metric_net
 
         self.extractor = build_extractor("world-cnn", weights=str(ASSETS / "world_cnn.safetensors"))
         self.net = self.extractor.module
@@ -184,7 +182,7 @@ def run_demo(out: Path, *, quick: bool = False, rebuild_teacher: bool = False, c
         shutil.rmtree(out)  # a demo report is regenerated whole, never mixed with an older one
     out.mkdir(parents=True)
     n = 300 if quick else 1000
-    iters_k1, iters_lsg, every = (8, 4, 4) if quick else (180, 60, 30)  # fits `make demo` in ~9.5 min with the install (606 s at 210)
+    iters_k1, iters_lsg, every = (8, 4, 4) if quick else (180, 60, 30)  # fresh-clone make demo < 10 min
     console.print(f"[bold]sidbench demo[/]: 16x16 shapes world, {n} images per evaluation"
                   + (" (quick: a reduced run, targets not expected)" if quick else ""))
     world = World(n, out)
