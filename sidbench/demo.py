@@ -159,10 +159,14 @@ def _distill(world: World, base, run_dir: Path, *, k: float, iters: int, proxy_e
         lr_gen=5e-6, lr_fake=2e-5, batch=64, batch_per_device=64, adam_beta1=0.0, adam_beta2=0.999,
         ema_mimg=0.004, ema_rampup=0.25, duration_kimg=iters * 64 / 1000, checkpoint_every=0, snapshot_every=0,
         proxy_every=proxy_every, log_every=proxy_every, seed=0))
+    from types import SimpleNamespace
+
+    # The curve starts where the generator starts: the teacher's one step at t_init (raw = EMA = teacher).
+    start = {"iteration": 0, "kimg": 0.0, **proxy(SimpleNamespace(base=base, ema=base.unet, generator=base.unet))}
     t0 = time.time()
     tr = train(cfg, resume="none", progress=True, base=copy.copy(base), proxy_fn=proxy)
     console.print(f"distilled k={k}: {tr.iteration} iterations, {tr.cur_nimg} images, {time.time() - t0:.0f} s")
-    return tr, [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
+    return tr, [start] + [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def run_demo(out: Path, *, quick: bool = False, rebuild_teacher: bool = False, console: Console | None = None) -> list[dict]:
