@@ -116,6 +116,7 @@ class Trainer:
                             prediction_type=self.base.prediction_type)
         self.latent_shape = self.base.latent_shape()
         self.iteration, self.cur_nimg, self.nonfinite_streak = 0, 0, 0
+        self.proxy_tools: dict = {}  # proxy FID extractor and CLIP scorer, loaded at the first proxy
         dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.autocast = lambda: torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None)
@@ -375,7 +376,7 @@ def proxy_metrics(trainer: Trainer) -> dict:
         raise SidbenchError("proxy_every needs proxy_ref (reference images or statistics for the proxy FID)")
     ecfg = EvalConfig(clip=c.proxy_clip, clip_model=c.proxy_clip_model or None, clip_weights=c.proxy_clip_weights or None,
                       random_weights=c.proxy_random_weights, progress=False, device=c.device)
-    tools = trainer.__dict__.setdefault("_proxy_tools", {})
+    tools = trainer.proxy_tools
     if "extractor" not in tools:
         tools["extractor"] = make_extractor(ecfg)
     if c.proxy_clip and "clip" not in tools:

@@ -57,8 +57,16 @@ def image_round_trip(img: np.ndarray, size: int = 256) -> Image.Image:
     return Image.fromarray(back.numpy())
 
 
+class _Sums:
+    """The running sums both CLIP scorers keep (total, n, truncated), and their reset."""
+
+    def reset(self) -> None:
+        """Forget the sums so one loaded model can score several image sets (training proxies)."""
+        self.total, self.n, self.truncated = 0.0, 0, 0
+
+
 @dataclass
-class ClipScorer:
+class ClipScorer(_Sums):
     """Streaming CLIP score: update with (uint8 images, prompts) batches, then ``result()``."""
 
     model: torch.nn.Module
@@ -83,10 +91,6 @@ class ClipScorer:
         self.n += len(prompts)
         self.truncated += cut
         return cos
-
-    def reset(self) -> None:
-        """Forget the sums so one loaded model can score several image sets (training proxies)."""
-        self.total, self.n, self.truncated = 0.0, 0, 0
 
     def result(self) -> dict:
         if self.n == 0:
@@ -182,7 +186,7 @@ def _as_tensor(out) -> torch.Tensor:
 
 
 @dataclass
-class TorchmetricsClipScorer:
+class TorchmetricsClipScorer(_Sums):
     model: torch.nn.Module
     processor: object
     info: dict
@@ -210,10 +214,6 @@ class TorchmetricsClipScorer:
         self.total += float(score.double().sum())
         self.n += len(prompts)
         return score
-
-    def reset(self) -> None:
-        """Forget the sums so one loaded model can score several image sets (training proxies)."""
-        self.total, self.n, self.truncated = 0.0, 0, 0
 
     def result(self) -> dict:
         if self.n == 0:
