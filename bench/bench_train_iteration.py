@@ -16,7 +16,7 @@ import torch
 
 import sidbench  # noqa: F401
 from distill.config import resolve
-from distill.loop import Trainer, one_step_latents
+from distill.loop import Trainer
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
 from sidbench.sampling import encode_prompts
 from sidbench.tiny import build_tiny_sd
@@ -44,7 +44,7 @@ def reference_iteration(tr: Trainer, it: int, G, fake, teacher, opt_f, opt_g) ->
     z, eps, t, drop = draws(c.seed, it, PHASE_FAKE, idx, tr.latent_shape, c.t_min, c.t_max, c.prompt_dropout)
     texts = ["" if d else p for p, d in zip(texts, drop)]
     with torch.no_grad():
-        x_g = one_step_latents(G, z, emb(texts), base, c.t_init)
+        x_g = tr.diffusion.one_step(G, z, emb(texts), c.t_init)
     a = base.alphas_cumprod[t].float().view(-1, 1, 1, 1)
     x_t = a.sqrt() * x_g + (1 - a).sqrt() * eps
     loss_a = ((guided(fake, x_t, t, texts, c.cfg_train_fake) - eps) ** 2).sum() / c.batch
@@ -53,7 +53,7 @@ def reference_iteration(tr: Trainer, it: int, G, fake, teacher, opt_f, opt_g) ->
     opt_f.zero_grad(set_to_none=True)
     texts = [tr.prompts[j] for j in prompt_indices(c.seed, it, PHASE_GEN, c.batch, idx, len(tr.prompts))]
     z, eps, t, _ = draws(c.seed, it, PHASE_GEN, idx, tr.latent_shape, c.t_min, c.t_max, 0.0)
-    x_g = one_step_latents(G, z, emb(texts), base, c.t_init)
+    x_g = tr.diffusion.one_step(G, z, emb(texts), c.t_init)
     a = base.alphas_cumprod[t].float().view(-1, 1, 1, 1)
     x_t = a.sqrt() * x_g + (1 - a).sqrt() * eps
     y_fake = x0_loop(guided(fake, x_t, t, texts, c.cfg_eval_fake), x_t, t)

@@ -29,6 +29,10 @@ def _params() -> list[inspect.Parameter]:
             Optional[str], typer.Option("--config", help="TOML/YAML/JSON file of settings; flags override it.")]),
         inspect.Parameter("lsg", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
             Optional[float], typer.Option("--lsg", help="LSG preset: k1 = k2 = k3 = k4 = K (per-scale flags still win).")]),
+        inspect.Parameter("guidance_interval", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[str], typer.Option("--guidance-interval", help="T_LO,T_HI: apply k1, k2 and k4 only at training "
+                                        "timesteps in [T_LO, T_HI] (scale 1 elsewhere; beyond the paper, after "
+                                        "Kynkaanniemi et al. 2024); per-scale --cfg-*-interval flags still win.")]),
         inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default="auto", annotation=Annotated[
             str, typer.Option("--resume", help="auto (latest checkpoint in the run folder, if any) | none | a checkpoint path.")]),
         inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
@@ -51,6 +55,7 @@ def distill_cmd(**kw):
     from distill.loop import train
 
     config, lsg, resume, quiet = kw.pop("config"), kw.pop("lsg"), kw.pop("resume"), kw.pop("quiet")
+    kw["guidance_interval"] = kw.pop("guidance_interval")
     try:
         cfg = resolve(config, kw, lsg=lsg)
         missing = [k for k in ("base", "prompts", "run_dir") if not getattr(cfg, k)]

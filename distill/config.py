@@ -10,10 +10,14 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from sidbench.diffusion import parse_interval
 from sidbench.errors import SidbenchError
 
 
 TRACKERS = ("tensorboard", "wandb")
+PRECISIONS = ("fp32", "bf16", "fp16", "fp16-pure")
+INTERVAL_KEYS = ("cfg_train_fake_interval", "cfg_eval_fake_interval", "cfg_eval_real_interval")
+PRESETS = ("lsg", "guidance_interval")  # keys that set several fields at once
 
 
 def tracker_names(spec: str) -> list[str]:
@@ -32,6 +36,11 @@ class DistillConfig:
     cfg_train_fake: float = 1.5           # k1: fake score, phase A (training).
     cfg_eval_fake: float = 1.5            # k2 = k3: fake score, phase B.
     cfg_eval_real: float = 1.5            # k4: teacher, phase B.
+    # Guidance intervals (beyond the paper; Kynkaanniemi et al. 2024): "T_LO,T_HI" applies a scale only at those
+    # training timesteps (scale 1 elsewhere); "" applies it at every t. --guidance-interval sets all three.
+    cfg_train_fake_interval: str = ""     # Where k1 applies.
+    cfg_eval_fake_interval: str = ""      # Where k2 applies.
+    cfg_eval_real_interval: str = ""      # Where k4 applies.
     prompt_dropout: float = 0.1           # Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).
     # The method.
     alpha: float = 1.0                    # SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).
@@ -51,7 +60,7 @@ class DistillConfig:
     ema_rampup: float = 0.05              # EMA ramp: the half-life is at most this share of the images seen.
     duration_kimg: float = 18789.0        # Length of training, in kimg (the 8.15 FID run stopped at 18,789).
     # Numerics and memory.
-    precision: str = "fp32"               # fp32 | bf16 (autocast) | fp16 (autocast + loss scaling).
+    precision: str = "fp32"               # fp32 | bf16 (autocast) | fp16 (autocast + loss scaling) | fp16-pure (the reference's fp16: all nets fp16, Adam eps 1e-6, G grads clipped by value at 1, no EMA).
     tf32: bool = False                    # TF32 matmuls (the published runs forced it off).
     grad_checkpointing: bool = False      # Trade compute for memory in both trained UNets.
     sharding: str = "none"                # none | zero1: shard both Adam states over processes (ZeRO stage 1).
@@ -80,8 +89,13 @@ class DistillConfig:
             problems.append("batch and batch_per_device must be positive")
         if not 0 <= self.t_min <= self.t_max <= 999:
             problems.append(f"need 0 <= t_min <= t_max <= 999, got {self.t_min}..{self.t_max}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            problems.append(f"precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in INTERVAL_KEYS:
+            try:
+                parse_interval(getattr(self, name))
+            except SidbenchError as e:
+                problems.append(f"{name}: {e}")
         if self.sharding not in ("none", "zero1"):
             problems.append(f"sharding must be none or zero1, got {self.sharding!r}")
         bad = sorted(set(tracker_names(self.trackers)) - set(TRACKERS))
@@ -141,18 +155,37 @@ def read_config_file(path: str | Path) -> dict:
     return data
 
 
+def apply_interval(values: dict, spec: str | None) -> dict:
+    """--guidance-interval: the same interval for k1, k2 and k4 (explicit per-scale values still win)."""
+    if spec is None:
+        return values
+    out = {k: spec for k in INTERVAL_KEYS}
+    out.update(values)
+    return out
+
+
 def resolve(file: str | None = None, overrides: dict | None = None, lsg: float | None = None) -> DistillConfig:
-    """File values, then CLI overrides (None means "not given"); unknown keys are an error."""
+    """File values, then CLI overrides (None means "not given"); unknown keys are an error.
+
+    Presets (``lsg``, ``guidance_interval``) expand into their fields; an explicit field beats a preset at the
+    same level, and a CLI preset beats the file's fields.
+    """
     values = read_config_file(file) if file else {}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unknown = (set(values) | set(given)) - field_names() - {"lsg"}
+    unknown = (set(values) | set(given)) - field_names() - set(PRESETS)
     if unknown:
         raise SidbenchError(f"unknown config key(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(field_names()))}")
     cli_lsg = given.pop("lsg", None) if lsg is None else lsg
-    merged = apply_lsg(values, values.pop("lsg", None))        # in the file: per-scale values beat its lsg
+    cli_interval = given.pop("guidance_interval", None)
+    merged = apply_lsg(values, values.pop("lsg", None))        # in the file: per-scale values beat its presets
+    merged = apply_interval(merged, merged.pop("guidance_interval", None))
     if cli_lsg is not None:                                     # a CLI --lsg beats the file's scales
         merged.update(cfg_train_fake=cli_lsg, cfg_eval_fake=cli_lsg, cfg_eval_real=cli_lsg)
-    merged.update(given)                                        # explicit CLI scales beat everything
+    if cli_interval is not None:
+        merged.update({k: cli_interval for k in INTERVAL_KEYS})
+    merged.update(given)                                        # explicit CLI fields beat everything
+    if merged.get("precision") == "fp16-pure" and "adam_eps" not in merged:
+        merged["adam_eps"] = 1e-6                               # the reference's Adam eps in fp16
     try:
         return DistillConfig(**merged)
     except TypeError as e:

@@ -19,29 +19,21 @@ import torch.distributed as dist
 from distill import checkpoint
 from distill.config import DistillConfig
 from distill.ema import ema_beta, ema_update
-from distill.loss import SiDLoss
+from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
 from sidbench import distributed
 from sidbench.atomic import write_json
 from sidbench.errors import SidbenchError
 from sidbench.models import BaseModel, export_generator, load_base
-from sidbench.sampling import encode_prompts, x0_from_output
+from sidbench.diffusion import Diffusion, parse_interval
+from sidbench.sampling import encode_prompts
 
 # Settings that define the training trajectory: a resume must not change them.
-TRAJECTORY_KEYS = ("base", "prompts", "cfg_train_fake", "cfg_eval_fake", "cfg_eval_real", "prompt_dropout", "alpha",
+TRAJECTORY_KEYS = ("base", "prompts", "cfg_train_fake", "cfg_eval_fake", "cfg_eval_real", "cfg_train_fake_interval",
+                   "cfg_eval_fake_interval", "cfg_eval_real_interval", "prompt_dropout", "alpha",
                    "t_init", "t_min", "t_max", "w_min", "lr_gen", "lr_fake", "adam_beta1", "adam_beta2", "adam_eps",
                    "batch", "ema_mimg", "ema_rampup", "precision", "seed")
-
-
-def one_step_latents(generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, base: BaseModel,
-                     t_init: int) -> torch.Tensor:
-    """x_g = x0 estimate of G at t_init from x_in = sqrt(1 - abar) z (differentiable)."""
-    abar = base.alphas_cumprod[t_init].to(z.device, torch.float32)
-    x_in = (1 - abar).sqrt() * z
-    t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
-    out = generator(x_in, t, encoder_hidden_states=cond).sample.float()
-    return x0_from_output(out, x_in, abar, base.prediction_type)
 
 
 def sanitize_grads(params) -> int:
@@ -87,7 +79,14 @@ class EmbeddingCache:
 
 
 class Trainer:
-    def __init__(self, cfg: DistillConfig, *, base: BaseModel | None = None):
+    """Holds the three networks, both optimisers and the counters; ``step()`` is one SiD-LSG iteration.
+
+    ``generator`` and ``fake`` default to copies of the teacher (the method's initialisation); other networks
+    with the UNet call signature can be given (the analytic known-answer tests do).
+    """
+
+    def __init__(self, cfg: DistillConfig, *, base: BaseModel | None = None, generator: torch.nn.Module | None = None,
+                 fake: torch.nn.Module | None = None):
         from sidbench.prompts import read_prompts
 
         self.cfg = cfg
@@ -100,9 +99,12 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = cfg.tf32
             torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
         self.base = base or load_base(cfg.base, device=cfg.device)
+        self.pure_fp16 = cfg.precision == "fp16-pure"
         self.teacher = self.base.unet.requires_grad_(False).eval()
-        self.generator = copy.deepcopy(self.teacher).requires_grad_(True).train()
-        self.fake = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        if self.pure_fp16:  # the reference's fp16 mode: every network in fp16, no autocast, no loss scaling
+            self.teacher = copy.deepcopy(self.teacher).half()
+        self.generator = copy.deepcopy(generator if generator is not None else self.teacher).requires_grad_(True).train()
+        self.fake = copy.deepcopy(fake if fake is not None else self.teacher).requires_grad_(True).train()
         self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
         if cfg.grad_checkpointing:
             self.generator.enable_gradient_checkpointing()
@@ -111,14 +113,16 @@ class Trainer:
         self.opt_fake = self._adam(self.fake, cfg.lr_fake)
         self.prompts = read_prompts(cfg.prompts)
         self.embed = EmbeddingCache(self.base)
-        self.loss = SiDLoss(self.base.alphas_cumprod, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake,
-                            k4=cfg.cfg_eval_real, alpha=cfg.alpha, w_min=cfg.w_min,
-                            prediction_type=self.base.prediction_type)
+        self.diffusion = Diffusion.of(self.base)
+        self.loss = SiDLoss(self.diffusion, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake, k4=cfg.cfg_eval_real,
+                            alpha=cfg.alpha, w_min=cfg.w_min, interval1=parse_interval(cfg.cfg_train_fake_interval),
+                            interval2=parse_interval(cfg.cfg_eval_fake_interval),
+                            interval4=parse_interval(cfg.cfg_eval_real_interval))
         self.latent_shape = self.base.latent_shape()
         self.iteration, self.cur_nimg, self.nonfinite_streak = 0, 0, 0
         self.proxy_tools: dict = {}  # proxy FID extractor and CLIP scorer, loaded at the first proxy
         dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)  # fp16-pure: no autocast
         self.autocast = lambda: torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None)
         self.scaler = torch.amp.GradScaler(dev_type, enabled=cfg.precision == "fp16")
 
@@ -152,7 +156,7 @@ class Trainer:
         texts = [self.prompts[j] for j in prompt_indices(c.seed, self.iteration, phase, c.batch, idx, len(self.prompts))]
         texts = ["" if d else p for p, d in zip(texts, drop)]
         dev = self.base.device
-        return z.to(dev), eps.to(dev), t.to(dev), self.embed(texts)
+        return z.to(dev), eps.to(dev), t.to(dev), self.embed(texts), torch.tensor(drop, dtype=torch.bool)
 
     def _sync(self, params, *scalars: float) -> list[float]:
         """Sum gradients (and scalars) over processes: every loss is already divided by the global batch."""
@@ -168,64 +172,92 @@ class Trainer:
     def phase_fake(self) -> dict:
         c = self.cfg
         dropout = c.prompt_dropout if (c.cfg_train_fake != 1 or c.cfg_eval_fake != 1) else 0.0
-        total, nan_samples = 0.0, 0
+        total, nan_samples, err_uncond, err_cond = 0.0, 0, [], []
         for idx in self._chunks():
-            z, eps, t, cond = self._batch(PHASE_FAKE, idx, dropout)
+            z, eps, t, cond, dropped = self._batch(PHASE_FAKE, idx, dropout)
             with torch.no_grad(), self.autocast():
-                x_g = one_step_latents(self.generator, z, cond, self.base, c.t_init)
+                x_g = self.diffusion.one_step(self.generator, z, cond, c.t_init)
             with self.autocast():
-                loss, bad = self.loss.fake_score_loss(self.fake, x_g.float(), t, eps, cond, self.embed.empty, c.batch)
+                loss, bad, per_sample = self.loss.fake_score_loss(self.fake, x_g, t, eps, cond, self.embed.empty,
+                                                                  c.batch)
             self.scaler.scale(loss).backward()
             total += float(loss.detach())
             nan_samples += int(bad.sum())
+            # A dropped prompt's guided output is the unconditional branch alone, on G(z, ""): its error is the
+            # fake score's unconditional error, the half of guidance that only dropped prompts train.
+            per_elem = per_sample / z[0].numel()
+            err_uncond += per_elem[dropped & ~bad].tolist()
+            err_cond += per_elem[~dropped & ~bad].tolist()
         params = list(self.fake.parameters())
-        self.scaler.unscale_(self.opt_fake)
-        total, nan_samples = self._sync(params, total, float(nan_samples))
+        sums = self._sync(params, total, float(nan_samples), sum(err_uncond), float(len(err_uncond)),
+                          sum(err_cond), float(len(err_cond)))
+        total, nan_samples = sums[0], sums[1]
+        self.scaler.unscale_(self.opt_fake)  # after the sum: every process sees the same inf/NaN and skips alike
         nonfinite = sanitize_grads(params)
         norm = grad_norm(params)
         self.scaler.step(self.opt_fake)
         self.scaler.update()
         self.opt_fake.zero_grad(set_to_none=True)
-        return {"loss_fake": total, "nan_samples": int(nan_samples), "nonfinite_fake": nonfinite, "grad_norm_fake": norm}
+        out = {"loss_fake": total, "nan_samples": int(nan_samples), "nonfinite_fake": nonfinite, "grad_norm_fake": norm,
+               "fake_err_cond": sums[4] / sums[5] if sums[5] else None}
+        out["fake_err_uncond"] = sums[2] / sums[3] if sums[3] else None
+        return out
 
     def phase_gen(self) -> dict:
         c = self.cfg
         self.fake.requires_grad_(False)  # its weights are not updated here; gradients still flow through its input
-        total, ws, gaps = 0.0, [], []
+        total, ws, gaps, ts, dropped = 0.0, [], [], [], 0
         try:
             for idx in self._chunks():
-                z, eps, t, cond = self._batch(PHASE_GEN, idx, 0.0)
+                z, eps, t, cond, _ = self._batch(PHASE_GEN, idx, 0.0)
                 with self.autocast():
-                    x_g = one_step_latents(self.generator, z, cond, self.base, c.t_init)
+                    x_g = self.diffusion.one_step(self.generator, z, cond, c.t_init)
                     loss, diag = self.loss.generator_loss(self.fake, self.teacher, x_g, t, eps, cond, self.embed.empty,
                                                           c.batch)
-                self.scaler.scale(loss).backward()
+                self.scaler.scale(loss).backward()  # also when every sample was dropped: zero gradients, same on all ranks
                 total += float(loss.detach())
                 ws.append(diag["w"])
                 gaps.append(diag["gap"])
+                ts.append(diag["t"])
+                dropped += int(diag["dropped"].sum())
         finally:
             self.fake.requires_grad_(True)
         params = list(self.generator.parameters())
-        self.scaler.unscale_(self.opt_gen)
-        w = torch.cat(ws)
-        (total,) = self._sync(params, total)
+        w, gap, t = torch.cat(ws), torch.cat(gaps), torch.cat(ts)
+        bands = []
+        for _, lo, hi in T_BANDS:
+            m = (t >= lo) & (t <= hi)
+            bands += [float(gap[m].sum()), float(m.sum())]
+        sums = self._sync(params, total, float(dropped), float(gap.sum()), float(gap.numel()), *bands)
+        total, dropped = sums[0], int(sums[1])
+        self.scaler.unscale_(self.opt_gen)  # after the sum, as in phase A
         nonfinite = sanitize_grads(params)
+        if self.pure_fp16 and sums[3] > 0:  # the reference clips generator gradients by value in fp16
+            torch.nn.utils.clip_grad_value_(params, 1.0)
         norm = grad_norm(params)
         self.scaler.step(self.opt_gen)
         self.scaler.update()
         self.opt_gen.zero_grad(set_to_none=True)
-        return {"loss_gen": total, "w_mean": float(w.mean()), "w_min": float(w.min()), "w_max": float(w.max()),
-                "fake_teacher_gap": float(torch.cat(gaps).mean()), "nonfinite_gen": nonfinite, "grad_norm_gen": norm}
+        out = {"loss_gen": total, "w_mean": float(w.mean()) if w.numel() else None,
+               "w_min": float(w.min()) if w.numel() else None, "w_max": float(w.max()) if w.numel() else None,
+               "fake_teacher_gap": sums[2] / sums[3] if sums[3] else None, "nan_dropped_gen": dropped,
+               "nonfinite_gen": nonfinite, "grad_norm_gen": norm}
+        for k, (name, _, _) in enumerate(T_BANDS):
+            n = sums[5 + 2 * k]
+            out[f"gap_{name}_t"] = sums[4 + 2 * k] / n if n else None
+        return out
 
     # -- one iteration ----------------------------------------------------------------------------------
     def step(self) -> dict:
         stats = self.phase_fake()
         stats.update(self.phase_gen())
+        # The reference's ramp reads the image count before this iteration's increment (the first update copies G);
+        # its fp16 mode trains without EMA (the EMA is the generator).
+        beta = 0.0 if self.pure_fp16 else ema_beta(self.cfg.batch, self.cur_nimg, self.cfg.ema_mimg, self.cfg.ema_rampup)
+        ema_update(self.ema, self.generator, beta)
         self.cur_nimg += self.cfg.batch
-        ema_update(self.ema, self.generator, ema_beta(self.cfg.batch, self.cur_nimg, self.cfg.ema_mimg,
-                                                      self.cfg.ema_rampup))
         self.iteration += 1
-        if stats["nonfinite_fake"] or stats["nonfinite_gen"] or stats["nan_samples"]:
+        if stats["nonfinite_fake"] or stats["nonfinite_gen"] or stats["nan_samples"] or stats["nan_dropped_gen"]:
             self.nonfinite_streak += 1
         else:
             self.nonfinite_streak = 0
@@ -313,7 +345,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 tracker.log(line, step=it)
             if on_log:
                 on_log(line)
-            bar.set_postfix(loss_gen=f"{stats['loss_gen']:.3g}", gap=f"{stats['fake_teacher_gap']:.3g}")
+            bar.set_postfix(loss_gen=f"{stats['loss_gen']:.3g}", gap=f"{stats['fake_teacher_gap'] or 0:.3g}")
         if main and cfg.grid_every and it % cfg.grid_every == 0:
             sample_grid(trainer, run / "grids" / f"grid-{it:08d}.png")
         if main and cfg.snapshot_every and it % cfg.snapshot_every == 0:

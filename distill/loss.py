@@ -1,11 +1,14 @@
 """The SiD-LSG losses as one small callable: phase A (fake score) and phase B (generator).
 
-Phase A: plain epsilon MSE of the fake score at guidance k1 on noised generator samples.
+Phase A: the fake score's guided output (k1) regressed on its training target (eps; v for v-prediction bases,
+    weighted per sample by snr / (snr + 1) as the reference does) at noised generator samples.
 Phase B: with y_fake, y_real the x0 estimates of the fake score (k2) and the teacher (k4) at the same x_t,
     loss = sum((y_real - y_fake) * ((y_real - x_g) - alpha (y_real - y_fake)) / w) / B,
     w = mean_{C,H,W} |x_g - y_real| (no grad, fp32, clamped to >= w_min). Nothing is detached: gradients
-    reach the generator through x_t in both estimates.
+    reach the generator through x_t in both estimates. Samples whose x_g, y_real or y_fake holds a NaN are
+    dropped from the sum and counted (the reference drops them silently).
 Both losses are sums divided by the GLOBAL batch B, so accumulation rounds and processes add up exactly.
+Each guidance scale can be limited to a timestep interval (scale 1 outside it): an option beyond the paper.
 """
 from __future__ import annotations
 
@@ -13,54 +16,53 @@ from dataclasses import dataclass
 
 import torch
 
-from distill.guidance import guided_eps
-from sidbench.sampling import x0_from_output
+from sidbench.diffusion import Diffusion, Interval, add_noise, guided_output, snr
 
-
-def add_noise(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, abar per sample ([B, 1, 1, 1])."""
-    return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+# Timestep bands of the per-band diagnostics (low / mid / high noise).
+T_BANDS = (("low", 0, 332), ("mid", 333, 665), ("high", 666, 999))
 
 
 @dataclass
 class SiDLoss:
-    alphas_cumprod: torch.Tensor          # float64 [T]
+    diffusion: Diffusion
     k1: float = 1.5                       # fake score, phase A
     k2: float = 1.5                       # fake score, phase B
     k4: float = 1.5                       # teacher, phase B
     alpha: float = 1.0
     w_min: float = 1e-5
-    prediction_type: str = "epsilon"
+    interval1: Interval = None            # where k1 applies (None: every t)
+    interval2: Interval = None            # where k2 applies
+    interval4: Interval = None            # where k4 applies
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return self.alphas_cumprod.to(like.device)[t].to(torch.float32).view(-1, 1, 1, 1)
-
-    def x0(self, net, x_t, t, cond, uncond, k) -> torch.Tensor:
-        """x0 estimate of a guided network, vectorised over the batch."""
-        out = guided_eps(net, x_t, t, cond, uncond, k).float()
-        return x0_from_output(out, x_t.float(), self.abar(t, x_t), self.prediction_type)
+        return self.diffusion.abar(t, like)
 
     def fake_score_loss(self, fake, x_g, t, eps, cond, uncond, global_batch: int):
-        """Phase A. Returns (loss summed over this chunk / B, per-sample NaN mask of the output)."""
-        x_t = add_noise(x_g.detach(), eps, self.abar(t, x_g))
-        pred = guided_eps(fake, x_t, t, cond, uncond, self.k1).float()
-        if self.prediction_type == "v_prediction":  # the target the network is trained to output
-            a = self.abar(t, x_g)
-            target = a.sqrt() * eps - (1 - a).sqrt() * x_g.detach()
-        else:
-            target = eps
-        per_sample = ((pred - target) ** 2).flatten(1).sum(1)
-        bad = ~torch.isfinite(per_sample)
-        return per_sample[~bad].sum() / global_batch, bad
+        """Phase A. Returns (loss summed over this chunk / B, per-sample NaN mask, per-sample squared error)."""
+        d = self.diffusion
+        x0 = x_g.detach().float()
+        x_t = d.add_noise(x0, eps, t)
+        pred = guided_output(fake, x_t, t, cond, uncond, self.k1, self.interval1)
+        per_sample = ((pred - d.target(x0, eps, t)) ** 2).flatten(1).sum(1)
+        if d.prediction_type == "v_prediction":  # the reference weights the v loss by snr / (snr + 1)
+            s = snr(self.abar(t, x0)).flatten()
+            per_sample = per_sample * s / (s + 1)
+        bad = torch.isnan(pred).flatten(1).any(1) | ~torch.isfinite(per_sample)
+        return per_sample[~bad].sum() / global_batch, bad, per_sample.detach()
 
     def generator_loss(self, fake, teacher, x_g, t, eps, cond, uncond, global_batch: int):
-        """Phase B. Returns (loss / B, dict of diagnostics: w and the fake-vs-teacher gap)."""
-        x_t = add_noise(x_g, eps, self.abar(t, x_g))
-        y_fake = self.x0(fake, x_t, t, cond, uncond, self.k2)
-        y_real = self.x0(teacher, x_t, t, cond, uncond, self.k4)
+        """Phase B. Returns (loss / B, diagnostics: w, the per-sample fake-vs-teacher gap, the NaN-dropped mask)."""
+        d = self.diffusion
         x_g32 = x_g.float()
+        x_t = add_noise(x_g32, eps, self.abar(t, x_g32))
+        y_fake = d.x0_estimate(fake, x_t, t, cond, uncond, self.k2, self.interval2)
+        y_real = d.x0_estimate(teacher, x_t, t, cond, uncond, self.k4, self.interval4)
+        bad = (torch.isnan(x_g32) | torch.isnan(y_real) | torch.isnan(y_fake)).flatten(1).any(1)
+        keep = ~bad
+        x_g32, y_real, y_fake = x_g32[keep], y_real[keep], y_fake[keep]
         with torch.no_grad():
             w = (x_g32 - y_real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(self.w_min)
         diff = y_real - y_fake
         loss = (diff * ((y_real - x_g32) - self.alpha * diff) / w).sum() / global_batch
-        return loss, {"w": w.detach().flatten(), "gap": diff.detach().abs().mean(dim=(1, 2, 3))}
+        return loss, {"w": w.detach().flatten(), "gap": diff.detach().abs().mean(dim=(1, 2, 3)), "t": t[keep],
+                      "dropped": bad}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sidbench.diffusion import Diffusion, guided_output
 from sidbench.errors import SidbenchError
 from sidbench.models import BaseModel
 
@@ -31,18 +32,6 @@ def encode_prompts(base: BaseModel, prompts: list[str]) -> torch.Tensor:
     tok = base.tokenizer(list(prompts), padding="max_length", max_length=limit, truncation=True, return_tensors="pt")
     with torch.no_grad():
         return base.text_encoder(tok.input_ids.to(base.device))[0]
-
-
-def x0_from_output(output: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, prediction_type: str) -> torch.Tensor:
-    """The network's clean-latent estimate, vectorised over the batch (abar broadcastable to x_t)."""
-    a, s = abar.sqrt(), (1 - abar).sqrt()
-    if prediction_type == "epsilon":
-        return (x_t - s * output) / a
-    if prediction_type == "v_prediction":
-        return a * x_t - s * output
-    if prediction_type == "sample":
-        return output
-    raise SidbenchError(f"unsupported prediction type {prediction_type!r}")
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -100,17 +89,9 @@ class OneStepSampler(Sampler):
             self.generator.to(self.base.dtype)
 
     def latents(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        abar = self.base.alphas_cumprod[self.t_init].to(z.device, torch.float32)
-        x_in = (1 - abar).sqrt() * z
-        t = torch.full((z.shape[0],), self.t_init, device=z.device, dtype=torch.long)
+        """The trainer's own one-step formula (sidbench.diffusion), without gradients."""
         with torch.no_grad():
-            out = self.generator(x_in.to(self.base.dtype), t, encoder_hidden_states=cond).sample.float()
-        x0 = x0_from_output(out, x_in, abar, self.base.prediction_type)
-        cfg = self.base.scheduler.config
-        if cfg.get("clip_sample", False):  # follow the model's own scheduler config, as the reference does
-            r = float(cfg.get("clip_sample_range", 1.0))
-            x0 = x0.clamp(-r, r)
-        return x0
+            return Diffusion.of(self.base).one_step(self.generator, z, cond, self.t_init)
 
     def sample(self, prompts: list[str], seeds) -> np.ndarray:
         cond = encode_prompts(self.base, prompts)
@@ -145,13 +126,8 @@ class TeacherSampler(Sampler):
 
     def guided_eps(self, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
         """eps_u + k (eps_c - eps_u) in one batched call; k = 1: the conditional call alone."""
-        unet = self.base.unet
-        if self.cfg == 1.0:
-            return unet(x.to(unet.dtype), t, encoder_hidden_states=cond).sample.float()
-        both = unet(torch.cat([x, x]).to(unet.dtype), t,
-                    encoder_hidden_states=torch.cat([self.uncond(x.shape[0]), cond])).sample.float()
-        e_u, e_c = both.chunk(2)
-        return e_u + self.cfg * (e_c - e_u)
+        t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
+        return guided_output(self.base.unet, x, t, cond, self.uncond(x.shape[0]), self.cfg)
 
     def sample(self, prompts: list[str], seeds) -> np.ndarray:
         cond = encode_prompts(self.base, prompts)

@@ -24,8 +24,11 @@ def tiny_unet(cross_dim: int = 32, seed: int = 0):
         cross_attention_dim=cross_dim, attention_head_dim=8, norm_num_groups=8)
 
 
-def build_tiny_sd(folder: str | Path, seed: int = 0) -> Path:
-    """Write a tiny SD in diffusers layout (model_index.json + unet/vae/text_encoder/tokenizer/scheduler)."""
+def build_tiny_sd(folder: str | Path, seed: int = 0, **scheduler) -> Path:
+    """Write a tiny SD in diffusers layout (model_index.json + unet/vae/text_encoder/tokenizer/scheduler).
+
+    ``scheduler`` overrides the DDPM config (``prediction_type="v_prediction"`` for an SD2.1-768-style base).
+    """
     from diffusers import AutoencoderKL, DDPMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -45,7 +48,7 @@ def build_tiny_sd(folder: str | Path, seed: int = 0) -> Path:
     write_clip_tokenizer_files(folder / "tokenizer")
     CLIPTokenizer(str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"),
                   pad_token="<|endoftext|>", model_max_length=77).save_pretrained(folder / "tokenizer")
-    DDPMScheduler(**SD_SCHEDULER).save_pretrained(folder / "scheduler")
+    DDPMScheduler(**{**SD_SCHEDULER, **scheduler}).save_pretrained(folder / "scheduler")
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
              "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
              "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],

@@ -76,14 +76,14 @@ def teacher_unet(seed: int = 0):
         cross_attention_dim=64, attention_head_dim=2, norm_num_groups=8)
 
 
-def write_base(folder: Path, unet, encoder) -> Path:
+def write_base(folder: Path, unet, encoder, prediction_type: str = "epsilon") -> Path:
     from diffusers import DDPMScheduler
 
     folder.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(folder / "unet")
     encoder.save_pretrained(folder / "text_encoder")
     write_char_tokenizer(folder / "tokenizer")
-    DDPMScheduler(**SD_SCHEDULER).save_pretrained(folder / "scheduler")
+    DDPMScheduler(**{**SD_SCHEDULER, "prediction_type": prediction_type}).save_pretrained(folder / "scheduler")
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
              "unet": ["diffusers", "UNet2DConditionModel"], "vae": [None, None],
              "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
@@ -93,16 +93,23 @@ def write_base(folder: Path, unet, encoder) -> Path:
 
 
 def train_teacher(folder: Path, *, steps: int = 2000, batch: int = 64, lr: float = 1.5e-3, seed: int = 0,
-                  log=print) -> Path:
-    """Train the world's teacher (eps-prediction, 10% caption dropout, EMA 0.995) and save the base folder."""
+                  prediction_type: str = "v_prediction", log=print) -> Path:
+    """Train the world's teacher (10% caption dropout, EMA 0.995) and save the base folder.
+
+    v-prediction, as SD2.1-768: the one-step generator's x0 = sqrt(abar) x_in - sqrt(1 - abar) v at t_init = 625
+    amplifies an output error by sqrt(1 - abar) = 0.93, where eps-prediction's (x_in - sqrt(1 - abar) eps) / sqrt(abar)
+    amplifies it by 2.5. With the earlier eps teacher every one-step sample carried ~11 grey levels of pixel noise,
+    the teacher's own error at t_init, which distillation did not remove (see docs/demo).
+    """
     from diffusers import DDPMScheduler
 
+    from sidbench.diffusion import add_noise, training_target
     from sidbench.models import load_base
     from sidbench.sampling import encode_prompts
 
     torch.manual_seed(seed)
     unet, enc = teacher_unet(seed), text_encoder(seed + 1)
-    write_base(folder, unet, enc)  # so the text stack loads through the real path
+    write_base(folder, unet, enc, prediction_type)  # so the text stack loads through the real path
     base = load_base(folder)
     captions = all_captions()
     table = encode_prompts(base, captions + [""])  # 97 embeddings, computed once
@@ -119,8 +126,8 @@ def train_teacher(folder: Path, *, steps: int = 2000, batch: int = 64, lr: float
         t = torch.randint(0, 1000, (batch,))
         eps = torch.randn_like(x0)
         a = abar[t].view(-1, 1, 1, 1)
-        pred = unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t, encoder_hidden_states=table[ids]).sample
-        loss = F.mse_loss(pred, eps)
+        pred = unet(add_noise(x0, eps, a), t, encoder_hidden_states=table[ids]).sample
+        loss = F.mse_loss(pred, training_target(x0, eps, a, prediction_type))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from distill.config import resolve
 from distill.ema import ema_beta
-from distill.guidance import guided_eps
 from distill.loop import sanitize_grads
-from distill.loss import SiDLoss, add_noise
+from distill.loss import SiDLoss
+from sidbench.diffusion import Diffusion, add_noise, guided_output
 from sidbench.errors import SidbenchError
 from sidbench.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
 
@@ -63,7 +63,7 @@ def test_generator_loss_equals_the_literal_formula(k2, k4, alpha):
     eps = torch.randn(B, 4, 8, 8, generator=g)
     t = torch.tensor([20, 500, 979])
     cond, uncond = torch.randn(B, 77, 32, generator=g), torch.randn(1, 77, 32, generator=g)
-    loss_fn = SiDLoss(ab, k1=1.0, k2=k2, k4=k4, alpha=alpha)
+    loss_fn = SiDLoss(Diffusion(ab), k1=1.0, k2=k2, k4=k4, alpha=alpha)
     ours, _ = loss_fn.generator_loss(fake, teacher, x_g, t, eps, cond, uncond, global_batch=8)
     (g_ours,) = torch.autograd.grad(ours, x_g)
 
@@ -87,7 +87,7 @@ def test_fake_score_loss_is_the_epsilon_mse_over_the_global_batch():
     g = torch.Generator().manual_seed(1)
     x_g, eps = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
     t, cond, uncond = torch.tensor([100, 900]), torch.randn(2, 77, 32, generator=g), torch.randn(1, 77, 32, generator=g)
-    ours, bad = SiDLoss(ab, k1=1.5).fake_score_loss(fake, x_g, t, eps, cond, uncond, global_batch=4)
+    ours, bad, _ = SiDLoss(Diffusion(ab), k1=1.5).fake_score_loss(fake, x_g, t, eps, cond, uncond, global_batch=4)
     a = ab[t].float().view(-1, 1, 1, 1)
     x_t = a.sqrt() * x_g + (1 - a).sqrt() * eps
     e = fake(x_t, t, encoder_hidden_states=uncond.expand(2, -1, -1)).sample
@@ -103,13 +103,13 @@ def test_phase_b_gradients_flow_through_x_t():
     x_g = torch.randn(2, 4, 8, 8, generator=g, requires_grad=True)
     eps, t = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([300, 700])
     cond, uncond = torch.randn(2, 77, 32, generator=g), torch.randn(1, 77, 32, generator=g)
-    loss_fn = SiDLoss(ab, k2=1.0, k4=1.0)
+    loss_fn = SiDLoss(Diffusion(ab), k2=1.0, k4=1.0)
     loss, _ = loss_fn.generator_loss(fake, teacher, x_g, t, eps, cond, uncond, 2)
     (full,) = torch.autograd.grad(loss, x_g)
     # The same loss with x_t detached before the networks: only the explicit x_g term is left.
     x_t = add_noise(x_g, eps, loss_fn.abar(t, x_g)).detach()
-    y_f = loss_fn.x0(fake, x_t, t, cond, uncond, 1.0)
-    y_r = loss_fn.x0(teacher, x_t, t, cond, uncond, 1.0)
+    y_f = loss_fn.diffusion.x0_estimate(fake, x_t, t, cond, uncond, 1.0)
+    y_r = loss_fn.diffusion.x0_estimate(teacher, x_t, t, cond, uncond, 1.0)
     w = (x_g - y_r).abs().mean(dim=(1, 2, 3), keepdim=True).detach().clamp_min(1e-5)
     (detached,) = torch.autograd.grad(((y_r - y_f) * ((y_r - x_g) - (y_r - y_f)) / w).sum() / 2, x_g)
     assert (full - detached).norm() > 1e-3 * full.norm()
@@ -130,10 +130,10 @@ def test_guidance_one_call_at_k1_and_the_batched_pair_otherwise():
     g = torch.Generator().manual_seed(2)
     x, t = torch.randn(3, 4, 8, 8, generator=g), torch.tensor([10, 20, 30])
     cond, uncond = torch.randn(3, 77, 32, generator=g), torch.randn(1, 77, 32, generator=g)
-    out1 = guided_eps(net, x, t, cond, uncond, 1.0)
+    out1 = guided_output(net, x, t, cond, uncond, 1.0)
     assert len(net.calls) == 1 and net.calls[0][0] == 3 and torch.equal(net.calls[0][1], cond)
     net.calls.clear()
-    out = guided_eps(net, x, t, cond, uncond, 2.5)
+    out = guided_output(net, x, t, cond, uncond, 2.5)
     assert len(net.calls) == 1 and net.calls[0][0] == 6
     e_c = net.net(x, t, encoder_hidden_states=cond).sample
     e_u = net.net(x, t, encoder_hidden_states=uncond.expand(3, -1, -1)).sample
@@ -368,7 +368,7 @@ def test_sid_drives_a_gaussian_generator_to_the_teachers_gaussian():
     m, v = [1.0, -0.5, 0.3, 2.0], [0.25, 1.0, 0.04, 0.5]
     teacher, fake = GaussianScore(m, v, False), GaussianScore([0.0] * 4, [1.0] * 4, True)
     mu, log_s = torch.zeros(4, requires_grad=True), torch.zeros(4, requires_grad=True)
-    loss = SiDLoss(alphas(), k1=1.0, k2=1.0, k4=1.0, alpha=1.0)
+    loss = SiDLoss(Diffusion(alphas()), k1=1.0, k2=1.0, k4=1.0, alpha=1.0)
     opt_g = torch.optim.Adam([mu, log_s], lr=1e-2, betas=(0.0, 0.999))
     opt_f = torch.optim.Adam(fake.parameters(), lr=3e-2, betas=(0.0, 0.999))
     B, cond = 256, torch.zeros(256, 1, 1)
@@ -377,7 +377,7 @@ def test_sid_drives_a_gaussian_generator_to_the_teachers_gaussian():
     means, variances = [], []
     for it in range(1500):
         x = sample().detach()
-        lf, _ = loss.fake_score_loss(fake, x, *draw(x), cond, cond, B)
+        lf, _, _ = loss.fake_score_loss(fake, x, *draw(x), cond, cond, B)
         opt_f.zero_grad()
         lf.backward()
         opt_f.step()
