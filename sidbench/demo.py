@@ -1,14 +1,15 @@
-"""``sidbench demo``: SiD-LSG end to end, offline, on a small synthetic text-to-image world with known truth.
+"""``sidbench demo``: SiD end to end, offline, on a small synthetic text-to-image world with known truth.
 
-A 16x16 world of coloured shapes with an exact sampler; a teacher trained on it (shipped in
+A 16x16 world of coloured shapes with an exact sampler; a v-prediction teacher trained on it (shipped in
 ``sidbench/demo_assets``, rebuilt by ``sidbench demo --rebuild-teacher``); a metric network trained on the
-world (Fréchet distance on its features, attribute accuracy as the prompt-adherence score). The demo
-distils the teacher data-free into one-step generators (unguided k = 1, and LSG k = 1.5) with the same
-trainer users run on Stable Diffusion, evaluates every sampler through ``sidbench eval``'s code, and writes
-a report: table, FD-adherence trade-off, FD-over-iterations curves, sample grids.
+world (Fréchet distance on its features, attribute accuracy as the prompt-adherence score). The demo distils
+the teacher data-free into one-step generators, unguided (k = 1) and guided (k = 2; ``--sweep``: k = 1, 1.5, 2,
+3), every run at the same budget from the same initialisation, with the same trainer users run on Stable
+Diffusion. It evaluates every sampler through ``sidbench eval``'s code and writes a report: table, targets
+(met / NOT met), FD-adherence trade-off, training curves, sample grids.
 
 Stopping rule (stated, not chosen after the fact): each run trains for a fixed iteration budget and the
-report's row is the EMA generator at the end of it; the curve shows every proxy point as it is.
+report's row is the generator at the end of it; the curve shows every proxy point as it is.
 """
 from __future__ import annotations
 
@@ -129,18 +130,19 @@ def _row(label: str, res: dict, kind: str, group: str) -> dict:
 # the toy-world feasibility study), EMA with a 4k-image half-life.
 TRAINING = dict(lr_gen=5e-6, lr_fake=2e-5, batch=64, batch_per_device=64, adam_beta1=0.0, adam_beta2=0.999,
                 ema_mimg=0.004, ema_rampup=0.25)
-# Guidance only where t <= 400 (beyond the paper; a guidance interval after Kynkaanniemi et al. 2024). Applied at
-# every t, guidance at high noise levels drove every guided run in this world away from the data and the guided
-# teacher alike (docs/demo/README.md lists the runs); the same interval is used for every k.
-GUIDANCE = dict(guidance_interval="0,400")
+# Guided runs: the teacher's guidance scale k4 = k ("long guidance" in the paper's terms; k1 = k2 = 1), applied
+# only where t <= 400 (a guidance interval, after Kynkaanniemi et al. 2024; beyond the paper). In this world
+# guidance at higher t, and the fake-score guidance of the full LSG preset (k1 = k2 = k4 = k) even inside the
+# interval, drove the generator away from the data and the guided teacher alike (docs/demo/README.md has the runs).
+GUIDANCE = dict(guidance_interval="0,400", cfg_train_fake=1.0, cfg_eval_fake=1.0)
 GUIDED_K = 2.0                      # the guided run of `make demo`
 SWEEP_KS = (1.0, 1.5, 2.0, 3.0)     # `sidbench demo --sweep`
-ITERATIONS = {"full": 120, "sweep": 150, "quick": 4}   # the same budget for every k within a run
+ITERATIONS = {"full": 120, "sweep": 120, "quick": 4}   # the same budget for every k (the sweep repeats make demo's runs)
 PROXY_EVERY = {"full": 30, "sweep": 30, "quick": 4}
 
 
 def _label(k: float, which: str) -> str:
-    return f"SiD (k=1), {which}" if k == 1.0 else f"SiD-LSG (k={k:g}), {which}"
+    return f"SiD (k=1), {which}" if k == 1.0 else f"SiD guided (k={k:g}), {which}"
 
 
 def _distill(world: World, base, run_dir: Path, *, k: float, iters: int, proxy_every: int, console: Console,
@@ -262,6 +264,17 @@ def _fmt(v, d=3):
     return "" if v is None else (f"{v:.1f}" if isinstance(v, float) and abs(v) >= 10 else f"{v:.{d}f}" if isinstance(v, float) else str(v))
 
 
+def retired_targets(rows: list[dict]) -> list[tuple[str, str]]:
+    """Targets of the earlier eps-prediction demo teacher that no longer measure distillation, shown with values."""
+    by = {r["sampler"]: r for r in rows}
+    sid, noise = by["SiD (k=1), EMA"], by["teacher 1 step from t=999"]
+    floor = by["true images (FD floor)"]["fd"]
+    return [("k=1 EMA FD at least 10x below the teacher's one step from noise",
+             f"{sid['fd']:.1f} vs {noise['fd']:.1f}: with a v-prediction teacher one step from noise is already a "
+             f"blurry sample (the eps teacher's scored 458,000), and 10x below it is below the FD floor of true "
+             f"images ({floor:.0f})")]
+
+
 def targets(rows: list[dict], ks) -> list[tuple[str, bool, str]]:
     """The demo's stated targets, each printed as met / NOT met."""
     by = {r["sampler"]: r for r in rows}
@@ -270,8 +283,8 @@ def targets(rows: list[dict], ks) -> list[tuple[str, bool, str]]:
     out = [
         ("k=1 EMA FD at least 2x below the generator at init",
          sid["fd"] * 2 <= init["fd"], f"{sid['fd']:.1f} vs {init['fd']:.1f}"),
-        ("k=1 EMA FD at least 10x below the teacher's one step from noise",
-         sid["fd"] * 10 <= noise["fd"], f"{sid['fd']:.1f} vs {noise['fd']:.1f}"),
+        ("k=1 EMA FD at least 2x below the teacher's one step from noise",
+         sid["fd"] * 2 <= noise["fd"], f"{sid['fd']:.1f} vs {noise['fd']:.1f}"),
         ("k=1 EMA adherence at least the teacher's DDIM-25 without guidance",
          sid["adherence"] >= t1["adherence"], f"{sid['adherence']:.3f} vs {t1['adherence']:.3f}"),
         ("k=1 EMA FD at most the teacher's DDIM-25 without guidance",
@@ -282,9 +295,9 @@ def targets(rows: list[dict], ks) -> list[tuple[str, bool, str]]:
     if len(ks) == 2:
         g = by[_label(ks[1], "EMA")]
         out += [
-            (f"LSG k={ks[1]:g} EMA adherence above the k=1 run's",
+            (f"guided k={ks[1]:g} EMA adherence above the k=1 run's",
              g["adherence"] > sid["adherence"], f"{g['adherence']:.3f} vs {sid['adherence']:.3f}"),
-            (f"LSG k={ks[1]:g} EMA FD to the guided teacher (DDIM-25, cfg {ks[1]:g}) below the k=1 run's",
+            (f"guided k={ks[1]:g} EMA FD to the guided teacher (DDIM-25, cfg {ks[1]:g}) below the k=1 run's",
              g["fd_vs_guided_teacher"] < sid["fd_vs_guided_teacher"],
              f"{g['fd_vs_guided_teacher']:.1f} vs {sid['fd_vs_guided_teacher']:.1f}"),
         ]
@@ -333,6 +346,7 @@ def _report(out: Path, rows, curves, grids, console: Console, *, mode: str, seco
              f"- **{against}**: FD of a distilled generator to the teacher's own guided samples.", "",
              md, "", "Stopping rule: fixed iteration budget; the row is the EMA (and raw) generator at its end.", "",
              "## Targets", ""] + [f"- {'met' if ok else '**NOT met**'}: {name} ({detail})" for name, ok, detail in checks]
+    lines += ["", "Retired (stated, with today's value):", ""] + [f"- {n} ({d})" for n, d in retired_targets(rows)]
     lines += ["", "![FD vs adherence](fd_adherence.png)", "", "![FD over iterations](fd_curve.png)", "",
               "![samples](samples.png)", ""]
     write_text(out / "report.md", "\n".join(lines) + "\n")
@@ -353,6 +367,8 @@ def _report(out: Path, rows, curves, grids, console: Console, *, mode: str, seco
     console.print(t)
     for name, ok, detail in checks:
         console.print(f"{'[green]met[/]' if ok else '[red]NOT met[/]'}: {name} ({detail})")
+    for name, detail in retired_targets(rows):
+        console.print(f"retired: {name} ({detail})")
     console.print(f"report: {out / 'report.md'}")
 
 
@@ -367,7 +383,7 @@ def _trade_off_figure(out: Path, df, ks) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     series = [("teacher DDIM-25 (cfg = k)", df[df["sampler"].str.startswith("teacher DDIM-25")], "s", "tab:grey"),
-              ("SiD-LSG one step, EMA", df[(df["group"] == "distilled") & df["sampler"].str.endswith("EMA")], "o",
+              ("SiD one step, EMA (guided: k4 = k, t <= 400)", df[(df["group"] == "distilled") & df["sampler"].str.endswith("EMA")], "o",
                "tab:blue")]
     for name, part, marker, colour in series:
         part = part.sort_values("k")
@@ -376,9 +392,10 @@ def _trade_off_figure(out: Path, df, ks) -> None:
             ax.annotate(f"k={r['k']:g}", (r["fd"], r["adherence"]), fontsize=8, color=colour,
                         xytext=(6, -10 if colour == "tab:grey" else 5), textcoords="offset points")
     ref = df[df["group"] == "reference"].iloc[0]
-    ax.axvline(ref["fd"], color="tab:green", ls=":", lw=1)
-    ax.text(ref["fd"], ax.get_ylim()[0], " FD floor (true images)", color="tab:green", fontsize=8, va="bottom")
     ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.1)  # room for the point labels
+    ax.axvline(ref["fd"], color="tab:green", ls=":", lw=1)
+    ax.text(ref["fd"], ax.get_ylim()[1], " FD of fresh true images", color="tab:green", fontsize=8, va="top")
     ax.set_xlabel("FD to the data (world-cnn features; log scale, lower is better)")
     ax.set_ylabel("prompt adherence (higher is better)")
     ax.set_title("Guidance trade-off in the demo world")

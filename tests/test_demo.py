@@ -27,6 +27,35 @@ def test_demo_quick_runs_the_whole_pipeline_offline(tmp_path):
     assert log and all("proxy_fd_ema" in x for x in log)
     r = json.loads(next((out / "results").glob("sid-k1-ema.json")).read_text())
     assert r["schema"] == "sidbench.results/1" and r["extractors"]["fid"]["name"] == "world-cnn"
+    # k = 1 and the guided run train for the same images from the same start, and the guided run is guided
+    # only where the interval says (the run's own saved config, not the demo's constants).
+    g_rows = [r for r in rows.values() if r.get("k") == 2.0 and r["group"] == "distilled"]
+    assert g_rows and all(r["images_seen"] == rows["SiD (k=1), EMA"]["images_seen"] for r in g_rows)
+    cfg = json.loads((out / "runs" / "k2" / "config.json").read_text())
+    assert (cfg["cfg_eval_real"], cfg["cfg_train_fake"], cfg["cfg_eval_real_interval"]) == (2.0, 1.0, "0,400")
+    report = (out / "report.md").read_text()
+    assert "## Targets" in report and "Retired" in report and "FD to the guided teacher" in report
+
+
+def _rows(fd, adh):
+    """Rows a sweep would write: the fixed ones, then one EMA row per k."""
+    base = [{"sampler": "generator at init (teacher 1 step, t=625)", "fd": 2000.0, "adherence": 0.9, "noise": 4.0},
+            {"sampler": "teacher 1 step from t=999", "fd": 2500.0, "adherence": 0.9, "noise": 4.0},
+            {"sampler": "teacher DDIM-25, cfg 1", "fd": 600.0, "adherence": 0.95, "noise": 4.0},
+            {"sampler": "true images (FD floor)", "fd": 700.0, "adherence": 1.0, "noise": 1.8}]
+    from sidbench.demo import SWEEP_KS, _label
+
+    return base + [{"sampler": _label(k, "EMA"), "fd": f, "adherence": a, "noise": 4.5, "fd_vs_guided_teacher": 1.0}
+                   for k, f, a in zip(SWEEP_KS, fd, adh)]
+
+
+def test_sweep_targets_need_monotone_fd_and_adherence():
+    from sidbench.demo import SWEEP_KS, targets
+
+    ok = dict((n, v) for n, v, _ in targets(_rows([500, 700, 900, 1500], [0.98, 0.983, 0.985, 0.97]), SWEEP_KS))
+    assert ok["adherence rises with k from k=1 to k=2 (EMA)"] and ok["FD to the data rises with k (EMA)"]
+    bad = dict((n, v) for n, v, _ in targets(_rows([500, 450, 900, 1500], [0.98, 0.979, 0.985, 0.99]), SWEEP_KS))
+    assert not bad["adherence rises with k from k=1 to k=2 (EMA)"] and not bad["FD to the data rises with k (EMA)"]
 
 
 def test_background_noise_measures_pixel_noise():

@@ -145,9 +145,12 @@ def test_in_memory_metrics_equal_generate_then_eval(tiny_sd, generators, prompt_
     prompts = prompt_file.read_text().splitlines()
     in_mem = evaluate(GeneratedImages(sampler, prompts, batch_size=5, info=info), str(tmp_path / "ref"), ecfg,
                       extractor=tiny)
+    # Same images; the float32 features of batches of 5 and of the folder's batches round differently on some CPUs,
+    # and 10 images give a rank-deficient covariance, so FID moved by 1.5e-8 relative on this project's machine
+    # (2026-12-01). One level in one pixel of one image moved it by 1.4e-5 (measured), so rel 1e-6 still catches it.
     for key in ("fid",):
-        assert in_mem["metrics"][key]["value"] == pytest.approx(on_disk["metrics"][key]["value"], rel=1e-9)
-    assert in_mem["metrics"]["kid"]["mean"] == pytest.approx(on_disk["metrics"]["kid"]["mean"], rel=1e-9, abs=1e-12)
+        assert in_mem["metrics"][key]["value"] == pytest.approx(on_disk["metrics"][key]["value"], rel=1e-6)
+    assert in_mem["metrics"]["kid"]["mean"] == pytest.approx(on_disk["metrics"]["kid"]["mean"], rel=1e-6, abs=1e-12)
     assert in_mem["metrics"]["clip"]["value"] == pytest.approx(on_disk["metrics"]["clip"]["value"], abs=1e-7)
     assert in_mem["metrics"]["pr"]["precision"] == on_disk["metrics"]["pr"]["precision"]
     assert in_mem["metrics"]["pr"]["recall"] == on_disk["metrics"]["pr"]["recall"]
