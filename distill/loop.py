@@ -22,7 +22,7 @@ from distill.ema import ema_beta, ema_update
 from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
-from sidbench import distributed
+from sidbench import distributed, logkeys
 from sidbench.atomic import write_json
 from sidbench.errors import SidbenchError
 from sidbench.models import BaseModel, export_generator, load_base
@@ -280,7 +280,8 @@ class Trainer:
                 "opt_fake": self.opt_fake.state_dict(), "scaler": self.scaler.state_dict()}
 
     def load_state(self, state: dict) -> None:
-        saved = state["config"]
+        # A key an older checkpoint lacks had its default then (e.g. no guidance interval).
+        saved = {**DistillConfig().to_dict(), **state["config"]}
         changed = [k for k in TRAJECTORY_KEYS if saved.get(k) != getattr(self.cfg, k)]
         if changed:
             raise SidbenchError("the checkpoint was made with other settings for " + ", ".join(
@@ -336,7 +337,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         if main and (it % cfg.log_every == 0 or it == total_iters or proxy):
             dt, dn = now - t_last, trainer.cur_nimg - n_last
             t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
-            line = {"iteration": it, "kimg": trainer.cur_nimg / 1000, **stats,
+            line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
                     "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
                     **_memory(), "time": now, **proxy}
             with open(log_path, "a", encoding="utf-8") as f:
@@ -418,7 +419,7 @@ def proxy_metrics(trainer: Trainer) -> dict:
     prompts = trainer.prompts[:c.proxy_prompts]
     res = evaluate(GeneratedImages(sampler, prompts, batch_size=max(1, c.batch_per_device)), c.proxy_ref, ecfg,
                    extractor=tools["extractor"], clip_scorer=tools.get("clip"))
-    out = {"proxy_fid": res["metrics"]["fid"]["value"], "proxy_n": len(prompts)}
+    out = {logkeys.PROXY_FID: res["metrics"]["fid"]["value"], logkeys.PROXY_N: len(prompts)}
     if c.proxy_clip:
-        out["proxy_clip"] = res["metrics"]["clip"]["value"]
+        out[logkeys.PROXY_CLIP] = res["metrics"]["clip"]["value"]
     return out

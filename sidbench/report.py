@@ -20,6 +20,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from sidbench import logkeys
 from sidbench.atomic import atomic_path, write_text
 from sidbench.errors import SidbenchError
 from sidbench.protocols import get_protocol
@@ -30,7 +31,7 @@ GROUP_TITLES = {"teacher": "Teacher", "multi-step": "Multi-step", "one-step": "O
                 "unknown": "Steps not recorded"}
 PUBLISHED_COLUMNS = ("method", "teacher", "steps", "guidance", "protocol", "prompts", "fid", "clip", "kimg",
                      "source", "note")
-REPO_PUBLISHED = Path(__file__).resolve().parents[1] / "reports" / "published.csv"
+PUBLISHED = Path(__file__).resolve().parent / "data" / "published.csv"  # package data: works from a wheel
 NUMERIC_COLUMNS = ("Steps", "kimg", "FID", "CLIP", "KID×10³", "ΔFID", "ΔCLIP")   # right-aligned
 DECIMALS = {"fid": 2, "clip": 3, "kid_x1000": 2, "delta_fid": 2, "delta_clip": 3}   # as papers round them
 
@@ -87,15 +88,15 @@ def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def load_published(path: str | Path | None = None) -> pd.DataFrame:
-    """The published rows: ``reports/published.csv`` of this repository by default, or a user's file.
+    """The published rows: ``sidbench/data/published.csv`` (shipped with the package) by default, or a user's file.
 
     Columns: method, teacher, steps, guidance, protocol, prompts, fid, clip, kimg, source, note and an
     optional ``group`` (teacher | multi-step | one-step; derived from method and steps where blank).
     Every row must name its source.
     """
-    path = Path(path) if path is not None else REPO_PUBLISHED
+    path = Path(path) if path is not None else PUBLISHED
     if not path.is_file():
-        hint = " (pass a published-numbers CSV with --against PATH)" if path == REPO_PUBLISHED else ""
+        hint = " (pass a published-numbers CSV with --against PATH)" if path == PUBLISHED else ""
         raise SidbenchError(f"published numbers file {path} does not exist{hint}")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in PUBLISHED_COLUMNS if c not in df.columns]
@@ -532,7 +533,10 @@ def plot_tradeoff(table: ReportTable, out_stem: str | Path) -> list[Path]:
 
 
 def read_training_log(log_jsonl: str | Path) -> pd.DataFrame:
-    """Parse a distillation log (JSON Lines) into a DataFrame sorted by kimg; see plot_training_curves."""
+    """Parse a distillation run's ``log.jsonl`` into a DataFrame (kimg, fid, clip) sorted by kimg.
+
+    The keys are the trainer's own (``sidbench.logkeys``): ``kimg``, ``proxy_fid``, ``proxy_clip``.
+    """
     path = Path(log_jsonl)
     if not path.is_file():
         raise SidbenchError(f"training log {path} does not exist")
@@ -544,24 +548,25 @@ def read_training_log(log_jsonl: str | Path) -> pd.DataFrame:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise SidbenchError(f"{path}, line {n}: not JSON ({e})") from None
-        if not isinstance(rec, dict) or _to_float(rec.get("kimg")) is None:
-            raise SidbenchError(f"{path}, line {n}: every record needs a numeric 'kimg'")
-        rows.append({"kimg": float(rec["kimg"]), "fid": _to_float(rec.get("fid")),
-                     "clip": _to_float(rec.get("clip"))})
+        if not isinstance(rec, dict) or _to_float(rec.get(logkeys.KIMG)) is None:
+            raise SidbenchError(f"{path}, line {n}: every record needs a numeric '{logkeys.KIMG}'")
+        rows.append({"kimg": float(rec[logkeys.KIMG]), "fid": _to_float(rec.get(logkeys.PROXY_FID)),
+                     "clip": _to_float(rec.get(logkeys.PROXY_CLIP))})
     df = pd.DataFrame(rows, columns=["kimg", "fid", "clip"]).astype("float64")
     if df[["fid", "clip"]].isna().all().all():
-        raise SidbenchError(f"{path}: no record has 'fid' or 'clip'; nothing to plot")
+        raise SidbenchError(f"{path}: no record has '{logkeys.PROXY_FID}' or '{logkeys.PROXY_CLIP}' (the trainer "
+                            f"writes them with --proxy-every N); nothing to plot")
     return df.sort_values("kimg", kind="stable").reset_index(drop=True)
 
 
 def plot_training_curves(log_jsonl: str | Path, out_stem: str | Path, *, title: str | None = None) -> list[Path]:
     """Proxy FID and proxy CLIP over training length, from a distillation run's log: two panels.
 
-    The log is JSON Lines, one object per evaluation point. Keys:
+    The log is the trainer's JSON Lines (keys in ``sidbench.logkeys``):
 
     - ``kimg`` (required): training length in thousands of generator images at that point;
-    - ``fid`` (optional): the in-training proxy FID;
-    - ``clip`` (optional): the in-training proxy CLIP score (cosine, ~0.3).
+    - ``proxy_fid`` (optional): the in-training proxy FID;
+    - ``proxy_clip`` (optional): the in-training proxy CLIP score (cosine, ~0.3).
 
     Other keys are ignored. These in-training metrics are a different protocol from ``coco2014-30k``
     (see the evaluation spec), so the axes say "proxy". Writes ``out_stem.png`` and ``out_stem.svg``.

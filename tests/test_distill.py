@@ -306,6 +306,12 @@ def test_proxy_fid_and_clip_equal_an_evaluation_of_the_exported_snapshot(tiny_sd
                                                                 clip_model="sidbench-tiny-clip"))
     assert log[-1]["proxy_fid"] == pytest.approx(res["metrics"]["fid"]["value"], rel=1e-6, abs=1e-6)
     assert log[-1]["proxy_clip"] == pytest.approx(res["metrics"]["clip"]["value"], rel=1e-6, abs=1e-7)
+    # The seam a user crosses next: `sidbench report --curves` on this run's real log.
+    from sidbench.report import read_training_log
+
+    curves = read_training_log(tmp_path / "run" / "log.jsonl")
+    assert curves["fid"].tolist() == pytest.approx([x["proxy_fid"] for x in log])
+    assert curves["clip"].tolist() == pytest.approx([x["proxy_clip"] for x in log])
 
 
 def test_wandb_tracker_gets_every_logged_line_and_a_missing_package_is_a_clear_error(tiny_sd, prompts, tmp_path,

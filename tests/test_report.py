@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from sidbench import logkeys
 import typer
 from typer.testing import CliRunner
 
@@ -207,7 +209,7 @@ def test_packaged_published_table():
     assert set(df.loc[df["steps"] > 1, "group"]) <= {"teacher", "multi-step"}
     if SHARED_PUBLISHED.is_file():                                     # same facts as the shared table
         shared = pd.read_csv(SHARED_PUBLISHED, dtype=str, keep_default_na=False)
-        ours = pd.read_csv(REPO / "reports" / "published.csv", dtype=str, keep_default_na=False)
+        ours = pd.read_csv(REPO / "sidbench" / "data" / "published.csv", dtype=str, keep_default_na=False)
         pd.testing.assert_frame_equal(ours[list(shared.columns)], shared)
 
 
@@ -229,8 +231,9 @@ def test_guidance_value():
 
 
 def _log(path: Path) -> Path:
-    lines = [{"kimg": k, "fid": 40 / (1 + k / 100), "clip": 0.25 + k / 20000, "loss": -0.1} for k in range(0, 1001, 100)]
-    lines[3].pop("clip")
+    lines = [{logkeys.KIMG: k, logkeys.PROXY_FID: 40 / (1 + k / 100), logkeys.PROXY_CLIP: 0.25 + k / 20000, "loss": -0.1}
+             for k in range(0, 1001, 100)]
+    lines[3].pop(logkeys.PROXY_CLIP)
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     return path
 
@@ -246,11 +249,11 @@ def test_plots_written(table, tmp_path):
 
 def test_training_log_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"kimg": 1, "fid": 3}\n{"fid": 2}\n')
+    bad.write_text('{"kimg": 1, "proxy_fid": 3}\n{"proxy_fid": 2}\n')
     with pytest.raises(SidbenchError, match="line 2: every record needs a numeric 'kimg'"):
         plot_training_curves(bad, tmp_path / "c")
     bad.write_text('{"kimg": 1, "loss": 3}\n')
-    with pytest.raises(SidbenchError, match="no record has 'fid' or 'clip'"):
+    with pytest.raises(SidbenchError, match="no record has 'proxy_fid' or 'proxy_clip'"):
         plot_training_curves(bad, tmp_path / "c")
 
 

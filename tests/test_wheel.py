@@ -1,0 +1,93 @@
+"""The package as users install it: a wheel, installed non-editable, run from a folder with no repository files.
+
+Everything sidbench reads at run time (published rows, demo assets, tokenizer files) must be package data.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_images
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """Build the wheel (no network: the venv's setuptools) and install it, without dependencies, into a folder."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp / "dist"), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    wheel = next((tmp / "dist").glob("sidbench-*.whl"))
+    inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp / "site"),
+                           str(wheel)], capture_output=True, text=True, timeout=600)
+    assert inst.returncode == 0, inst.stderr[-3000:]
+    return tmp
+
+
+def run_installed(installed: Path, *args, cwd: Path):
+    env = dict(os.environ, PYTHONPATH=str(installed / "site"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "sidbench.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_the_wheel_runs_its_commands_without_the_checkout(installed, tmp_path):
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = run_installed(installed, "--help", cwd=work)
+    assert where.returncode == 0, where.stderr[-2000:]
+    probe = subprocess.run([sys.executable, "-c", "import sidbench; print(sidbench.__file__)"], cwd=work,
+                           env=dict(os.environ, PYTHONPATH=str(installed / "site")), capture_output=True, text=True)
+    assert probe.stdout.startswith(str(installed / "site")), probe.stdout  # not the checkout's editable copy
+
+    rng = np.random.default_rng(0)
+    write_images(work / "a", [im for im in rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)])
+    write_images(work / "b", [im for im in rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)])
+    ev = run_installed(installed, "eval", "--fid", "--images", "a", "--ref", "b", "--random-weights", "--no-cache",
+                       "--out", "res.json", "-q", cwd=work)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert json.loads((work / "res.json").read_text())["metrics"]["fid"]["value"] > 0
+
+    rep = run_installed(installed, "report", "res.json", "--out", "table.md", cwd=work)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert "SiD-LSG" in (work / "table.md").read_text()  # the published rows shipped inside the package
+
+    (work / "prompts.txt").write_text("a red circle\na blue square\n")
+    pc = run_installed(installed, "prompts", "check", "prompts.txt", cwd=work)
+    assert pc.returncode == 0, pc.stderr[-3000:]
+
+    demo = run_installed(installed, "demo", "--quick", "--out", "demo", cwd=work)
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    check_quick_demo(work / "demo")
+
+
+def check_quick_demo(out: Path) -> None:
+    """What `sidbench demo --quick` must write (the demo's assets are package data, so this runs from the wheel)."""
+    rows = {r["sampler"]: r for r in json.loads((out / "rows.json").read_text())}
+    # Known truth that holds even in the reduced run: fresh true images are the closest to the data,
+    # and the teacher's one step from pure noise is far from it.
+    floor, noise = rows["true images (FD floor)"], rows["teacher 1 step from t=999"]
+    assert floor["fd"] < noise["fd"] and floor["adherence"] > 0.9
+    assert floor["noise"] < 3 < noise["noise"] and floor["fd_noise_sensitive"] < noise["fd_noise_sensitive"]
+    for f in ("report.md", "table.md", "fd_adherence.png", "fd_adherence.svg", "fd_curve.png", "samples.png"):
+        assert (out / f).stat().st_size > 100, f
+    log = [json.loads(x) for x in (out / "runs" / "k1" / "log.jsonl").read_text().splitlines()]
+    assert log and all("proxy_fd_ema" in x for x in log)
+    r = json.loads(next((out / "results").glob("sid-k1-ema.json")).read_text())
+    assert r["schema"] == "sidbench.results/1" and r["extractors"]["fid"]["name"] == "world-cnn"
+    # k = 1 and the guided run train for the same images from the same start, and the guided run is guided
+    # only where the interval says (the run's own saved config, not the demo's constants).
+    g_rows = [r for r in rows.values() if r.get("k") == 2.0 and r["group"] == "distilled"]
+    assert g_rows and all(r["images_seen"] == rows["SiD (k=1), EMA"]["images_seen"] for r in g_rows)
+    cfg = json.loads((out / "runs" / "k2" / "config.json").read_text())
+    assert (cfg["cfg_eval_real"], cfg["cfg_train_fake"], cfg["cfg_eval_real_interval"]) == (2.0, 1.0, "0,400")
+    report = (out / "report.md").read_text()
+    assert "## Targets" in report and "Retired" in report and "FD to the guided teacher" in report
+
+
