@@ -5,7 +5,6 @@ config is printed at start, saved in the run folder and inside every checkpoint.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -190,7 +189,3 @@ def resolve(file: str | None = None, overrides: dict | None = None, lsg: float |
         return DistillConfig(**merged)
     except TypeError as e:
         raise SidbenchError(f"invalid distillation config: {e}") from None
-
-
-def replace(cfg: DistillConfig, **kw) -> DistillConfig:
-    return dataclasses.replace(cfg, **kw)

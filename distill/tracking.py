@@ -29,10 +29,6 @@ class Trackers:
         for t in self.trackers:
             t.finish()
 
-    @property
-    def names(self) -> list[str]:
-        return [t.name for t in self.trackers]
-
 
 def _start(tracker):
     if hasattr(tracker, "start"):  # accelerate >= 1.2 opens writers/runs in start()

@@ -17,7 +17,8 @@ runner = CliRunner()
 def tiny_registered(monkeypatch, tmp_path):
     # A registry entry with no real weights file: --random-weights builds it, like any stand-in.
     register_extractor(ExtractorSpec("tiny-test", "test network", 16, ("clean", "legacy_tensorflow"), None,
-                                     load=lambda p, m: None, random=lambda seed, m: TinyFeatures(16, seed)))
+                                     load=lambda p, m: None, random=lambda seed, m: TinyFeatures(16, seed)),
+                       replace=True)
     monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
 
 
@@ -89,3 +90,12 @@ def test_clear_errors(tmp_path):
 def test_weights_list_names_every_known_file():
     code, out = run("weights", "list")
     assert code == 0 and "inception-2015-12-05" in out and "vgg16" in out
+
+
+def test_the_extractor_registry_refuses_a_taken_name():
+    from sidbench.errors import SidbenchError
+
+    spec = ExtractorSpec("tiny-test", "another network", 8, ("clean",), None, load=lambda p, m: None,
+                         random=lambda seed, m: TinyFeatures(8, seed))
+    with pytest.raises(SidbenchError, match="'tiny-test' is already registered"):
+        register_extractor(spec)

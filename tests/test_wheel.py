@@ -19,9 +19,21 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """Build the wheel (no network: the venv's setuptools) and install it, without dependencies, into a folder."""
+    import shutil
+
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the tracked files: nothing untracked (or a stale build/ folder) can leak in, and the
+    # checkout is left as it was.
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: cannot tell the tracked files")
+    src = tmp / "src"
+    for rel in filter(None, listed.stdout.split("\0")):
+        if (REPO / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, src / rel)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                            str(tmp / "dist"), str(REPO)], capture_output=True, text=True, timeout=600)
+                            str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next((tmp / "dist").glob("sidbench-*.whl"))
     inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp / "site"),

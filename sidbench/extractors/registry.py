@@ -60,7 +60,11 @@ class ExtractorSpec:
 _REGISTRY: dict[str, ExtractorSpec] = {}
 
 
-def register_extractor(spec: ExtractorSpec) -> None:
+def register_extractor(spec: ExtractorSpec, *, replace: bool = False) -> None:
+    """Add a feature extractor by name; a name already taken is an error unless ``replace`` says so."""
+    if spec.name in _REGISTRY and not replace:
+        raise SidbenchError(f"an extractor named {spec.name!r} is already registered ({_REGISTRY[spec.name].description}); "
+                            f"pick another name, or pass replace=True to override it")
     _REGISTRY[spec.name] = spec
 
 
