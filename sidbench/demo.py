@@ -133,7 +133,7 @@ TRAINING = dict(lr_gen=5e-6, lr_fake=2e-5, batch=64, batch_per_device=64, adam_b
 # Guided runs: the teacher's guidance scale k4 = k ("long guidance" in the paper's terms; k1 = k2 = 1), applied
 # only where t <= 400 (a guidance interval, after Kynkaanniemi et al. 2024; beyond the paper). In this world
 # guidance at higher t, and the fake-score guidance of the full LSG preset (k1 = k2 = k4 = k) even inside the
-# interval, drove the generator away from the data and the guided teacher alike (docs/demo/README.md has the runs).
+# interval, drove the generator away from the data and the guided teacher alike (docs/demo/EXPERIMENTS.md has the runs).
 GUIDANCE = dict(guidance_interval="0,400", cfg_train_fake=1.0, cfg_eval_fake=1.0)
 GUIDED_K = 2.0                      # the guided run of `make demo`
 SWEEP_KS = (1.0, 1.5, 2.0, 3.0)     # `sidbench demo --sweep`
