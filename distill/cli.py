@@ -55,7 +55,6 @@ def distill_cmd(**kw):
     from distill.loop import train
 
     config, lsg, resume, quiet = kw.pop("config"), kw.pop("lsg"), kw.pop("resume"), kw.pop("quiet")
-    kw["guidance_interval"] = kw.pop("guidance_interval")
     try:
         cfg = resolve(config, kw, lsg=lsg)
         missing = [k for k in ("base", "prompts", "run_dir") if not getattr(cfg, k)]

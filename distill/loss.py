@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sidbench.diffusion import Diffusion, Interval, add_noise, guided_output, snr
+from sidbench.diffusion import Diffusion, Interval, guided_output, snr
 
 # Timestep bands of the per-band diagnostics (low / mid / high noise).
 T_BANDS = (("low", 0, 332), ("mid", 333, 665), ("high", 666, 999))
@@ -54,7 +54,7 @@ class SiDLoss:
         """Phase B. Returns (loss / B, diagnostics: w, the per-sample fake-vs-teacher gap, the NaN-dropped mask)."""
         d = self.diffusion
         x_g32 = x_g.float()
-        x_t = add_noise(x_g32, eps, self.abar(t, x_g32))
+        x_t = d.add_noise(x_g32, eps, t)
         y_fake = d.x0_estimate(fake, x_t, t, cond, uncond, self.k2, self.interval2)
         y_real = d.x0_estimate(teacher, x_t, t, cond, uncond, self.k4, self.interval4)
         bad = (torch.isnan(x_g32) | torch.isnan(y_real) | torch.isnan(y_fake)).flatten(1).any(1)

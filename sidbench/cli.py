@@ -317,17 +317,17 @@ def export_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out: Annotated[str, typer.Option("--out", help="Report folder (regenerated whole).")] = "reports/demo",
+    out: Annotated[Optional[str], typer.Option("--out", help="Report folder, regenerated whole (default reports/demo, with --sweep reports/demo-sweep).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (targets not expected).")] = False,
-    sweep: Annotated[bool, typer.Option("--sweep", help="Train k = 1, 1.5, 2, 3 at one budget and draw the trade-off (~25 min on 2 cores).")] = False,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Train k = 1, 1.5, 2, 3 at one budget and draw the trade-off (~16 min on 2 cores).")] = False,
     rebuild_teacher: Annotated[bool, typer.Option("--rebuild-teacher", help="Retrain the shipped teacher and metric network (~10 min).")] = False,
 ):
     """SiD-LSG end to end, offline: distil a small world's teacher, evaluate, and write a report."""
     from sidbench.demo import run_demo
 
     try:
-        run_demo(Path(out) if out != "reports/demo" or not sweep else Path("reports/demo-sweep"), quick=quick,
-                 sweep=sweep, rebuild_teacher=rebuild_teacher, console=console)
+        run_demo(Path(out or ("reports/demo-sweep" if sweep else "reports/demo")), quick=quick, sweep=sweep,
+                 rebuild_teacher=rebuild_teacher, console=console)
     except SidbenchError as e:
         _fail(e)
 

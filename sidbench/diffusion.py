@@ -81,10 +81,6 @@ def x0_from_output(output: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, 
     raise SidbenchError(f"unsupported prediction type {prediction_type!r}; expected epsilon, v_prediction or sample")
 
 
-def eps_from_x0(x0: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
-    return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
-
-
 def training_target(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor, prediction_type: str) -> torch.Tensor:
     """What the network is trained to output at x_t = add_noise(x0, eps, abar)."""
     if prediction_type == "epsilon":

@@ -87,11 +87,12 @@ class OneStepSampler(Sampler):
         self.generator.requires_grad_(False).eval().to(self.base.device)
         if next(self.generator.parameters()).dtype != self.base.dtype:
             self.generator.to(self.base.dtype)
+        self._diffusion = Diffusion.of(self.base)  # the trainer's schedule and x0 rule, built once
 
     def latents(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The trainer's own one-step formula (sidbench.diffusion), without gradients."""
         with torch.no_grad():
-            return Diffusion.of(self.base).one_step(self.generator, z, cond, self.t_init)
+            return self._diffusion.one_step(self.generator, z, cond, self.t_init)
 
     def sample(self, prompts: list[str], seeds) -> np.ndarray:
         cond = encode_prompts(self.base, prompts)

@@ -146,6 +146,6 @@ class GMMWorld:
     def prompts(self) -> list[str]:
         return [f"class{c}" for c in range(self.C)]
 
-    def sample_stats(self, net, n: int = 4000, seed: int = 0):
+    def sample_stats(self, net):
         """Per-class mean and variance of a generator, in closed form from its affine map (mu, s^2)."""
         return net.mu.detach()[: self.C].clone(), (2 * net.log_s.detach()[: self.C]).exp()
