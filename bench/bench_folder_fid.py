@@ -15,8 +15,8 @@ from PIL import Image
 
 import sidbench  # noqa: F401
 from cleanfid import fid as cfid
-from sidbench.evaluate import EvalConfig, evaluate
-from sidbench.extractors.registry import build_extractor
+from sidbench.eval.api import EvalConfig, evaluate
+from sidbench.eval.extractors.registry import build_extractor
 
 
 def make_folder(folder: Path, n: int, size: int, seed: int) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 import sidbench  # noqa: F401
 from cleanfid.fid import frechet_distance as cleanfid_fd
-from sidbench.metrics.fid import frechet_distance
+from sidbench.eval.metrics.fid import frechet_distance
 
 
 def statistics(dim, n, seed):

@@ -1,6 +1,6 @@
 """In-memory generate + FID (sidbench eval --generator) vs generate-to-PNG then clean-fid's compute_fid.
 
-Tiny random Stable-Diffusion-shaped models on CPU (sidbench.tiny), the same prompts, seeds and images,
+Tiny random Stable-Diffusion-shaped models on CPU (sidbench.gen.tiny), the same prompts, seeds and images,
 and the same extractor (FID Inception architecture, seeded random weights) for both; both sides of the
 FID are computed by each tool (no reference cache). Same run; prints both times and the ratio.
 Usage: python bench/bench_inmemory_eval.py [--n 200]
@@ -14,11 +14,11 @@ import torch
 
 import sidbench  # noqa: F401
 from cleanfid import fid as cfid
-from sidbench.evaluate import EvalConfig, evaluate
-from sidbench.extractors.registry import build_extractor
-from sidbench.generate import GenerateConfig, GeneratedImages, build_sampler, generate
-from sidbench.tiny import build_tiny_sd
-from sidbench.world import sample_world
+from sidbench.eval.api import EvalConfig, evaluate
+from sidbench.eval.extractors.registry import build_extractor
+from sidbench.gen.generate import GenerateConfig, GeneratedImages, build_sampler, generate
+from sidbench.gen.tiny import build_tiny_sd
+from sidbench.demo.world import sample_world
 
 
 def main():

@@ -49,7 +49,7 @@ def worker(impl, n, dim, tf_mode, row_block, col_block):
     base = rss_mb()
     t = time.perf_counter()
     if impl == "ours":
-        from sidbench.metrics.prdc import precision_recall
+        from sidbench.eval.metrics.prdc import precision_recall
         r = precision_recall(real, gen, row_block=row_block, col_block=col_block)
         extra = {"exact_rechecks": r["exact_rechecks"], "radius_fallback_rows": r["radius_fallback_rows"]}
     else:

@@ -1,6 +1,6 @@
 """One SiD-LSG training iteration: our trainer vs a plain re-statement of the reference procedure.
 
-Tiny random SD-shaped models on CPU (sidbench.tiny), LSG k = 1.5, the same draws for both. The
+Tiny random SD-shaped models on CPU (sidbench.gen.tiny), LSG k = 1.5, the same draws for both. The
 re-statement does what the reference code does: prompts re-encoded by the text encoder on every network
 call (the empty prompt too), guidance as separate cond / uncond calls, and the x0 estimates of the fake
 score and the teacher one sample at a time through the scheduler's ``step(...).pred_original_sample``.
@@ -18,8 +18,8 @@ import sidbench  # noqa: F401
 from distill.config import resolve
 from distill.loop import Trainer
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
-from sidbench.sampling import encode_prompts
-from sidbench.tiny import build_tiny_sd
+from sidbench.gen.sampling import encode_prompts
+from sidbench.gen.tiny import build_tiny_sd
 
 
 def reference_iteration(tr: Trainer, it: int, G, fake, teacher, opt_f, opt_g) -> tuple[float, float]:

@@ -24,8 +24,8 @@ def build_sd15(folder: Path) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from sidbench.metrics.clip_score import write_clip_tokenizer_files
-    from sidbench.tiny import SD_SCHEDULER
+    from sidbench.data.tokenizer import write_clip_tokenizer_files
+    from sidbench.gen.tiny import SD_SCHEDULER
 
     UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8).save_pretrained(folder / "unet")
     AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
@@ -45,7 +45,7 @@ def main():
     import sidbench  # noqa: F401
     from distill.config import resolve
     from distill.loop import Trainer
-    from sidbench.models import load_base
+    from sidbench.gen.models import load_base
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch-per-device", type=int, default=4)

@@ -16,13 +16,13 @@ import torch
 def main():
     import sidbench  # noqa: F401
     from gpu_distill_sd15 import build_sd15  # bench/ is on sys.path when run as a script
-    from sidbench.extractors.registry import build_extractor
-    from sidbench.features import FeatureRunner
-    from sidbench.metrics.clip_score import load_open_clip
-    from sidbench.metrics.fid import frechet_distance
-    from sidbench.models import load_base, parse_dtype
-    from sidbench.preprocess import Preprocess
-    from sidbench.sampling import OneStepSampler
+    from sidbench.eval.extractors.registry import build_extractor
+    from sidbench.eval.features import FeatureRunner
+    from sidbench.eval.metrics.clip_score import load_open_clip
+    from sidbench.eval.metrics.fid import frechet_distance
+    from sidbench.gen.models import load_base, parse_dtype
+    from sidbench.data.preprocess import Preprocess
+    from sidbench.gen.sampling import OneStepSampler
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=30000)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from sidbench.atomic import atomic_path
-from sidbench.errors import SidbenchError
+from sidbench.core.atomic import atomic_path
+from sidbench.core.errors import SidbenchError
 
 FORMAT = "sidbench.distill-checkpoint/1"
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")

@@ -9,8 +9,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from sidbench.diffusion import parse_interval
-from sidbench.errors import SidbenchError
+from sidbench.gen.diffusion import parse_interval
+from sidbench.core.errors import SidbenchError
 
 
 TRACKERS = ("tensorboard", "wandb")

@@ -22,12 +22,12 @@ from distill.ema import ema_beta, ema_update
 from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
-from sidbench import distributed, logkeys
-from sidbench.atomic import write_json
-from sidbench.errors import SidbenchError
-from sidbench.models import BaseModel, export_generator, load_base
-from sidbench.diffusion import Diffusion, parse_interval
-from sidbench.sampling import encode_prompts
+from sidbench.core import distributed, logkeys
+from sidbench.core.atomic import write_json
+from sidbench.core.errors import SidbenchError
+from sidbench.gen.models import BaseModel, export_generator, load_base
+from sidbench.gen.diffusion import Diffusion, parse_interval
+from sidbench.gen.sampling import encode_prompts
 
 # Settings that define the training trajectory: a resume must not change them.
 TRAJECTORY_KEYS = ("base", "prompts", "cfg_train_fake", "cfg_eval_fake", "cfg_eval_real", "cfg_train_fake_interval",
@@ -87,7 +87,7 @@ class Trainer:
 
     def __init__(self, cfg: DistillConfig, *, base: BaseModel | None = None, generator: torch.nn.Module | None = None,
                  fake: torch.nn.Module | None = None):
-        from sidbench.prompts import read_prompts
+        from sidbench.data.prompts import read_prompts
 
         self.cfg = cfg
         distributed.init_if_launched()
@@ -381,8 +381,8 @@ def sample_grid(trainer: Trainer, path: Path, n: int = 16) -> None:
     import numpy as np
     from PIL import Image
 
-    from sidbench.atomic import atomic_path
-    from sidbench.sampling import OneStepSampler
+    from sidbench.core.atomic import atomic_path
+    from sidbench.gen.sampling import OneStepSampler
 
     sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=trainer.cfg.t_init)
     prompts = [trainer.prompts[i % len(trainer.prompts)] for i in range(n)]
@@ -399,10 +399,10 @@ def sample_grid(trainer: Trainer, path: Path, n: int = 16) -> None:
 def proxy_metrics(trainer: Trainer) -> dict:
     """FID (and CLIP score with ``proxy_clip``) of the EMA generator on a small fixed prompt subset, through the
     in-memory path: a training proxy, never a protocol number. The networks are loaded once per run."""
-    from sidbench.evaluate import EvalConfig, evaluate, make_extractor
-    from sidbench.generate import GeneratedImages
-    from sidbench.metrics.clip_score import load_clip_scorer
-    from sidbench.sampling import OneStepSampler
+    from sidbench.eval.api import EvalConfig, evaluate, make_extractor
+    from sidbench.gen.generate import GeneratedImages
+    from sidbench.eval.metrics.clip_score import load_clip_scorer
+    from sidbench.gen.sampling import OneStepSampler
 
     c = trainer.cfg
     if not c.proxy_ref:

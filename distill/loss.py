@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sidbench.diffusion import Diffusion, Interval, guided_output, snr
+from sidbench.gen.diffusion import Diffusion, Interval, guided_output, snr
 
 # Timestep bands of the per-band diagnostics (low / mid / high noise).
 T_BANDS = (("low", 0, 332), ("mid", 333, 665), ("high", 666, 999))

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from distill.config import DistillConfig, tracker_names
-from sidbench.errors import SidbenchError
+from sidbench.core.errors import SidbenchError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
 """sidbench: SiD-LSG distillation and reproducible text-to-image evaluation."""
-from sidbench import _tvguard  # noqa: F401  (must run before anything imports torchvision)
+from sidbench.core import _tvguard  # noqa: F401  (must run before anything imports torchvision)
 
 __version__ = "0.1.0"

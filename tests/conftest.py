@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import sidbench  # noqa: F401  (installs the torchvision guard first)
-from sidbench.extractors.registry import Extractor, build_extractor
+from sidbench.eval.extractors.registry import Extractor, build_extractor
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -101,10 +101,10 @@ def run_sidbench(args, *, processes: int = 1, timeout: int = 900):
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if processes == 1:
-        cmd = [sys.executable, "-m", "sidbench.cli", *map(str, args)]
+        cmd = [sys.executable, "-m", "sidbench", *map(str, args)]
     else:
         torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
         if torchrun is None:
             pytest.skip("torchrun not installed beside this Python")
-        cmd = [torchrun, "--standalone", "--nproc-per-node", str(processes), "-m", "sidbench.cli", *map(str, args)]
+        cmd = [torchrun, "--standalone", "--nproc-per-node", str(processes), "-m", "sidbench", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

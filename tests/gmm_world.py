@@ -123,8 +123,8 @@ class GMMWorld:
     def __init__(self, means, variances, t_init: int = 625):
         from diffusers import DDPMScheduler
 
-        from sidbench.models import BaseModel
-        from sidbench.tiny import SD_SCHEDULER
+        from sidbench.gen.models import BaseModel
+        from sidbench.gen.tiny import SD_SCHEDULER
 
         self.means, self.variances = torch.tensor(means).float(), torch.tensor(variances).float()
         self.C, self.D = self.means.shape

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sidbench.cli import app
-from sidbench.extractors.registry import ExtractorSpec, register_extractor
-from sidbench.stats import FeatureStats
+from sidbench.cli.app import app
+from sidbench.eval.extractors.registry import ExtractorSpec, register_extractor
+from sidbench.eval.stats import FeatureStats
 
 from conftest import TinyFeatures
 
@@ -93,7 +93,7 @@ def test_weights_list_names_every_known_file():
 
 
 def test_the_extractor_registry_refuses_a_taken_name():
-    from sidbench.errors import SidbenchError
+    from sidbench.core.errors import SidbenchError
 
     spec = ExtractorSpec("tiny-test", "another network", 8, ("clean",), None, load=lambda p, m: None,
                          random=lambda seed, m: TinyFeatures(8, seed))

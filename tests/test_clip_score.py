@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sidbench.metrics import clip_score as cs
+from sidbench.eval.metrics import clip_score as cs
 
 from conftest import random_images
 

@@ -1,4 +1,4 @@
-from sidbench.demo import ASSETS, check_assets
+from sidbench.demo.run import ASSETS, check_assets
 
 
 def test_shipped_teacher_matches_its_hashes():
@@ -12,14 +12,14 @@ def _rows(fd, adh):
             {"sampler": "teacher 1 step from t=999", "fd": 2500.0, "adherence": 0.9, "noise": 4.0},
             {"sampler": "teacher DDIM-25, cfg 1", "fd": 600.0, "adherence": 0.95, "noise": 4.0},
             {"sampler": "true images (FD floor)", "fd": 700.0, "adherence": 1.0, "noise": 1.8}]
-    from sidbench.demo import SWEEP_KS, _label
+    from sidbench.demo.run import SWEEP_KS, _label
 
     return base + [{"sampler": _label(k, "EMA"), "fd": f, "adherence": a, "noise": 4.5, "fd_vs_guided_teacher": 1.0}
                    for k, f, a in zip(SWEEP_KS, fd, adh)]
 
 
 def test_sweep_targets_need_monotone_fd_and_adherence():
-    from sidbench.demo import SWEEP_KS, targets
+    from sidbench.demo.run import SWEEP_KS, targets
 
     ok = dict((n, v) for n, v, _ in targets(_rows([500, 700, 900, 1500], [0.98, 0.983, 0.985, 0.97]), SWEEP_KS))
     assert ok["adherence rises with k from k=1 to k=2 (EMA)"] and ok["FD to the data rises with k (EMA)"]
@@ -30,8 +30,8 @@ def test_sweep_targets_need_monotone_fd_and_adherence():
 def test_background_noise_measures_pixel_noise():
     import numpy as np
 
-    from sidbench.toyworld import background_noise
-    from sidbench.world import sample_world
+    from sidbench.demo.toymodels import background_noise
+    from sidbench.demo.world import sample_world
 
     true, _ = sample_world(500, 16, seed=3)
     assert background_noise(true) < 3  # large jittered shapes touch the border now and then
@@ -45,9 +45,9 @@ def test_shipped_metric_nets_behave_as_documented():
     import numpy as np
     import torch
 
-    from sidbench.metrics.fid import frechet_distance
-    from sidbench.toyworld import load_metric_net
-    from sidbench.world import sample_world
+    from sidbench.eval.metrics.fid import frechet_distance
+    from sidbench.demo.toymodels import load_metric_net
+    from sidbench.demo.world import sample_world
 
     ref, _ = sample_world(1000, 16, seed=10)
     other, _ = sample_world(1000, 16, seed=11)

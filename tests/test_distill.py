@@ -15,9 +15,9 @@ from distill.config import resolve
 from distill.ema import ema_beta
 from distill.loop import sanitize_grads
 from distill.loss import SiDLoss
-from sidbench.diffusion import Diffusion, add_noise, guided_output
-from sidbench.errors import SidbenchError
-from sidbench.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
+from sidbench.gen.diffusion import Diffusion, add_noise, guided_output
+from sidbench.core.errors import SidbenchError
+from sidbench.gen.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
 
 from conftest import random_images, run_sidbench, write_images
 
@@ -188,7 +188,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_sd, prompts, tmp_p
     a = run_cli(distill_args(tiny_sd, prompts, tmp_path / "a", 5))
     assert a.returncode == 0, a.stderr[-3000:]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "sidbench.cli", *distill_args(tiny_sd, prompts, tmp_path / "b", 5)],
+    proc = subprocess.Popen([sys.executable, "-m", "sidbench", *distill_args(tiny_sd, prompts, tmp_path / "b", 5)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 600
     while not (tmp_path / "b" / "checkpoints" / "ckpt-00000002.pt").exists():
@@ -226,8 +226,8 @@ def test_two_processes_equal_one_at_the_same_global_batch(tiny_sd, prompts, tmp_
 
 
 def test_tiny_end_to_end_distill_generate_eval(tiny_sd, prompts, tmp_path, tiny):
-    from sidbench.cli import app
-    from sidbench.evaluate import EvalConfig, evaluate
+    from sidbench.cli.app import app
+    from sidbench.eval.api import EvalConfig, evaluate
 
     r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 2))
     assert r.exit_code == 0, r.output
@@ -278,8 +278,8 @@ def test_proxy_fid_and_clip_equal_an_evaluation_of_the_exported_snapshot(tiny_sd
     import open_clip
 
     from distill.loop import train
-    from sidbench.evaluate import EvalConfig, evaluate
-    from sidbench.generate import GenerateConfig, generate
+    from sidbench.eval.api import EvalConfig, evaluate
+    from sidbench.gen.generate import GenerateConfig, generate
 
     from test_clip_score import TINY
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sidbench.stats import FeatureStats
+from sidbench.eval.stats import FeatureStats
 
 from conftest import random_images, run_sidbench, write_images
 

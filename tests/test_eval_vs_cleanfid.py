@@ -4,9 +4,9 @@ import pytest
 import torch
 from cleanfid import fid as cfid
 
-from sidbench.evaluate import EvalConfig, evaluate
-from sidbench.extractors.registry import build_extractor
-from sidbench.images import pre_resize
+from sidbench.eval.api import EvalConfig, evaluate
+from sidbench.eval.extractors.registry import build_extractor
+from sidbench.data.images import pre_resize
 
 from conftest import random_images, write_images
 
@@ -71,7 +71,7 @@ def test_results_file_records_how_it_was_made(two_folders, tiny, tmp_path):
     import json
 
     r = json.loads(out.read_text())
-    assert r["schema"] == "sidbench.results/1"
+    assert r["schema"] == "sidbench.eval.results/1"
     assert r["inputs"]["generated"]["count"] == 20 and r["inputs"]["reference"]["count"] == 24
     assert r["preprocessing"]["fid_mode"] == "clean" and r["preprocessing"]["pre_resize"] == 32
     assert r["extractors"]["fid"]["name"] == "tiny-test"

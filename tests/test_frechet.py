@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from sidbench.metrics.fid import frechet_distance
+from sidbench.eval.metrics.fid import frechet_distance
 
 
 def rotation(d, seed):

@@ -10,13 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sidbench.cli import app
-from sidbench.errors import SidbenchError
-from sidbench.evaluate import EvalConfig, evaluate
-from sidbench.generate import GenerateConfig, GeneratedImages, build_sampler, generate
-from sidbench.models import load_base, load_generator_unet, load_sid_pickle
-from sidbench.sampling import OneStepSampler, initial_noise
-from sidbench.tiny import build_tiny_sd
+from sidbench.cli.app import app
+from sidbench.core.errors import SidbenchError
+from sidbench.eval.api import EvalConfig, evaluate
+from sidbench.gen.generate import GenerateConfig, GeneratedImages, build_sampler, generate
+from sidbench.gen.models import load_base, load_generator_unet, load_sid_pickle
+from sidbench.gen.sampling import OneStepSampler, initial_noise
+from sidbench.gen.tiny import build_tiny_sd
 
 from conftest import run_sidbench, write_images
 

@@ -10,7 +10,7 @@ import torch
 
 from distill.config import resolve
 from distill.loop import Trainer
-from sidbench.diffusion import Diffusion
+from sidbench.gen.diffusion import Diffusion
 
 from gmm_world import GMMWorld
 

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from sidbench.errors import BadImageError, SidbenchError
-from sidbench.evaluate import EvalConfig, evaluate
-from sidbench.images import list_image_files, open_source, to_uint8
+from sidbench.core.errors import BadImageError, SidbenchError
+from sidbench.eval.api import EvalConfig, evaluate
+from sidbench.data.images import list_image_files, open_source, to_uint8
 
 from conftest import random_images, write_images
 

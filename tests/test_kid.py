@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from cleanfid.fid import kernel_distance
 
-from sidbench.metrics.kid import kernel_inception_distance
+from sidbench.eval.metrics.kid import kernel_inception_distance
 
 
 def test_kid_equals_clean_fid_on_the_same_features():

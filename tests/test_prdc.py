@@ -1,4 +1,4 @@
-"""Precision / recall / density / coverage (sidbench.metrics.prdc) and the VGG16 fc2 extractor."""
+"""Precision / recall / density / coverage (sidbench.eval.metrics.prdc) and the VGG16 fc2 extractor."""
 import dataclasses
 
 import numpy as np
@@ -7,10 +7,10 @@ import torch
 from scipy.spatial.distance import cdist
 
 import sidbench  # noqa: F401  (torchvision guard before torch_fidelity imports torchvision)
-from sidbench.errors import SidbenchError
-from sidbench.extractors import vgg, weights
-from sidbench.extractors.registry import build_extractor
-from sidbench.metrics.prdc import precision_recall
+from sidbench.core.errors import SidbenchError
+from sidbench.eval.extractors import vgg, weights
+from sidbench.eval.extractors.registry import build_extractor
+from sidbench.eval.metrics.prdc import precision_recall
 
 KEYS = ("precision", "recall", "density", "coverage")
 
@@ -235,9 +235,9 @@ def test_eval_pr_from_folders_and_in_memory_path_agree_with_the_metric(tmp_path)
     import numpy as np
 
     from conftest import random_images, write_images
-    from sidbench.evaluate import EvalConfig, evaluate
-    from sidbench.extractors.registry import build_extractor
-    from sidbench.metrics.prdc import precision_recall
+    from sidbench.eval.api import EvalConfig, evaluate
+    from sidbench.eval.extractors.registry import build_extractor
+    from sidbench.eval.metrics.prdc import precision_recall
 
     gen, ref = random_images(8, 1, sizes=((40, 40),)), random_images(9, 2, sizes=((40, 40),))
     write_images(tmp_path / "gen", gen)

@@ -4,8 +4,8 @@ import torchvision.transforms.functional as TF
 from cleanfid.resize import build_resizer
 from PIL import Image
 
-from sidbench.images import pre_resize
-from sidbench.preprocess import Preprocess
+from sidbench.data.images import pre_resize
+from sidbench.data.preprocess import Preprocess
 
 from conftest import random_images
 

@@ -7,9 +7,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sidbench import __version__, prompts
-from sidbench.errors import SidbenchError
-from sidbench.prompts_cli import prompts_app
+from sidbench import __version__
+from sidbench.data import prompts
+from sidbench.core.errors import SidbenchError
+from sidbench.cli.prompts import prompts_app
 
 SHARED_CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sid-lsg" / "captions.txt"
 

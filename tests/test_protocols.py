@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from sidbench.errors import SidbenchError
-from sidbench.evaluate import EvalConfig, evaluate
-from sidbench.metrics import clip_score as cs
-from sidbench.protocols import PROTOCOLS, check
+from sidbench.core.errors import SidbenchError
+from sidbench.eval.api import EvalConfig, evaluate
+from sidbench.eval.metrics import clip_score as cs
+from sidbench.eval.protocols import PROTOCOLS, check
 
 from conftest import random_images, write_images
 from test_clip_score import TINY

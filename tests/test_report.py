@@ -10,15 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sidbench import logkeys
+from sidbench.core import logkeys
 import typer
 from typer.testing import CliRunner
 
-from sidbench.errors import SidbenchError
+from sidbench.core.errors import SidbenchError
 from sidbench.report import (build_table, guidance_value, html_report, load_published, load_results,
                              plot_tradeoff, plot_training_curves, to_csv, to_html, to_latex, to_markdown)
-from sidbench.report_cli import report_cmd
-from sidbench.results import mark_not_comparable, new_results, save, subject
+from sidbench.cli.report import report_cmd
+from sidbench.eval.results import mark_not_comparable, new_results, save, subject
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "data" / "published.csv"
@@ -86,7 +86,7 @@ def test_load_results_one_row_per_file(world):
 def test_load_results_refuses_other_files(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text(json.dumps({"fid": 3}))
-    with pytest.raises(SidbenchError, match="not a sidbench.results/1"):
+    with pytest.raises(SidbenchError, match="not a sidbench.eval.results/1"):
         load_results([bad])
     with pytest.raises(SidbenchError, match="does not exist"):
         load_results([tmp_path / "missing.json"])
@@ -209,7 +209,7 @@ def test_packaged_published_table():
     assert set(df.loc[df["steps"] > 1, "group"]) <= {"teacher", "multi-step"}
     if SHARED_PUBLISHED.is_file():                                     # same facts as the shared table
         shared = pd.read_csv(SHARED_PUBLISHED, dtype=str, keep_default_na=False)
-        ours = pd.read_csv(REPO / "sidbench" / "data" / "published.csv", dtype=str, keep_default_na=False)
+        ours = pd.read_csv(REPO / "sidbench" / "report" / "published.csv", dtype=str, keep_default_na=False)
         pd.testing.assert_frame_equal(ours[list(shared.columns)], shared)
 
 

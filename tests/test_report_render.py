@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from sidbench.report import build_table, html_report, load_published, load_results, plot_tradeoff
-from sidbench.results import new_results, save, subject
+from sidbench.eval.results import new_results, save, subject
 
 
 def _chromium() -> str | None:

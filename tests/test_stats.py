@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sidbench.errors import SidbenchError, StatsMismatchError
-from sidbench.stats import FeatureStats, is_stats_file
+from sidbench.core.errors import SidbenchError, StatsMismatchError
+from sidbench.eval.stats import FeatureStats, is_stats_file
 
 META = {"extractor": "x", "extractor_weights_sha256": None, "extractor_random_seed": 0, "dim": 8,
         "fid_mode": "clean", "pre_resize": None, "input": {"listing_sha256": "abc", "used": 300}}

@@ -9,10 +9,10 @@ import torch
 from distill.config import resolve
 from distill.loop import Trainer
 from distill.loss import SiDLoss
-from sidbench.diffusion import Diffusion, add_noise, clip_x0, guided_output, snr
-from sidbench.models import load_base
-from sidbench.sampling import OneStepSampler
-from sidbench.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
+from sidbench.gen.diffusion import Diffusion, add_noise, clip_x0, guided_output, snr
+from sidbench.gen.models import load_base
+from sidbench.gen.sampling import OneStepSampler
+from sidbench.gen.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
 
 
 @pytest.fixture(scope="module")

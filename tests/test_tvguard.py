@@ -3,7 +3,7 @@ import sys
 
 import torch
 
-from sidbench import _tvguard
+from sidbench.core import _tvguard
 
 
 def test_torchvision_and_its_users_import_after_the_guard():

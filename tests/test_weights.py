@@ -3,9 +3,9 @@ import hashlib
 import pytest
 import torch
 
-from sidbench.errors import MissingWeightsError, SidbenchError
-from sidbench.extractors import inception, weights
-from sidbench.extractors.registry import build_extractor
+from sidbench.core.errors import MissingWeightsError, SidbenchError
+from sidbench.eval.extractors import inception, weights
+from sidbench.eval.extractors.registry import build_extractor
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The `sidbench` command: one module per verb over the Python API."""

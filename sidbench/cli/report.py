@@ -1,0 +1,83 @@
+"""``sidbench report``: our results next to published numbers, as a table, plots and an HTML page.
+
+The verb only wires options to ``sidbench.report``; registered in ``sidbench.cli.app`` as
+``app.command("report")(report_cmd)``.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from sidbench.core.errors import SidbenchError
+
+FORMATS = ("md", "latex", "csv", "html")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(e: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def report_cmd(
+    results: Annotated[list[str], typer.Argument(metavar="RESULTS.json", help="Results JSON files (sidbench.eval.results/1) to put in the table.")],
+    against: Annotated[str, typer.Option("--against", help="Published rows: 'published' (the rows shipped in sidbench/report/published.csv), a CSV path, or 'none'.")] = "published",
+    protocol: Annotated[str, typer.Option("--protocol", help="The table's protocol; results of any other are listed apart, never mixed in.")] = "coco2014-30k",
+    fmt: Annotated[str, typer.Option("--format", help="md | latex | csv | html (html: one page with table, plots and samples).")] = "md",
+    out: Annotated[Optional[str], typer.Option("--out", help="Write the table here (atomically); without it, print it.")] = None,
+    delta_to: Annotated[Optional[str], typer.Option("--delta-to", help="Row the ΔFID/ΔCLIP columns are relative to: a row label, name or method, or a results file (path or stem).")] = None,
+    plots_dir: Annotated[Optional[str], typer.Option("--plots-dir", help="Write the FID-CLIP trade-off (and training curves) as PNG and SVG here.")] = None,
+    curves: Annotated[Optional[str], typer.Option("--curves", help="A distillation log (JSON Lines with kimg, fid, clip) to plot training curves from.")] = None,
+    grid: Annotated[Optional[str], typer.Option("--grid", help="A sample image grid (PNG) for the HTML page.")] = None,
+    include_not_comparable: Annotated[bool, typer.Option("--include-not-comparable", help="Keep results marked not comparable in the table, flagged with † and their deviations.")] = False,
+):
+    """A comparison table of RESULTS next to published numbers on one protocol, with plots."""
+    from sidbench.core.atomic import write_text
+    from sidbench.report import (build_table, html_report, load_published, load_results, plot_tradeoff,
+                                 plot_training_curves, render)
+
+    try:
+        if fmt not in FORMATS:
+            raise SidbenchError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        if fmt == "html" and out is None:
+            raise SidbenchError("--format html writes a page: give it a file with --out")
+        if grid is not None and fmt != "html":
+            raise SidbenchError("--grid goes on the HTML page: use it with --format html")
+        if curves is not None and fmt != "html" and plots_dir is None:
+            raise SidbenchError("--curves needs somewhere to go: --plots-dir DIR or --format html")
+        ours = load_results(results)
+        published = None if against == "none" else load_published(None if against == "published" else against)
+        table = build_table(ours, published, protocol, delta_to=delta_to,
+                            include_not_comparable=include_not_comparable)
+        for e in table.excluded.itertuples(index=False):
+            err_console.print(f"[yellow]listed apart, not in the {protocol} table:[/] {e.label} ({e.source}): "
+                              f"{e.reason}", highlight=False)
+
+        with tempfile.TemporaryDirectory(prefix="sidbench-report-") as tmp:
+            where = Path(plots_dir) if plots_dir is not None else Path(tmp)
+            plots = {}
+            if plots_dir is not None or fmt == "html":
+                if table.rows[["fid", "clip"]].notna().all(axis=1).any():
+                    plots["FID-CLIP trade-off"] = plot_tradeoff(table, where / "tradeoff")[0]
+                else:
+                    err_console.print("[yellow]no row has both FID and CLIP:[/] no trade-off plot", highlight=False)
+                if curves is not None:
+                    plots["Training curves (proxy metrics)"] = plot_training_curves(curves, where / "training_curves")[0]
+            if plots_dir is not None:
+                for p in plots.values():
+                    console.print(f"plot written to {p} (and .svg)", highlight=False)
+            if fmt == "html":
+                html_report(table, plots, image_grid=grid, out=out)
+            elif out is not None:
+                write_text(out, render(table, fmt))
+            else:
+                typer.echo(render(table, fmt), nl=False)
+    except SidbenchError as e:
+        _fail(e)
+    if out is not None:
+        console.print(f"report written to {out} ({len(table.rows)} rows, protocol {protocol})", highlight=False)

@@ -1,0 +1,1 @@
+"""Inputs: image folders and arrays, prompt lists, and the resize chains before a network."""

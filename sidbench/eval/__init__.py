@@ -1,0 +1,1 @@
+"""Evaluation: feature extractors, statistics, metrics, protocols and the results schema."""

@@ -1,0 +1,418 @@
+"""``sidbench eval`` as a Python function: two inputs in, one results dict out.
+
+Each side is a folder of images, an image array (.npy/.npz) or a statistics file. Reference
+statistics are cached under a key that hashes everything that produced them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from sidbench.core import distributed
+from sidbench.eval import reduce
+from sidbench.eval import results as R
+from sidbench.core.errors import SidbenchError, StatsMismatchError
+from sidbench.eval.extractors.registry import Extractor, build_extractor, default_fid_extractor
+from sidbench.eval.features import FeatureRunner, compute_source_stats, stats_meta
+from sidbench.data.images import ImageSource, list_image_files, open_source
+from sidbench.eval.metrics.fid import frechet_distance
+from sidbench.eval.metrics.clip_score import default_clip_model
+from sidbench.eval.metrics.kid import kernel_inception_distance
+from sidbench.eval import protocols
+from sidbench.data.preprocess import Preprocess
+from sidbench.eval.stats import COMPAT_KEYS, FeatureStats, is_stats_file, stats_count
+
+
+@dataclass
+class EvalConfig:
+    fid: bool = True                    # Fréchet Inception Distance
+    kid: bool = False                   # Kernel Inception Distance (keeps per-image features)
+    mode: str = "clean"                 # clean | legacy_tensorflow | legacy_pytorch
+    pre_resize: int | None = None       # protocol pre-resize (centre crop + Lanczos), e.g. 256
+    extractor: str | None = None        # registry name; default follows the mode
+    weights: str | None = None          # local weight file (else the weights folder)
+    random_weights: bool = False        # same architecture, seeded random weights: tests and benchmarks only
+    weights_seed: int = 0
+    batch_size: int = 32
+    threads: int | None = None          # decode/resize threads (default: CPU count, at most 8)
+    device: str = "cpu"
+    channels_last: bool = True
+    n: int | None = None                # use the first n generated images (error if fewer)
+    ref_n: int | None = None            # use the first ref_n reference images
+    value_range: str | None = None      # for float image arrays: "-1,1", "0,1" or "0,255"
+    skip_bad: bool = False              # skip unreadable images (counted) instead of stopping
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    kid_seed: int = 0
+    cache_dir: str | None = None        # reference statistics cache ($SIDBENCH_CACHE or ~/.cache/sidbench/stats)
+    use_cache: bool = True
+    protocol: str = "custom"            # a name from sidbench.eval.protocols (custom: no published protocol)
+    allow_deviation: bool = False       # run even if it breaks the protocol (marked not comparable)
+    clip: bool = False                  # CLIP score (GigaGAN / SiD-LSG definition), needs prompts
+    prompts: str | None = None          # prompt list: caption i pairs with image i
+    clip_variant: str = "gigagan"       # gigagan (the coco2014-30k definition) | torchmetrics
+    clip_model: str | None = None       # default: ViT-g-14 (gigagan) / openai/clip-vit-large-patch14 (torchmetrics)
+    clip_weights: str | None = None     # local open_clip weights (else the weights folder)
+    clip_batch_size: int = 32
+    pr: bool = False                    # precision / recall (NVIDIA pr50k3 semantics, VGG16 fc2 features)
+    pr_k: int = 3
+    pr_weights: str | None = None       # local torchvision vgg16-397923af.pth (else the weights folder)
+    density_coverage: bool = False      # also density / coverage (Naeem et al. 2020) from the same distances
+    progress: bool = True
+
+
+def cache_dir(cfg: EvalConfig) -> Path:
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    env = os.environ.get("SIDBENCH_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "sidbench" / "stats"
+
+
+def stats_cache_key(input_desc: dict, meta: dict, used: int) -> str:
+    """Hash of everything that produced a set of statistics: inputs (listing/data hash), count, settings."""
+    ident = {k: input_desc.get(k) for k in ("kind", "listing_sha256", "data_sha256", "count", "value_range")}
+    ident["used"] = used
+    ident.update({k: meta.get(k) for k in COMPAT_KEYS})
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def make_extractor(cfg: EvalConfig) -> Extractor:
+    name = cfg.extractor or default_fid_extractor(cfg.mode)
+    return build_extractor(name, mode=cfg.mode, weights=cfg.weights, random_weights=cfg.random_weights,
+                           seed=cfg.weights_seed, device=cfg.device)
+
+
+def load_checked_stats(path: str, expected_meta: dict, *, need_features: bool, side: str) -> FeatureStats:
+    stats = FeatureStats.load(path)
+    probe = FeatureStats(expected_meta["dim"], meta=expected_meta)
+    try:
+        probe.compatible_with(stats, what=f"the {side} statistics file {path} and this evaluation")
+    except StatsMismatchError as e:
+        raise StatsMismatchError(f"{e}\nRecompute the statistics with these settings, or evaluate with theirs.") from None
+    if need_features and stats.features is None:
+        raise SidbenchError(f"{path} holds no per-image features, which KID needs; recompute it with --kid")
+    return stats
+
+
+def side_stats(path, runner: FeatureRunner, cfg: EvalConfig, *, side: str, limit: int | None,
+               cached: bool, results: dict, label: str | None = None) -> FeatureStats:
+    """Statistics for one side: a statistics file, a cached result, or computed from images."""
+    meta = stats_meta(runner.extractor, runner.preprocess)
+    need_features = cfg.kid or not runner.moments
+    label = label or side
+    if not isinstance(path, np.ndarray) and is_stats_file(path):
+        if not runner.moments:
+            raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {path} does not hold: give "
+                                f"the {side} images (their features are cached automatically)")
+        stats = load_checked_stats(str(path), meta, need_features=need_features, side=side)
+        if limit is not None and limit != stats.n:
+            raise SidbenchError(f"{path}: statistics over {stats.n} images, but {limit} were asked for")
+        results["inputs"][label] = {"kind": "stats", "path": os.path.abspath(str(path)), "n": stats.n,
+                                   "made_from": stats.meta.get("input"), "skipped": stats.meta.get("skipped", 0)}
+        return stats
+    source = open_source(path, value_range=cfg.value_range)
+    desc = source.describe()
+    used = limit if limit is not None else len(source)
+    cache_file = None
+    if cached and cfg.use_cache:
+        cache_file = cache_dir(cfg) / f"{side}-{stats_cache_key(desc, meta, used)[:24]}.npz"
+        if cache_file.is_file():
+            stats = FeatureStats.load(cache_file)
+            if not need_features or stats.features is not None:
+                results["inputs"][label] = dict(desc, n=stats.n, skipped=stats.meta.get("skipped", 0),
+                                               cache=str(cache_file), cache_hit=True)
+                return stats
+    stats, skipped = compute_source_stats(source, runner, limit=limit, keep_features=need_features,
+                                          skip_bad=cfg.skip_bad, progress=cfg.progress,
+                                          desc=f"{side} images" + ("" if runner.moments else " (PR)"))
+    if skipped["count"]:
+        R.warn(results, f"{side}: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
+    if cache_file is not None and distributed.is_main():
+        stats.save(cache_file)
+    results["inputs"][label] = dict(desc, n=stats.n, skipped=skipped["count"], skipped_files=skipped["files"],
+                                   cache=str(cache_file) if cache_file else None, cache_hit=False)
+    return stats
+
+
+def _mark_random(res: dict, what: str) -> None:
+    """A network with random weights makes the result not comparable (said once, whichever network)."""
+    if not any("random weights" in d for d in res["protocol"]["deviations"]):
+        R.mark_not_comparable(res, f"{what} has random weights (architecture only): numbers are for tests and benchmarks")
+
+
+def _clip_scorer(cfg: EvalConfig, given=None):
+    from sidbench.eval.metrics.clip_score import load_clip_scorer
+
+    if given is not None:  # a scorer loaded once by the caller (training proxies): start from zero
+        given.reset()
+        return given
+    return load_clip_scorer(cfg.clip_variant, cfg.clip_model, weights=cfg.clip_weights,
+                            random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device)
+
+
+def _record_clip(res: dict, scorer) -> None:
+    """The CLIP result, its model, and what makes it not comparable or worth a warning, into ``res``."""
+    res["metrics"]["clip"] = scorer.result()
+    res["extractors"]["clip"] = scorer.info
+    if scorer.info.get("random"):
+        _mark_random(res, "the CLIP model")
+    if res["metrics"]["clip"]["prompts_truncated"]:
+        R.warn(res, f"{res['metrics']['clip']['prompts_truncated']} prompt(s) longer than the 77-token context "
+                    f"were truncated for CLIP (counted in metrics.clip.prompts_truncated)")
+
+
+def count_images(path, limit: int | None = None) -> int:
+    """How many images a side will contribute, without decoding any (for the protocol check)."""
+    if hasattr(path, "batches"):  # images generated in memory
+        n = len(path)
+    elif isinstance(path, np.ndarray):
+        n = path.shape[0]
+    elif is_stats_file(path):
+        return stats_count(path)
+    elif os.path.isdir(str(path)):
+        n = len(list_image_files(path))
+    else:
+        n = len(open_source(path))
+    return min(n, limit) if limit is not None else n
+
+
+def check_prompt_pairing(source: ImageSource, n_images: int, prompts: list[str]) -> None:
+    """Caption i goes with image i: {i:06d}.<ext> in a folder, row i of an array. Counts must match."""
+    if len(prompts) != n_images:
+        raise SidbenchError(f"{n_images} images but {len(prompts)} prompts: CLIP score pairs them one to one "
+                            f"(use --n to evaluate the first N of both)" if len(prompts) > n_images else
+                            f"{n_images} images but only {len(prompts)} prompts: CLIP score pairs them one to one")
+    if source.kind == "folder":
+        for i, f in enumerate(source.files[:n_images]):
+            stem = os.path.splitext(os.path.relpath(f, source.path))[0]
+            if stem != f"{i:06d}":
+                raise SidbenchError(f"CLIP score pairs caption i with image {{i:06d}}.png; image {i} is {f}")
+
+
+def clip_pass(source: ImageSource, n_images: int, prompts: list[str], cfg: EvalConfig, scorer) -> dict:
+    """CLIP score of the first n_images of a source against their prompts (same loading path as FID)."""
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \
+            tqdm(total=n_images, desc="CLIP", unit="img", disable=not cfg.progress) as bar:
+        for k in range(0, n_images, cfg.clip_batch_size):
+            idx = list(range(k, min(n_images, k + cfg.clip_batch_size)))
+            ims = np.empty(len(idx), dtype=object)
+            ims[:] = list(pool.map(source.load, idx))
+            scorer.update(ims, [prompts[i] for i in idx])
+            bar.update(len(idx))
+    return scorer.result()
+
+
+def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor | None = None,
+             out: str | None = None, save_stats: str | None = None, command: list[str] | None = None,
+             subject: dict | None = None, clip_scorer=None) -> dict:
+    """Compare generated ``images`` with reference ``ref``; returns (and optionally writes) a results dict.
+
+    ``images`` / ``ref``: a folder, an .npy/.npz image array, a statistics .npz, or an in-memory uint8 array.
+    ``extractor``: inject any network (tests, the demo); otherwise built from the registry and local weights.
+    ``clip_scorer``: a CLIP scorer already loaded (``load_clip_scorer``), reset and reused instead of loading one.
+    ``subject``: what made the images (name, method, teacher, steps, guidance, kimg), for tables.
+    """
+    cfg = cfg or EvalConfig()
+    proto = protocols.get_protocol(cfg.protocol)
+    if proto.name != "custom" and cfg.pre_resize is None:
+        cfg = replace(cfg, pre_resize=proto.pre_resize)  # the protocol's choice unless the user overrides it
+    if not (cfg.fid or cfg.kid or cfg.clip or cfg.pr):
+        raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip and/or --pr")
+    prompts, prompts_md5 = None, None
+    if cfg.prompts:
+        from sidbench.data.prompts import read_prompts
+
+        prompts = read_prompts(cfg.prompts)
+        prompts_md5 = hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
+    if prompts is None and hasattr(images, "batches"):
+        prompts = images.prompts  # generated in memory: the producer's own prompts
+    if cfg.clip and prompts is None:
+        raise SidbenchError("--clip needs the prompt list the images were made from (--prompts FILE)")
+    n_gen = count_images(images, cfg.n)
+    if cfg.fid or cfg.kid or cfg.pr:
+        if ref is None:
+            raise SidbenchError("FID, KID and precision/recall need a reference set (--ref)")
+        n_ref = count_images(ref, cfg.ref_n)
+    else:
+        n_ref = None
+    deviations = protocols.check(proto, n_gen=n_gen, n_ref=n_ref, fid_mode=cfg.mode, pre_resize=cfg.pre_resize,
+                                 prompts_md5=prompts_md5, clip=cfg.clip, clip_variant=cfg.clip_variant,
+                                 clip_model=cfg.clip_model or default_clip_model(cfg.clip_variant),
+                                 random_weights=cfg.random_weights or (extractor is not None and extractor.is_random))
+    if deviations and not cfg.allow_deviation:
+        raise SidbenchError(f"this run breaks protocol {proto.name}:\n  - " + "\n  - ".join(deviations)
+                            + "\nFix it, or pass --allow-deviation to run anyway (the result is marked not comparable).")
+    t0 = time.time()
+    distributed.init_if_launched()
+    preprocess = Preprocess(cfg.mode, cfg.pre_resize)
+    res = R.new_results(protocol=cfg.protocol, command=command)
+    default_name = (os.path.basename(os.path.normpath(images)) if isinstance(images, (str, os.PathLike))
+                    else "generated" if hasattr(images, "batches") else "array")
+    res["subject"] = R.subject(**dict({"name": default_name}, **(subject or {})))
+    res["config"] = {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
+    res["protocol"]["definition"] = protocols.describe(proto)
+    for d in deviations:
+        R.mark_not_comparable(res, d)
+    if prompts is not None:
+        res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts) if cfg.prompts else None,
+                                    "count": len(prompts), "md5": prompts_md5,
+                                    "distinct": len(set(prompts))}
+    res["preprocessing"] = preprocess.describe()
+    if hasattr(images, "batches"):
+        runner = _fid_runner(cfg, extractor, preprocess, res) if (cfg.fid or cfg.kid) else None
+        pr_runner = _pr_runner(cfg, preprocess, res) if cfg.pr else None
+        gen, gen_pr = _stream_generated(images, cfg, [runner, pr_runner], images.prompts, res, clip_scorer)
+        if runner is not None:
+            _image_metrics(None, ref, cfg, runner, res, save_stats, gen=gen)
+        if pr_runner is not None:
+            _pr_metrics(None, ref, cfg, pr_runner, res, gen=gen_pr)
+        res["timing"] = {"seconds": round(time.time() - t0, 3)}
+        if out and distributed.is_main():
+            R.save(res, out)
+        return res
+    if cfg.clip:
+        source = open_source(images, value_range=cfg.value_range)
+        check_prompt_pairing(source, n_gen, prompts)
+        scorer = _clip_scorer(cfg, clip_scorer)
+        clip_pass(source, n_gen, prompts, cfg, scorer)
+        _record_clip(res, scorer)
+    if cfg.fid or cfg.kid:
+        _image_metrics(images, ref, cfg, _fid_runner(cfg, extractor, preprocess, res), res, save_stats)
+    if cfg.pr:
+        _pr_metrics(images, ref, cfg, _pr_runner(cfg, preprocess, res), res)
+    res["timing"] = {"seconds": round(time.time() - t0, 3)}
+    if out and distributed.is_main():
+        R.save(res, out)
+    return res
+
+
+def _fid_runner(cfg: EvalConfig, extractor: Extractor | None, preprocess: Preprocess, res: dict) -> FeatureRunner:
+    extractor = extractor or make_extractor(cfg)
+    runner = FeatureRunner(extractor, preprocess, batch_size=cfg.batch_size, threads=cfg.threads,
+                           channels_last=cfg.channels_last)
+    res["extractors"]["fid"] = dict(extractor.describe(), channels_last=runner.channels_last)
+    if extractor.is_random:
+        _mark_random(res, "the feature extractor")
+    return runner
+
+
+def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[str], res: dict,
+                      clip_scorer=None) -> list:
+    """Images generated batch by batch go straight into the FID statistics and the CLIP sums: no files."""
+    from tqdm import tqdm
+
+    from sidbench.data.images import select_indices
+
+    stats = [r.new_stats(cfg.kid) if r is not None else None for r in runners]
+    scorer = None
+    if cfg.clip:
+        if len(prompts) != len(producer):
+            raise SidbenchError(f"{len(producer)} images but {len(prompts)} prompts: CLIP score pairs them one to one")
+        scorer = _clip_scorer(cfg, clip_scorer)
+    shard = distributed.process_shard()
+    idx = list(select_indices(len(producer), shard))
+    with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \
+            tqdm(total=len(idx), desc="generate + metrics", unit="img",
+                 disable=not (cfg.progress and distributed.is_main())) as bar:
+        for ids, images in producer.batches(idx):
+            for runner, st in zip(runners, stats):
+                if runner is not None:
+                    runner.add_images(st, images, ids, pool)
+            if scorer:
+                scorer.update(images, [prompts[i] for i in ids])
+            bar.update(len(ids))
+    if shard is not None:
+        stats = [reduce.all_reduce_stats(st, [])[0] if st is not None else None for st in stats]
+        if scorer is not None:
+            reduce.all_reduce_clip(scorer)
+    res["inputs"]["generated"] = dict(producer.describe(), n=len(producer))
+    if scorer is not None:
+        _record_clip(res, scorer)
+    for st in stats:
+        if st is not None:
+            st.meta["input"] = producer.describe()
+    return stats
+
+
+def _pr_runner(cfg: EvalConfig, preprocess: Preprocess, res: dict) -> FeatureRunner:
+    """VGG16 fc2 features (kept per image, no moments) after the protocol pre-resize; the net resizes to 224."""
+    ext = build_extractor("vgg16-fc2", weights=cfg.pr_weights, random_weights=cfg.random_weights,
+                          seed=cfg.weights_seed, device=cfg.device)
+    runner = FeatureRunner(ext, Preprocess("inside-network", preprocess.pre_resize), batch_size=cfg.batch_size,
+                           threads=cfg.threads, channels_last=cfg.channels_last, moments=False)
+    res["extractors"]["pr"] = dict(ext.describe(), channels_last=runner.channels_last)
+    if ext.is_random:
+        _mark_random(res, "the precision/recall extractor")
+    return runner
+
+
+def _pr_metrics(images, ref, cfg: EvalConfig, runner: FeatureRunner, res: dict,
+                gen: FeatureStats | None = None) -> None:
+    from sidbench.eval.metrics.prdc import precision_recall
+
+    if gen is None:
+        gen = side_stats(images, runner, cfg, side="generated", limit=cfg.n, cached=False, results=res,
+                         label="generated_pr")
+    refs = side_stats(ref, runner, cfg, side="reference", limit=cfg.ref_n, cached=True, results=res,
+                      label="reference_pr")
+    gen.compatible_with(refs, what="the generated and reference VGG features")
+    res["metrics"]["pr"] = dict(precision_recall(refs.ordered_features(), gen.ordered_features(), k=cfg.pr_k,
+                                                 density_coverage=cfg.density_coverage, device=cfg.device),
+                                extractor="vgg16-fc2")
+
+
+def _image_metrics(images, ref, cfg: EvalConfig, runner: FeatureRunner, res: dict, save_stats: str | None,
+                   gen: FeatureStats | None = None) -> None:
+    """FID / KID: statistics of both sides through one extractor, into ``res``."""
+    if gen is None:
+        gen = side_stats(images, runner, cfg, side="generated", limit=cfg.n, cached=False, results=res)
+    if save_stats and distributed.is_main():
+        gen.save(save_stats)
+    refs = side_stats(ref, runner, cfg, side="reference", limit=cfg.ref_n, cached=True, results=res)
+    gen.compatible_with(refs, what="the generated and reference statistics")
+
+    if cfg.fid:
+        singular = gen.singular or refs.singular
+        if singular:
+            R.warn(res, f"N ({gen.n} generated, {refs.n} reference) is not above the feature dimension "
+                        f"({gen.dim}): the covariance is singular and FID is biased upward; use more images")
+        res["metrics"]["fid"] = {"value": frechet_distance(gen.mean, gen.cov, refs.mean, refs.cov),
+                                 "n_gen": gen.n, "n_ref": refs.n, "mode": cfg.mode,
+                                 "singular_covariance": singular, "covariance": "unbiased (N-1), float64 sums",
+                                 "sqrtm": "symmetric eigen route, float64, negative eigenvalues clipped"}
+    if cfg.kid:
+        res["metrics"]["kid"] = dict(kernel_inception_distance(
+            gen.ordered_features(), refs.ordered_features(), num_subsets=cfg.kid_subsets,
+            max_subset_size=cfg.kid_subset_size, seed=cfg.kid_seed), n_gen=gen.n, n_ref=refs.n)
+
+
+def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard: tuple[int, int] | None = None,
+                       extractor: Extractor | None = None) -> FeatureStats:
+    """``sidbench stats compute``: statistics of one input (or one shard of it) written to ``out``."""
+    cfg = cfg or EvalConfig()
+    distributed.init_if_launched()
+    extractor = extractor or make_extractor(cfg)
+    runner = FeatureRunner(extractor, Preprocess(cfg.mode, cfg.pre_resize), batch_size=cfg.batch_size,
+                           threads=cfg.threads, channels_last=cfg.channels_last)
+    source = open_source(images, value_range=cfg.value_range)
+    stats, _ = compute_source_stats(source, runner, limit=cfg.n, shard=shard, keep_features=cfg.kid,
+                                    skip_bad=cfg.skip_bad, progress=cfg.progress)
+    if distributed.is_main():
+        stats.save(out)
+    return stats
+
+
+def merge_stats_files(paths: list[str], out: str) -> FeatureStats:
+    """``sidbench stats merge``: shard statistics -> the statistics of their union (exactly)."""
+    merged = FeatureStats.merged([FeatureStats.load(p) for p in paths])
+    merged.save(out)
+    return merged

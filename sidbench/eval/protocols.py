@@ -1,0 +1,84 @@
+"""Evaluation protocols: what a number must have been made with to be comparable to published ones.
+
+A protocol fixes prompts, sample count, seeds, image size, pre-resize, FID mode, CLIP variant and the
+reference set. ``check`` lists every way a run departs from it; ``sidbench eval --protocol`` refuses such
+a run unless ``--allow-deviation``, which marks the result as not comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sidbench.core.errors import SidbenchError
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str
+    prompts_md5: str | None          # the fixed prompt list, by hash (None: any list)
+    n_samples: int | None            # one image per prompt
+    seeds: str                       # how image i is seeded
+    image_size: int | None           # generation resolution
+    pre_resize: int | None           # centre crop + Lanczos on both sides before the FID resize
+    fid_mode: str
+    clip_variant: str | None
+    clip_model: str | None
+    reference: str                   # what the reference set is
+    reference_count: int | None      # images in the reference set
+    source: str
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
+    Protocol("coco2014-30k", "GigaGAN protocol (SiD-LSG, DMD2, GigaGAN, SwiftBrush v2): 30K COCO-2014 val captions",
+             prompts_md5="20ed79e6a73d7b8fdbfb6ebc8c5c7e99", n_samples=30000, seeds="image i from seed i",
+             image_size=512, pre_resize=256, fid_mode="clean", clip_variant="gigagan", clip_model="ViT-g-14",
+             reference="all COCO val2014 images (recursive), not only the 30K sampled", reference_count=40504,
+             source="arXiv 2303.05511 (GigaGAN) evaluation; arXiv 2406.01561 Table 1"),
+    Protocol("coco2017-5k", "InstaFlow-style: 5K COCO-2017 val captions, one per image, FID against those 5K images",
+             prompts_md5=None, n_samples=5000, seeds="image i from seed i", image_size=512, pre_resize=256,
+             fid_mode="clean", clip_variant="gigagan", clip_model="ViT-g-14",
+             reference="the 5,000 COCO val2017 images the captions belong to", reference_count=5000,
+             source="arXiv 2309.06380 (no public code fixes every detail: its own protocol)"),
+    Protocol("custom", "No published protocol: every choice is the user's and recorded", prompts_md5=None,
+             n_samples=None, seeds="as recorded", image_size=None, pre_resize=None, fid_mode="clean",
+             clip_variant=None, clip_model=None, reference="as given", reference_count=None, source="-"),
+]}
+
+
+def get_protocol(name: str) -> Protocol:
+    if name not in PROTOCOLS:
+        raise SidbenchError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[name]
+
+
+def describe(p: Protocol) -> dict:
+    return asdict(p)
+
+
+def check(p: Protocol, *, n_gen: int | None, n_ref: int | None, fid_mode: str, pre_resize: int | None,
+          prompts_md5: str | None, clip: bool, clip_model: str | None, random_weights: bool,
+          clip_variant: str | None = None) -> list[str]:
+    """Every way this run departs from the protocol (empty: comparable)."""
+    if p.name == "custom":
+        return []
+    out = []
+    if p.n_samples is not None and n_gen is not None and n_gen != p.n_samples:
+        out.append(f"{n_gen} generated images, the protocol uses {p.n_samples}")
+    if p.reference_count is not None and n_ref is not None and n_ref != p.reference_count:
+        out.append(f"{n_ref} reference images, the protocol's reference ({p.reference}) has {p.reference_count}")
+    if fid_mode != p.fid_mode:
+        out.append(f"FID mode {fid_mode}, the protocol uses {p.fid_mode}")
+    if pre_resize != p.pre_resize:
+        out.append(f"pre-resize {pre_resize}, the protocol uses {p.pre_resize}")
+    if p.prompts_md5 is not None:
+        if prompts_md5 is None:
+            out.append(f"no prompt list given, so it cannot be checked against the protocol's (md5 {p.prompts_md5})")
+        elif prompts_md5 != p.prompts_md5:
+            out.append(f"prompt list md5 {prompts_md5}, the protocol's list has md5 {p.prompts_md5}")
+    if clip and p.clip_variant is not None and clip_variant is not None and clip_variant != p.clip_variant:
+        out.append(f"CLIP variant {clip_variant}, the protocol uses {p.clip_variant}")
+    if clip and p.clip_model is not None and clip_model != p.clip_model:
+        out.append(f"CLIP model {clip_model}, the protocol uses {p.clip_model}")
+    if random_weights:
+        out.append("a network with random weights (architecture only)")
+    return out

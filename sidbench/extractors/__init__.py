@@ -1,2 +1,0 @@
-"""Feature extractors behind one registry (see registry.py) and the table of known weights."""
-from sidbench.extractors.registry import Extractor, build_extractor, known_extractors, register_extractor  # noqa: F401

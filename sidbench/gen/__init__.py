@@ -1,0 +1,1 @@
+"""Generation: model loading, the diffusion maths, samplers and `sidbench generate`."""

@@ -1,0 +1,161 @@
+"""The diffusion maths in one place: noising, guided network outputs, x0 estimates, the one-step generator.
+
+The samplers, the trainer, the losses and the tests all call these functions, so what is trained and what is
+evaluated cannot drift apart. DDPM discrete time: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``.
+
+x0 follows the model's own scheduler config as ``DDPMScheduler.step(...).pred_original_sample`` does (the
+reference computes every x0 that way): ``thresholding`` (dynamic, per sample) or else ``clip_sample``.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+
+from sidbench.core.errors import SidbenchError
+
+Interval = tuple[int, int] | None  # inclusive timestep range where guidance applies; None: every t
+
+
+def add_noise(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, abar broadcastable to x0 (per sample: [B, 1, 1, 1])."""
+    return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+
+
+def abar_at(alphas_cumprod: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """abar_t per sample as float32 [B, 1, 1, 1] on ``like``'s device."""
+    return alphas_cumprod.to(like.device)[t].to(torch.float32).view(-1, *([1] * (like.dim() - 1)))
+
+
+def parse_interval(spec) -> Interval:
+    """'' / None / 'none' -> None; 'LO,HI' or (LO, HI) -> (LO, HI) with 0 <= LO <= HI <= 999."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none", "all")):
+        return None
+    try:
+        lo, hi = (int(v) for v in (spec.split(",") if isinstance(spec, str) else spec))
+    except (TypeError, ValueError):
+        raise SidbenchError(f"a guidance interval is 'T_LO,T_HI' (inclusive timesteps) or 'none', got {spec!r}") from None
+    if not 0 <= lo <= hi <= 999:
+        raise SidbenchError(f"a guidance interval needs 0 <= T_LO <= T_HI <= 999, got {lo},{hi}")
+    return lo, hi
+
+
+def guidance_scale_per_sample(k: float, t: torch.Tensor, interval: Interval) -> torch.Tensor:
+    """k where t lies in the interval, 1 elsewhere (Kynkaanniemi et al. 2024: guidance in a limited interval)."""
+    k_t = torch.full(t.shape, float(k), dtype=torch.float32, device=t.device)
+    if interval is not None:
+        k_t = torch.where((t >= interval[0]) & (t <= interval[1]), k_t, torch.ones_like(k_t))
+    return k_t
+
+
+def net_dtype(net: torch.nn.Module) -> torch.dtype:
+    p = next(net.parameters(), None)
+    return p.dtype if p is not None else torch.float32
+
+
+def guided_output(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                  k: float, interval: Interval = None) -> torch.Tensor:
+    """out_u + k (out_c - out_u) from one batched call; the conditional call alone where k = 1 for every sample.
+
+    The input is cast to the network's dtype and the output returned in float32, as the reference does.
+    """
+    dtype = net_dtype(net)
+    k_t = guidance_scale_per_sample(k, t, interval)
+    if bool((k_t == 1).all()):
+        return net(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
+    both = net(torch.cat([x_t, x_t]).to(dtype), torch.cat([t, t]),
+               encoder_hidden_states=torch.cat([uncond.expand_as(cond), cond]).to(dtype)).sample.float()
+    out_u, out_c = both.chunk(2)
+    return out_u + k_t.view(-1, *([1] * (out_u.dim() - 1))) * (out_c - out_u)
+
+
+def x0_from_output(output: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """The network's clean-latent estimate before any clipping (abar broadcastable to x_t)."""
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    if prediction_type == "epsilon":
+        return (x_t - s * output) / a
+    if prediction_type == "v_prediction":
+        return a * x_t - s * output
+    if prediction_type == "sample":
+        return output
+    raise SidbenchError(f"unsupported prediction type {prediction_type!r}; expected epsilon, v_prediction or sample")
+
+
+def training_target(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """What the network is trained to output at x_t = add_noise(x0, eps, abar)."""
+    if prediction_type == "epsilon":
+        return eps
+    if prediction_type == "v_prediction":
+        return abar.sqrt() * eps - (1 - abar).sqrt() * x0
+    if prediction_type == "sample":
+        return x0
+    raise SidbenchError(f"unsupported prediction type {prediction_type!r}; expected epsilon, v_prediction or sample")
+
+
+def snr(abar: torch.Tensor) -> torch.Tensor:
+    return abar / (1 - abar)
+
+
+def clip_x0(x0: torch.Tensor, config: Mapping | None) -> torch.Tensor:
+    """Dynamic thresholding or clip_sample, exactly when and as the scheduler config asks (DDPMScheduler.step)."""
+    config = config or {}
+    if config.get("thresholding", False):
+        b = x0.shape[0]
+        flat = x0.float().reshape(b, -1)
+        s = torch.quantile(flat.abs(), float(config.get("dynamic_thresholding_ratio", 0.995)), dim=1)
+        s = s.clamp(min=1, max=float(config.get("sample_max_value", 1.0))).unsqueeze(1)
+        return (flat.clamp(-s, s) / s).reshape(x0.shape).to(x0.dtype)
+    if config.get("clip_sample", False):
+        r = float(config.get("clip_sample_range", 1.0))
+        return x0.clamp(-r, r)
+    return x0
+
+
+class Diffusion:
+    """A base model's schedule and parametrisation: what every x0 estimate and noising needs."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
+                 scheduler_config: Mapping | None = None):
+        self.alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.prediction_type = prediction_type
+        self.scheduler_config = dict(scheduler_config or {})
+
+    @classmethod
+    def of(cls, base) -> "Diffusion":
+        """From a loaded ``BaseModel``."""
+        return cls(base.alphas_cumprod, base.prediction_type, dict(base.scheduler.config))
+
+    def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return abar_at(self.alphas_cumprod, t, like)
+
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return add_noise(x0, eps, self.abar(t, x0))
+
+    def x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x0 from a network output, clipped as the scheduler config says."""
+        raw = x0_from_output(output, x_t.float(), self.abar(t, x_t), self.prediction_type)
+        return clip_x0(raw, self.scheduler_config)
+
+    def x0_estimate(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                    uncond: torch.Tensor, k: float, interval: Interval = None) -> torch.Tensor:
+        """The guided network's x0 estimate at (x_t, t), vectorised over the batch."""
+        return self.x0(guided_output(net, x_t, t, cond, uncond, k, interval), x_t, t)
+
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return training_target(x0, eps, self.abar(t, x0), self.prediction_type)
+
+    def generator_input(self, z: torch.Tensor, t_init: int) -> torch.Tensor:
+        """x_in = add_noise(0, z, t_init) = sqrt(1 - abar) z: the one-step generator's input."""
+        abar = self.alphas_cumprod[t_init].to(z.device, torch.float32)
+        return (1 - abar).sqrt() * z.float()
+
+    def one_step(self, generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, t_init: int) -> torch.Tensor:
+        """x_g = x0 estimate of G at t_init from x_in = sqrt(1 - abar) z (differentiable; float32)."""
+        n = len(self.alphas_cumprod)
+        if not 0 <= t_init < n:
+            raise SidbenchError(f"t_init must be in [0, {n - 1}], got {t_init}")
+        x_in = self.generator_input(z, t_init)
+        t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
+        dtype = net_dtype(generator)
+        out = generator(x_in.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
+        return self.x0(out, x_in, t)

@@ -1,0 +1,241 @@
+"""Loading a Stable Diffusion base model and one-step generators in every form users bring.
+
+- Base: a diffusers folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
+  ``scheduler/``) or a hub id when online (SD1.5: ``stable-diffusion-v1-5/stable-diffusion-v1-5``).
+- Generator: a diffusers UNet folder, a ``.safetensors`` state dict (the base UNet's architecture), or a
+  released SiD-LSG ``.pkl`` (a pickled dict with key ``ema`` holding a ``UNet2DConditionModel``), read
+  through a restricted unpickler that admits only the classes such a file needs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sidbench.core.errors import SidbenchError
+
+BASE_COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")  # vae/ too, unless pixel space
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise SidbenchError(f"unknown precision {name!r}; expected one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+@dataclass
+class BaseModel:
+    """The frozen pieces of a Stable Diffusion model that sampling and distillation need."""
+
+    unet: torch.nn.Module          # the teacher
+    vae: torch.nn.Module | None    # None: a pixel-space model (the latent is the image in [-1, 1])
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    scheduler: object              # the training (DDPM) scheduler config: alphas_cumprod, prediction type
+    source: str                    # folder path or hub id
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.scheduler.alphas_cumprod.to(torch.float64)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler.config.get("prediction_type", "epsilon")
+
+    @property
+    def latent_scale(self) -> float:
+        return float(self.vae.config.scaling_factor) if self.vae is not None else 1.0
+
+    def latent_shape(self, height: int | None = None) -> tuple[int, int, int]:
+        """(C, h, w) of the latent for images of ``height`` pixels (default: the UNet's sample size)."""
+        down = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+        side = (height // down) if height else int(self.unet.config.sample_size)
+        return (int(self.unet.config.in_channels), side, side)
+
+    def describe(self) -> dict:
+        return {"source": self.source, "prediction_type": self.prediction_type, "dtype": str(self.dtype).replace("torch.", ""),
+                "latent_scale": self.latent_scale, "unet_sample_size": int(self.unet.config.sample_size)}
+
+
+def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+              offline: bool | None = None) -> BaseModel:
+    """A Stable Diffusion folder in diffusers layout (or a hub id when online), all parts frozen."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    src = str(source)
+    if os.path.isdir(src):
+        missing = [c for c in BASE_COMPONENTS if not os.path.isdir(os.path.join(src, c))]
+        pixel_space = _pixel_space(src)
+        if not pixel_space and not os.path.isdir(os.path.join(src, "vae")):
+            missing.append("vae")
+        if missing or not os.path.isfile(os.path.join(src, "model_index.json")):
+            raise SidbenchError(f"{src} is not a Stable Diffusion folder in diffusers layout: expected model_index.json "
+                                f"and {', '.join(BASE_COMPONENTS)}/ (missing: {', '.join(missing) or 'model_index.json'})")
+    elif os.path.exists(src) or src.startswith((".", "/")):
+        raise SidbenchError(f"base model not found: {src} (expected a diffusers folder or a hub id)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        kw = {"local_files_only": bool(offline)} if offline is not None else {}
+        unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dtype, **kw)
+        vae = None if (os.path.isdir(src) and _pixel_space(src)) else AutoencoderKL.from_pretrained(
+            src, subfolder="vae", torch_dtype=dtype, **kw)
+        text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", torch_dtype=dtype, **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
+        scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler", **kw)
+    except OSError as e:
+        raise SidbenchError(f"cannot load the base model {src}: {e}. Offline, give a local diffusers folder.") from None
+    device = torch.device(device)
+    for m in (unet, vae, text_encoder):
+        if m is not None:
+            m.requires_grad_(False).eval().to(device)
+    return BaseModel(unet, vae, text_encoder, tokenizer, scheduler, src, device, dtype)
+
+
+def _pixel_space(src: str) -> bool:
+    """model_index.json with "vae": [null, null]: the UNet works on pixels (the demo's small world)."""
+    try:
+        index = json.loads(Path(src, "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return index.get("vae", ["x"])[0] is None
+
+
+# --- restricted unpickling of released .pkl checkpoints -------------------------------------------------
+
+# Module prefixes whose classes a pickled diffusers UNet legitimately references.
+_ALLOWED_PREFIXES = ("torch.nn.modules.", "torch.nn.parameter", "diffusers.models.", "diffusers.configuration_utils",
+                     "transformers.activations")
+_ALLOWED_NAMES = {
+    ("collections", "OrderedDict"), ("collections", "defaultdict"), ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_parameter_with_state"),
+    ("torch", "Size"), ("torch", "float32"), ("torch", "float16"), ("torch", "bfloat16"), ("torch", "float64"),
+    ("torch", "device"), ("torch", "FloatStorage"), ("torch", "HalfStorage"), ("torch", "BFloat16Storage"),
+    ("torch", "LongStorage"), ("torch", "IntStorage"), ("torch", "BoolStorage"), ("torch", "DoubleStorage"),
+    ("torch.storage", "_load_from_bytes"), ("torch.storage", "UntypedStorage"), ("copyreg", "_reconstructor"),
+    ("builtins", "object"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "tuple"),
+    ("builtins", "list"), ("builtins", "dict"), ("builtins", "slice"), ("builtins", "range"), ("builtins", "complex"),
+    ("torch.backends.cuda", "SDPBackend"), ("diffusers.utils.constants", "DIFFUSERS_CACHE"),
+}
+_FORBIDDEN_NAMES = {"eval", "exec", "compile", "getattr", "setattr", "delattr", "__import__", "open", "system",
+                    "popen", "apply", "globals", "locals", "vars", "breakpoint", "input"}
+
+
+def _storage_from_bytes(b: bytes):
+    # torch's own _load_from_bytes runs a full (unrestricted) torch.load on embedded bytes: keep it restricted.
+    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Admits the classes a pickled ``UNet2DConditionModel`` needs; anything else is refused, by name."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return _storage_from_bytes
+        if (module, name) in _ALLOWED_NAMES:
+            return super().find_class(module, name)
+        if module.startswith(_ALLOWED_PREFIXES) and name not in _FORBIDDEN_NAMES:
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):  # classes only: no free function of these modules can be called
+                return obj
+        raise SidbenchError(f"refusing to unpickle {module}.{name}: not a class a SiD-LSG checkpoint needs "
+                            f"(the file may run code when loaded with plain pickle)")
+
+
+def load_sid_pickle(path: str | os.PathLike) -> torch.nn.Module:
+    """The ``ema`` UNet of a released SiD-LSG ``.pkl`` (e.g. batch512_cfg1.51.51.5_t625_18789_v2.pkl)."""
+    with open(path, "rb") as f:
+        try:
+            obj = RestrictedUnpickler(f).load()
+        except SidbenchError as e:
+            raise SidbenchError(f"{path}: {e}") from None
+        except Exception as e:
+            raise SidbenchError(f"cannot read {path} as a SiD-LSG checkpoint: {type(e).__name__}: {e}") from None
+    if not isinstance(obj, dict) or "ema" not in obj:
+        raise SidbenchError(f"{path}: expected a pickled dict with key 'ema', got "
+                            f"{type(obj).__name__}{' with keys ' + str(list(obj)) if isinstance(obj, dict) else ''}")
+    net = obj["ema"]
+    from diffusers import UNet2DConditionModel
+
+    if not isinstance(net, UNet2DConditionModel):
+        raise SidbenchError(f"{path}: 'ema' holds a {type(net).__name__}, expected a UNet2DConditionModel")
+    return net
+
+
+def load_generator_unet(path: str | os.PathLike, base: BaseModel | None = None) -> torch.nn.Module:
+    """A one-step generator's UNet from a diffusers folder, a safetensors file, or a SiD-LSG .pkl."""
+    from diffusers import UNet2DConditionModel
+
+    p = Path(path)
+    if p.is_dir():
+        sub = p / "unet" if (p / "unet" / "config.json").is_file() else p
+        if not (sub / "config.json").is_file():
+            raise SidbenchError(f"{p}: expected a diffusers UNet folder (config.json + weights)")
+        return UNet2DConditionModel.from_pretrained(str(sub))
+    if not p.is_file():
+        raise SidbenchError(f"generator not found: {p}")
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        if base is None:
+            raise SidbenchError(f"{p}: a safetensors generator takes the base UNet's architecture: give --base")
+        net = UNet2DConditionModel.from_config(base.unet.config)
+        state = load_file(str(p))
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise SidbenchError(f"{p}: does not match the base UNet ({len(missing)} missing keys, e.g. "
+                                f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+        return net
+    if p.suffix == ".pkl":
+        return load_sid_pickle(p)
+    raise SidbenchError(f"{p}: unknown generator format (expected a diffusers folder, .safetensors or .pkl)")
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """sha256 of a generator file, or of a folder's files (names and contents)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
+
+
+def export_generator(unet: torch.nn.Module, out: str | os.PathLike, fmt: str = "diffusers") -> Path:
+    """Write a generator UNet as a diffusers folder or a single safetensors file (atomically)."""
+    from sidbench.core.atomic import atomic_path
+
+    out = Path(out)
+    if fmt == "diffusers":
+        tmp = out.with_name(f".{out.name}.tmp")
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp)
+        unet.save_pretrained(str(tmp), safe_serialization=True)
+        (tmp / "sidbench_export.json").write_text(json.dumps({"format": "diffusers UNet2DConditionModel"}) + "\n")
+        if out.exists():
+            raise SidbenchError(f"{out} exists: not overwriting an export")
+        os.replace(tmp, out)
+        return out
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        with atomic_path(out, ".safetensors") as t:
+            save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(t))
+        return out
+    raise SidbenchError(f"unknown export format {fmt!r}; expected diffusers or safetensors")
