@@ -69,6 +69,22 @@ def random_images(n: int, seed: int, sizes=((48, 64), (64, 48), (57, 57))) -> li
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """A tiny random Stable Diffusion folder (diffusers layout), built once per test session."""
+    from sidbench.gen.tiny import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
+
+
+@pytest.fixture
+def prompt_file(tmp_path):
+    p = tmp_path / "prompts.txt"
+    p.write_text("\n".join(["a red circle", "a dog", "two cats on a sofa", "x", "a kitchen", "a tree",
+                            "a boat", "the moon"]) + "\n")
+    return p
+
+
 @pytest.fixture
 def two_folders(tmp_path):
     a = tmp_path / "gen"

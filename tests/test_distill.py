@@ -17,14 +17,9 @@ from distill.loop import sanitize_grads
 from distill.loss import SiDLoss
 from sidbench.gen.diffusion import Diffusion, add_noise, guided_output
 from sidbench.core.errors import SidbenchError
-from sidbench.gen.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
+from sidbench.gen.tiny import SD_SCHEDULER, tiny_unet
 
 from conftest import random_images, run_sidbench, write_images
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
 
 
 @pytest.fixture

@@ -16,14 +16,8 @@ from sidbench.eval.api import EvalConfig, evaluate
 from sidbench.gen.generate import GenerateConfig, GeneratedImages, build_sampler, generate
 from sidbench.gen.models import load_base, load_generator_unet, load_sid_pickle
 from sidbench.gen.sampling import OneStepSampler, initial_noise
-from sidbench.gen.tiny import build_tiny_sd
 
 from conftest import run_sidbench, write_images
-
-
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
 
 
 @pytest.fixture(scope="session")
@@ -42,14 +36,6 @@ def generators(tiny_sd, tmp_path_factory):
     with open(d / "g.pkl", "wb") as f:
         pickle.dump({"ema": g}, f)
     return d, g
-
-
-@pytest.fixture
-def prompt_file(tmp_path):
-    p = tmp_path / "prompts.txt"
-    p.write_text("\n".join(["a red circle", "a dog", "two cats on a sofa", "x", "a kitchen", "a tree",
-                            "a boat", "the moon"]) + "\n")
-    return p
 
 
 def test_every_generator_format_loads_the_same_weights(tiny_sd, generators):
@@ -105,7 +91,7 @@ def test_image_i_comes_from_seed_i_whatever_the_batch(tiny_sd, generators, promp
     out = {}
     for b in (1, 3, 8):
         prod = GeneratedImages(sampler, prompts, batch_size=b)
-        out[b] = np.concatenate([im for _, im in prod.batches(range(8))])
+        out[b] = np.stack([im for batch in prod.batches(range(8)) for im in batch.items])
     for b in (3, 8):
         assert np.abs(out[1].astype(int) - out[b].astype(int)).max() <= 1
 

@@ -9,15 +9,9 @@ import torch
 from distill.config import resolve
 from distill.loop import Trainer
 from distill.loss import SiDLoss
-from sidbench.gen.diffusion import Diffusion, add_noise, clip_x0, guided_output, snr
-from sidbench.gen.models import load_base
+from sidbench.gen.diffusion import Diffusion, guided_output
 from sidbench.gen.sampling import OneStepSampler
 from sidbench.gen.tiny import SD_SCHEDULER, build_tiny_sd, tiny_unet
-
-
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
-    return build_tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,14 @@ class ImageSource:
     def name(self, i: int) -> str:
         return self.files[i] if self.kind == "folder" else f"{self.path or 'array'}[{i}]"
 
+    def batches(self, indices: Sequence[int], *, batch_size: int | None = None, prepare=None, pool=None,
+                skip_bad: bool = False):
+        """The image stream (``sidbench.data.stream``): decoded in ``pool``, a few batches ahead."""
+        from sidbench.data.stream import prefetched_batches
+
+        return prefetched_batches(self.load, self.name, indices, batch_size=batch_size or 32, prepare=prepare,
+                                  pool=pool, skip_bad=skip_bad)
+
     def describe(self) -> dict:
         """Identity of the inputs for provenance and cache keys: file list with sizes, or array hash."""
         if self.kind == "folder":

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -20,8 +19,10 @@ from sidbench.eval import reduce
 from sidbench.eval import results as R
 from sidbench.core.errors import SidbenchError, StatsMismatchError
 from sidbench.eval.extractors.registry import Extractor, build_extractor, default_fid_extractor
-from sidbench.eval.features import FeatureRunner, compute_source_stats, stats_meta
-from sidbench.data.images import ImageSource, list_image_files, open_source
+from sidbench.eval.features import ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
+from sidbench.data.images import list_image_files, open_source, select_indices
+from sidbench.data.stream import ImageStream
+from sidbench.gen.generate import GenerateConfig
 from sidbench.eval.metrics.fid import frechet_distance
 from sidbench.eval.metrics.clip_score import default_clip_model
 from sidbench.eval.metrics.kid import kernel_inception_distance
@@ -101,46 +102,6 @@ def load_checked_stats(path: str, expected_meta: dict, *, need_features: bool, s
     return stats
 
 
-def side_stats(path, runner: FeatureRunner, cfg: EvalConfig, *, side: str, limit: int | None,
-               cached: bool, results: dict, label: str | None = None) -> FeatureStats:
-    """Statistics for one side: a statistics file, a cached result, or computed from images."""
-    meta = stats_meta(runner.extractor, runner.preprocess)
-    need_features = cfg.kid or not runner.moments
-    label = label or side
-    if not isinstance(path, np.ndarray) and is_stats_file(path):
-        if not runner.moments:
-            raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {path} does not hold: give "
-                                f"the {side} images (their features are cached automatically)")
-        stats = load_checked_stats(str(path), meta, need_features=need_features, side=side)
-        if limit is not None and limit != stats.n:
-            raise SidbenchError(f"{path}: statistics over {stats.n} images, but {limit} were asked for")
-        results["inputs"][label] = {"kind": "stats", "path": os.path.abspath(str(path)), "n": stats.n,
-                                   "made_from": stats.meta.get("input"), "skipped": stats.meta.get("skipped", 0)}
-        return stats
-    source = open_source(path, value_range=cfg.value_range)
-    desc = source.describe()
-    used = limit if limit is not None else len(source)
-    cache_file = None
-    if cached and cfg.use_cache:
-        cache_file = cache_dir(cfg) / f"{side}-{stats_cache_key(desc, meta, used)[:24]}.npz"
-        if cache_file.is_file():
-            stats = FeatureStats.load(cache_file)
-            if not need_features or stats.features is not None:
-                results["inputs"][label] = dict(desc, n=stats.n, skipped=stats.meta.get("skipped", 0),
-                                               cache=str(cache_file), cache_hit=True)
-                return stats
-    stats, skipped = compute_source_stats(source, runner, limit=limit, keep_features=need_features,
-                                          skip_bad=cfg.skip_bad, progress=cfg.progress,
-                                          desc=f"{side} images" + ("" if runner.moments else " (PR)"))
-    if skipped["count"]:
-        R.warn(results, f"{side}: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
-    if cache_file is not None and distributed.is_main():
-        stats.save(cache_file)
-    results["inputs"][label] = dict(desc, n=stats.n, skipped=skipped["count"], skipped_files=skipped["files"],
-                                   cache=str(cache_file) if cache_file else None, cache_hit=False)
-    return stats
-
-
 def _mark_random(res: dict, what: str) -> None:
     """A network with random weights makes the result not comparable (said once, whichever network)."""
     if not any("random weights" in d for d in res["protocol"]["deviations"]):
@@ -183,32 +144,145 @@ def count_images(path, limit: int | None = None) -> int:
     return min(n, limit) if limit is not None else n
 
 
-def check_prompt_pairing(source: ImageSource, n_images: int, prompts: list[str]) -> None:
+def check_prompt_pairing(source, n_images: int, prompts: list[str]) -> None:
     """Caption i goes with image i: {i:06d}.<ext> in a folder, row i of an array. Counts must match."""
     if len(prompts) != n_images:
         raise SidbenchError(f"{n_images} images but {len(prompts)} prompts: CLIP score pairs them one to one "
                             f"(use --n to evaluate the first N of both)" if len(prompts) > n_images else
                             f"{n_images} images but only {len(prompts)} prompts: CLIP score pairs them one to one")
-    if source.kind == "folder":
+    if getattr(source, "kind", None) == "folder":
         for i, f in enumerate(source.files[:n_images]):
             stem = os.path.splitext(os.path.relpath(f, source.path))[0]
             if stem != f"{i:06d}":
                 raise SidbenchError(f"CLIP score pairs caption i with image {{i:06d}}.png; image {i} is {f}")
 
 
-def clip_pass(source: ImageSource, n_images: int, prompts: list[str], cfg: EvalConfig, scorer) -> dict:
-    """CLIP score of the first n_images of a source against their prompts (same loading path as FID)."""
-    from tqdm import tqdm
+def _is_stats(path) -> bool:
+    return isinstance(path, (str, os.PathLike)) and is_stats_file(path)
 
-    with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \
-            tqdm(total=n_images, desc="CLIP", unit="img", disable=not cfg.progress) as bar:
-        for k in range(0, n_images, cfg.clip_batch_size):
-            idx = list(range(k, min(n_images, k + cfg.clip_batch_size)))
-            ims = np.empty(len(idx), dtype=object)
-            ims[:] = list(pool.map(source.load, idx))
-            scorer.update(ims, [prompts[i] for i in idx])
-            bar.update(len(idx))
-    return scorer.result()
+
+def _open_stream(path, cfg: EvalConfig) -> ImageStream:
+    """A folder, an image array (file or in memory), or a stream already open (images generated in memory)."""
+    if isinstance(path, ImageStream):
+        return path
+    return open_source(path, value_range=cfg.value_range)
+
+
+def _stream_pass(source: ImageStream, consumers: list, cfg: EvalConfig, *, limit: int | None, desc: str) -> dict:
+    """One pass over ``source`` (this process's shard of its first ``limit`` images) feeding every consumer."""
+    shard = distributed.process_shard()
+    indices = select_indices(len(source), shard, limit)
+    skipped = single_pass(source, consumers, indices, batch_size=cfg.batch_size, threads=cfg.threads,
+                          skip_bad=cfg.skip_bad, progress=cfg.progress and distributed.is_main(), desc=desc)
+    files = reduce.gather_skipped(skipped.files) if shard is not None else skipped.files
+    for c in consumers:
+        if isinstance(c, FeatureConsumer):
+            if shard is not None:
+                c.stats = reduce.all_reduce_stats(c.stats, [])[0]
+            c.stats.meta["input"] = dict(source.describe(), used=limit if limit is not None else len(source))
+            c.stats.meta["shard"] = None
+            c.stats.meta["skipped"] = len(files)
+            if c.stats.n == 0:
+                raise SidbenchError(f"no image of {getattr(source, 'path', None) or 'the input'} could be used "
+                                    f"({len(files)} unreadable)")
+        elif shard is not None:
+            reduce.all_reduce_clip(c.scorer)
+    return {"count": len(files), "files": files[:100]}
+
+
+def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] | None, n_gen: int, res: dict,
+                    clip_scorer=None) -> dict:
+    """The generated side in one pass: FID/KID statistics, PR features and the CLIP score together."""
+    fid_runner, pr_runner = runners.get("fid"), runners.get("pr")
+    if _is_stats(images):
+        if pr_runner is not None:
+            raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {images} does not hold: "
+                                f"give the generated images")
+        if cfg.clip:
+            raise SidbenchError(f"CLIP score needs the images, not the statistics file {images}")
+        meta = stats_meta(fid_runner.extractor, fid_runner.preprocess)
+        stats = load_checked_stats(str(images), meta, need_features=cfg.kid, side="generated")
+        if cfg.n is not None and cfg.n != stats.n:
+            raise SidbenchError(f"{images}: statistics over {stats.n} images, but {cfg.n} were asked for")
+        res["inputs"]["generated"] = {"kind": "stats", "path": os.path.abspath(str(images)), "n": stats.n,
+                                      "made_from": stats.meta.get("input"), "skipped": stats.meta.get("skipped", 0)}
+        return {"fid": stats}
+    source = _open_stream(images, cfg)
+    consumers, out = [], {}
+    if fid_runner is not None:
+        consumers.append(fid_runner.consumer(fid_runner.new_stats(cfg.kid)))
+    if pr_runner is not None:
+        consumers.append(pr_runner.consumer(pr_runner.new_stats(True)))
+    scorer = None
+    if cfg.clip:
+        check_prompt_pairing(source, n_gen, prompts)
+        scorer = _clip_scorer(cfg, clip_scorer)
+        consumers.append(ClipConsumer(scorer, prompts))
+    in_memory = getattr(source, "kind", None) == "generated in memory"
+    skipped = _stream_pass(source, consumers, cfg, limit=cfg.n, desc="generate + metrics" if in_memory else "generated images")
+    if skipped["count"]:
+        R.warn(res, f"generated: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
+    n_used = (cfg.n if cfg.n is not None else len(source)) - skipped["count"]
+    res["inputs"]["generated"] = dict(source.describe(), n=n_used, skipped=skipped["count"],
+                                      skipped_files=skipped["files"], cache=None, cache_hit=False)
+    k = 0
+    for name in ("fid", "pr"):
+        if runners.get(name) is not None:
+            out[name] = consumers[k].stats
+            k += 1
+    if scorer is not None:
+        _record_clip(res, scorer)
+    return out
+
+
+def _cache_file(cfg: EvalConfig, desc: dict, meta: dict, used: int) -> Path:
+    return cache_dir(cfg) / f"reference-{stats_cache_key(desc, meta, used)[:24]}.npz"
+
+
+def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
+    """The reference side: statistics files or cached statistics where they exist, the rest in one pass."""
+    labels = {"fid": "reference", "pr": "reference_pr"}
+    out, todo = {}, {}
+    if _is_stats(ref):
+        for name, runner in runners.items():
+            if not runner.moments:
+                raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {ref} does not hold: "
+                                    f"give the reference images (their features are cached automatically)")
+            stats = load_checked_stats(str(ref), stats_meta(runner.extractor, runner.preprocess),
+                                       need_features=cfg.kid, side="reference")
+            if cfg.ref_n is not None and cfg.ref_n != stats.n:
+                raise SidbenchError(f"{ref}: statistics over {stats.n} images, but {cfg.ref_n} were asked for")
+            res["inputs"][labels[name]] = {"kind": "stats", "path": os.path.abspath(str(ref)), "n": stats.n,
+                                           "made_from": stats.meta.get("input"), "skipped": stats.meta.get("skipped", 0)}
+            out[name] = stats
+        return out
+    source = _open_stream(ref, cfg)
+    desc = source.describe()
+    used = cfg.ref_n if cfg.ref_n is not None else len(source)
+    for name, runner in runners.items():
+        need_features = cfg.kid or not runner.moments
+        cache_file = _cache_file(cfg, desc, stats_meta(runner.extractor, runner.preprocess), used) if cfg.use_cache else None
+        if cache_file is not None and cache_file.is_file():
+            stats = FeatureStats.load(cache_file)
+            if not need_features or stats.features is not None:
+                res["inputs"][labels[name]] = dict(desc, n=stats.n, skipped=stats.meta.get("skipped", 0),
+                                                   cache=str(cache_file), cache_hit=True)
+                out[name] = stats
+                continue
+        todo[name] = (runner.consumer(runner.new_stats(need_features)), cache_file)
+    if todo:
+        what = "reference images" + ("" if "fid" in todo else " (PR)")
+        skipped = _stream_pass(source, [c for c, _ in todo.values()], cfg, limit=cfg.ref_n, desc=what)
+        if skipped["count"]:
+            R.warn(res, f"reference: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
+        for name, (consumer, cache_file) in todo.items():
+            if cache_file is not None and distributed.is_main():
+                consumer.stats.save(cache_file)
+            res["inputs"][labels[name]] = dict(desc, n=consumer.stats.n, skipped=skipped["count"],
+                                               skipped_files=skipped["files"],
+                                               cache=str(cache_file) if cache_file else None, cache_hit=False)
+            out[name] = consumer.stats
+    return out
 
 
 def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor | None = None,
@@ -216,12 +290,21 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
              subject: dict | None = None, clip_scorer=None) -> dict:
     """Compare generated ``images`` with reference ``ref``; returns (and optionally writes) a results dict.
 
-    ``images`` / ``ref``: a folder, an .npy/.npz image array, a statistics .npz, or an in-memory uint8 array.
+    ``images``: a folder, an .npy/.npz image array, a statistics .npz, an in-memory uint8 array, an open
+    image stream, or a ``GenerateConfig`` (images generated in memory, never written). ``ref``: the same
+    kinds except generated. Each side is read once, and that pass feeds FID/KID, precision/recall and CLIP.
     ``extractor``: inject any network (tests, the demo); otherwise built from the registry and local weights.
     ``clip_scorer``: a CLIP scorer already loaded (``load_clip_scorer``), reset and reused instead of loading one.
     ``subject``: what made the images (name, method, teacher, steps, guidance, kimg), for tables.
     """
     cfg = cfg or EvalConfig()
+    subject = dict(subject or {})
+    if isinstance(images, GenerateConfig):
+        from sidbench.gen.generate import open_generated
+
+        subject.setdefault("steps", images.sampling_steps)
+        subject.setdefault("name", os.path.basename(os.path.normpath(images.generator or images.base)))
+        images = open_generated(images)
     proto = protocols.get_protocol(cfg.protocol)
     if proto.name != "custom" and cfg.pre_resize is None:
         cfg = replace(cfg, pre_resize=proto.pre_resize)  # the protocol's choice unless the user overrides it
@@ -233,7 +316,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
 
         prompts = read_prompts(cfg.prompts)
         prompts_md5 = hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
-    if prompts is None and hasattr(images, "batches"):
+    if prompts is None and getattr(images, "prompts", None) is not None:
         prompts = images.prompts  # generated in memory: the producer's own prompts
     if cfg.clip and prompts is None:
         raise SidbenchError("--clip needs the prompt list the images were made from (--prompts FILE)")
@@ -256,8 +339,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     preprocess = Preprocess(cfg.mode, cfg.pre_resize)
     res = R.new_results(protocol=cfg.protocol, command=command)
     default_name = (os.path.basename(os.path.normpath(images)) if isinstance(images, (str, os.PathLike))
-                    else "generated" if hasattr(images, "batches") else "array")
-    res["subject"] = R.subject(**dict({"name": default_name}, **(subject or {})))
+                    else "generated" if isinstance(images, ImageStream) else "array")
+    res["subject"] = R.subject(**dict({"name": default_name}, **subject))
     res["config"] = {k: v for k, v in asdict(cfg).items() if k not in ("progress",)}
     res["protocol"]["definition"] = protocols.describe(proto)
     for d in deviations:
@@ -267,28 +350,20 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
                                     "count": len(prompts), "md5": prompts_md5,
                                     "distinct": len(set(prompts))}
     res["preprocessing"] = preprocess.describe()
-    if hasattr(images, "batches"):
-        runner = _fid_runner(cfg, extractor, preprocess, res) if (cfg.fid or cfg.kid) else None
-        pr_runner = _pr_runner(cfg, preprocess, res) if cfg.pr else None
-        gen, gen_pr = _stream_generated(images, cfg, [runner, pr_runner], images.prompts, res, clip_scorer)
-        if runner is not None:
-            _image_metrics(None, ref, cfg, runner, res, save_stats, gen=gen)
-        if pr_runner is not None:
-            _pr_metrics(None, ref, cfg, pr_runner, res, gen=gen_pr)
-        res["timing"] = {"seconds": round(time.time() - t0, 3)}
-        if out and distributed.is_main():
-            R.save(res, out)
-        return res
-    if cfg.clip:
-        source = open_source(images, value_range=cfg.value_range)
-        check_prompt_pairing(source, n_gen, prompts)
-        scorer = _clip_scorer(cfg, clip_scorer)
-        clip_pass(source, n_gen, prompts, cfg, scorer)
-        _record_clip(res, scorer)
+    runners = {}
     if cfg.fid or cfg.kid:
-        _image_metrics(images, ref, cfg, _fid_runner(cfg, extractor, preprocess, res), res, save_stats)
+        runners["fid"] = _fid_runner(cfg, extractor, preprocess, res)
     if cfg.pr:
-        _pr_metrics(images, ref, cfg, _pr_runner(cfg, preprocess, res), res)
+        runners["pr"] = _pr_runner(cfg, preprocess, res)
+    gen = _generated_side(images, cfg, runners, prompts, n_gen, res, clip_scorer)
+    if "fid" in gen and save_stats and distributed.is_main():
+        gen["fid"].save(save_stats)
+    if runners:
+        refs = _reference_side(ref, cfg, runners, res)
+        if "fid" in runners:
+            _fid_kid(gen["fid"], refs["fid"], cfg, res)
+        if "pr" in runners:
+            _precision_recall(gen["pr"], refs["pr"], cfg, res)
     res["timing"] = {"seconds": round(time.time() - t0, 3)}
     if out and distributed.is_main():
         R.save(res, out)
@@ -305,44 +380,6 @@ def _fid_runner(cfg: EvalConfig, extractor: Extractor | None, preprocess: Prepro
     return runner
 
 
-def _stream_generated(producer, cfg: EvalConfig, runners: list, prompts: list[str], res: dict,
-                      clip_scorer=None) -> list:
-    """Images generated batch by batch go straight into the FID statistics and the CLIP sums: no files."""
-    from tqdm import tqdm
-
-    from sidbench.data.images import select_indices
-
-    stats = [r.new_stats(cfg.kid) if r is not None else None for r in runners]
-    scorer = None
-    if cfg.clip:
-        if len(prompts) != len(producer):
-            raise SidbenchError(f"{len(producer)} images but {len(prompts)} prompts: CLIP score pairs them one to one")
-        scorer = _clip_scorer(cfg, clip_scorer)
-    shard = distributed.process_shard()
-    idx = list(select_indices(len(producer), shard))
-    with ThreadPoolExecutor(cfg.threads or min(8, os.cpu_count() or 1)) as pool, \
-            tqdm(total=len(idx), desc="generate + metrics", unit="img",
-                 disable=not (cfg.progress and distributed.is_main())) as bar:
-        for ids, images in producer.batches(idx):
-            for runner, st in zip(runners, stats):
-                if runner is not None:
-                    runner.add_images(st, images, ids, pool)
-            if scorer:
-                scorer.update(images, [prompts[i] for i in ids])
-            bar.update(len(ids))
-    if shard is not None:
-        stats = [reduce.all_reduce_stats(st, [])[0] if st is not None else None for st in stats]
-        if scorer is not None:
-            reduce.all_reduce_clip(scorer)
-    res["inputs"]["generated"] = dict(producer.describe(), n=len(producer))
-    if scorer is not None:
-        _record_clip(res, scorer)
-    for st in stats:
-        if st is not None:
-            st.meta["input"] = producer.describe()
-    return stats
-
-
 def _pr_runner(cfg: EvalConfig, preprocess: Preprocess, res: dict) -> FeatureRunner:
     """VGG16 fc2 features (kept per image, no moments) after the protocol pre-resize; the net resizes to 224."""
     ext = build_extractor("vgg16-fc2", weights=cfg.pr_weights, random_weights=cfg.random_weights,
@@ -355,31 +392,18 @@ def _pr_runner(cfg: EvalConfig, preprocess: Preprocess, res: dict) -> FeatureRun
     return runner
 
 
-def _pr_metrics(images, ref, cfg: EvalConfig, runner: FeatureRunner, res: dict,
-                gen: FeatureStats | None = None) -> None:
+def _precision_recall(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) -> None:
     from sidbench.eval.metrics.prdc import precision_recall
 
-    if gen is None:
-        gen = side_stats(images, runner, cfg, side="generated", limit=cfg.n, cached=False, results=res,
-                         label="generated_pr")
-    refs = side_stats(ref, runner, cfg, side="reference", limit=cfg.ref_n, cached=True, results=res,
-                      label="reference_pr")
     gen.compatible_with(refs, what="the generated and reference VGG features")
     res["metrics"]["pr"] = dict(precision_recall(refs.ordered_features(), gen.ordered_features(), k=cfg.pr_k,
                                                  density_coverage=cfg.density_coverage, device=cfg.device),
                                 extractor="vgg16-fc2")
 
 
-def _image_metrics(images, ref, cfg: EvalConfig, runner: FeatureRunner, res: dict, save_stats: str | None,
-                   gen: FeatureStats | None = None) -> None:
-    """FID / KID: statistics of both sides through one extractor, into ``res``."""
-    if gen is None:
-        gen = side_stats(images, runner, cfg, side="generated", limit=cfg.n, cached=False, results=res)
-    if save_stats and distributed.is_main():
-        gen.save(save_stats)
-    refs = side_stats(ref, runner, cfg, side="reference", limit=cfg.ref_n, cached=True, results=res)
+def _fid_kid(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) -> None:
+    """FID / KID from the statistics of both sides (one extractor), into ``res``."""
     gen.compatible_with(refs, what="the generated and reference statistics")
-
     if cfg.fid:
         singular = gen.singular or refs.singular
         if singular:

@@ -1,17 +1,16 @@
-"""Images -> features -> streaming statistics, with decode/resize overlapped with the network.
+"""Images -> features -> streaming statistics, every metric fed from one pass over the images.
 
-Decoding and resizing run in a thread pool (PIL releases the GIL in both), a few batches ahead of
-the network, so on a small CPU box the cores stay busy without worker processes or copying
-299x299 float arrays between processes. Under ``torchrun`` / ``accelerate launch`` each process takes
+Decoding and each network's resize run in a thread pool (PIL releases the GIL in both), a few batches
+ahead of the networks (``sidbench.data.stream``), so on a small CPU box the cores stay busy without
+worker processes or copying 299x299 float arrays between processes. Under ``torchrun`` / ``accelerate launch`` each process takes
 a disjoint index shard and the statistics are all-reduced in float64.
 """
 from __future__ import annotations
 
-import collections
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -19,9 +18,10 @@ from tqdm import tqdm
 
 from sidbench.core import distributed
 from sidbench.eval import reduce
-from sidbench.core.errors import BadImageError, SidbenchError
+from sidbench.core.errors import SidbenchError
 from sidbench.eval.extractors.registry import Extractor
-from sidbench.data.images import ImageSource, select_indices
+from sidbench.data.images import select_indices
+from sidbench.data.stream import ImageStream
 from sidbench.data.preprocess import Preprocess
 from sidbench.eval.stats import FeatureStats
 
@@ -75,7 +75,7 @@ def _collate(items: list[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
 
 
 class FeatureRunner:
-    """Feeds preprocessed batches through an extractor into FeatureStats."""
+    """An extractor with its preprocessing: images -> features -> FeatureStats."""
 
     def __init__(self, extractor: Extractor, preprocess: Preprocess, *, batch_size: int = 32,
                  threads: int | None = None, channels_last: bool = True, moments: bool = True):
@@ -99,60 +99,69 @@ class FeatureRunner:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return self.extractor(batch)
 
-    def add_images(self, stats: FeatureStats, images_uint8: np.ndarray, indices: Sequence[int],
-                   pool: ThreadPoolExecutor | None = None) -> None:
-        """In-memory path: a uint8 NHWC batch (e.g. from a generator) straight into the statistics."""
-        fn = self.preprocess
-        items = list(pool.map(fn, images_uint8)) if pool else [fn(im) for im in images_uint8]
-        stats.update(self.features(_collate(items)), indices)
+    def consumer(self, stats: FeatureStats) -> "FeatureConsumer":
+        return FeatureConsumer(self, stats)
 
-    def run(self, source: ImageSource, *, indices: Iterable[int] | None = None, keep_features: bool = False,
+    def run(self, source: ImageStream, *, indices: Iterable[int] | None = None, keep_features: bool = False,
             skip_bad: bool = False, progress: bool = True, desc: str = "features",
             stats: FeatureStats | None = None) -> tuple[FeatureStats, SkipLog]:
-        """Statistics of ``source`` over ``indices`` (default: all)."""
-        indices = list(range(len(source)) if indices is None else indices)
+        """Statistics of ``source`` over ``indices`` (default: all): a single pass with this one consumer."""
         stats = stats or self.new_stats(keep_features)
-        skipped = SkipLog()
-
-        def load_one(i: int):
-            try:
-                return i, self.preprocess(source.load(i)), None
-            except BadImageError as e:
-                if not skip_bad:
-                    raise
-                return i, None, e.reason
-
-        batches = [indices[k:k + self.batch_size] for k in range(0, len(indices), self.batch_size)]
-        bar = tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="sidbench-decode") as pool:
-            pending: collections.deque = collections.deque()
-            ahead = max(2, (2 * self.threads) // max(1, self.batch_size) + 2)  # batches decoded ahead
-
-            def submit(batch):
-                pending.append([pool.submit(load_one, i) for i in batch])
-
-            it: Iterator = iter(batches)
-            for batch in it:
-                submit(batch)
-                if len(pending) >= ahead:
-                    break
-            while pending:
-                results = [f.result() for f in pending.popleft()]
-                nxt = next(it, None)
-                if nxt is not None:
-                    submit(nxt)
-                good = [(i, a) for i, a, err in results if err is None]
-                for i, _, err in results:
-                    if err is not None:
-                        skipped.add(source.name(i), err)
-                if good:
-                    stats.update(self.features(_collate([a for _, a in good])), [i for i, _ in good])
-                bar.update(len(results))
-        bar.close()
+        skipped = single_pass(source, [self.consumer(stats)], indices, batch_size=self.batch_size,
+                              threads=self.threads, skip_bad=skip_bad, progress=progress, desc=desc)
         return stats, skipped
 
 
-def compute_source_stats(source: ImageSource, runner: FeatureRunner, *, limit: int | None = None,
+class FeatureConsumer:
+    """One extractor's share of a pass: its resize in the decode threads, its network and statistics here."""
+
+    def __init__(self, runner: FeatureRunner, stats: FeatureStats):
+        self.runner, self.stats = runner, stats
+        self.prepare = runner.preprocess
+
+    def consume(self, indices: list[int], items: list[np.ndarray]) -> None:
+        self.stats.update(self.runner.features(_collate(items)), indices)
+
+
+class ClipConsumer:
+    """The CLIP score's share of a pass: image i is scored against prompt i (the scorer does its own resize)."""
+
+    def __init__(self, scorer, prompts: Sequence[str]):
+        self.scorer, self.prompts = scorer, prompts
+
+    @staticmethod
+    def prepare(img: np.ndarray) -> np.ndarray:
+        return img
+
+    def consume(self, indices: list[int], items: list[np.ndarray]) -> None:
+        self.scorer.update(items, [self.prompts[i] for i in indices])
+
+
+def single_pass(source: ImageStream, consumers: Sequence, indices: Iterable[int] | None = None, *,
+                batch_size: int = 32, threads: int | None = None, skip_bad: bool = False, progress: bool = True,
+                desc: str = "images") -> SkipLog:
+    """Decode (or generate) each image of ``source`` once and hand it to every consumer.
+
+    Each consumer has ``prepare(uint8 HWC image)`` (run in the decode threads) and ``consume(indices, items)``
+    (run here, in index order). Unreadable inputs are skipped for all consumers alike (``skip_bad``).
+    """
+    indices = list(range(len(source)) if indices is None else indices)
+    skipped = SkipLog()
+    prepare = (lambda img: tuple(c.prepare(img) for c in consumers))  # noqa: E731  (one decode, every resize)
+    bar = tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(threads or default_threads(), thread_name_prefix="sidbench-decode") as pool:
+        for batch in source.batches(indices, batch_size=batch_size, prepare=prepare, pool=pool, skip_bad=skip_bad):
+            for k, consumer in enumerate(consumers):
+                if batch.indices:
+                    consumer.consume(batch.indices, [item[k] for item in batch.items])
+            for s in batch.skipped:
+                skipped.add(s["file"], s["reason"])
+            bar.update(len(batch.indices) + len(batch.skipped))
+    bar.close()
+    return skipped
+
+
+def compute_source_stats(source: ImageStream, runner: FeatureRunner, *, limit: int | None = None,
                          shard: tuple[int, int] | None = None, keep_features: bool = False,
                          skip_bad: bool = False, progress: bool = True, desc: str = "features") -> tuple[FeatureStats, dict]:
     """Statistics of one input (optionally one shard of it), merged across processes when distributed.
@@ -176,6 +185,6 @@ def compute_source_stats(source: ImageSource, runner: FeatureRunner, *, limit: i
     stats.meta["shard"] = list(shard) if shard else None
     stats.meta["skipped"] = len(skipped_files)
     if stats.n == 0:
-        raise SidbenchError(f"no image of {source.path or 'the input'} could be used "
+        raise SidbenchError(f"no image of {getattr(source, 'path', None) or 'the input'} could be used "
                             f"({len(skipped_files)} unreadable)")
     return stats, {"count": len(skipped_files), "files": skipped_files[:100]}

@@ -39,3 +39,10 @@ def all_reduce_clip(scorer) -> None:
     t = torch.tensor([scorer.total, float(scorer.n), float(scorer.truncated)], dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     scorer.total, scorer.n, scorer.truncated = float(t[0]), int(t[1]), int(t[2])
+
+
+def gather_skipped(skipped: list) -> list:
+    """Every process's list of skipped inputs, concatenated in rank order (all processes get it)."""
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, skipped)
+    return [s for g in gathered for s in g]

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -19,6 +18,7 @@ from sidbench.core import distributed
 from sidbench.core.atomic import atomic_path, write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.data.images import select_indices
+from sidbench.data.stream import Batch, prepared
 from sidbench.gen.models import export_generator, fingerprint, load_base, load_generator_unet, parse_dtype
 from sidbench.core.provenance import git_commit, now_iso, package_versions
 from sidbench.gen.sampling import OneStepSampler, Sampler, TeacherSampler
@@ -42,6 +42,11 @@ class GenerateConfig:
     device: str = "cpu"
     height: int | None = None           # default: the UNet's native size
 
+    @property
+    def sampling_steps(self) -> int:
+        """Network evaluations per image: 1 for a one-step generator, else the teacher sampler's steps."""
+        return 1 if self.generator else self.steps
+
 
 def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
     """The sampler a config describes, and what identifies its networks."""
@@ -59,7 +64,9 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
 
 
 class GeneratedImages:
-    """Images made on the fly, in index order: the in-memory input of ``sidbench eval``."""
+    """Images made on the fly, in index order: an image stream (``sidbench.data.stream``) for ``sidbench eval``."""
+
+    kind = "generated in memory"
 
     def __init__(self, sampler: Sampler, prompts: Sequence[str], *, n: int | None = None, seed_offset: int = 0,
                  batch_size: int = 8, info: dict | None = None):
@@ -71,14 +78,26 @@ class GeneratedImages:
     def __len__(self) -> int:
         return len(self.prompts)
 
-    def batches(self, indices: Sequence[int]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def batches(self, indices: Sequence[int], *, batch_size: int | None = None, prepare=None, pool=None,
+                skip_bad: bool = False) -> Iterator[Batch]:
+        """Generated ``self.batch_size`` at a time (the model's batch, whatever ``batch_size`` the reader asks)."""
         indices = list(indices)
         for k in range(0, len(indices), self.batch_size):
             idx = indices[k:k + self.batch_size]
-            yield idx, self.sampler.sample([self.prompts[i] for i in idx], [self.seed_offset + i for i in idx])
+            images = self.sampler.sample([self.prompts[i] for i in idx], [self.seed_offset + i for i in idx])
+            yield Batch(idx, prepared(list(images), prepare, pool), [])
 
     def describe(self) -> dict:
-        return dict(self.info, kind="generated in memory", count=len(self), seed_rule=f"image i from seed {self.seed_offset} + i")
+        return dict(self.info, kind=self.kind, count=len(self), seed_rule=f"image i from seed {self.seed_offset} + i")
+
+
+def open_generated(cfg: GenerateConfig) -> GeneratedImages:
+    """The images a config describes, as a stream generated batch by batch in memory (nothing written)."""
+    from sidbench.data.prompts import read_prompts
+
+    sampler, info = build_sampler(cfg)
+    return GeneratedImages(sampler, read_prompts(cfg.prompts), n=cfg.n, seed_offset=cfg.seed_offset,
+                           batch_size=cfg.batch_size, info=info)
 
 
 def _valid_png(path: Path) -> bool:
