@@ -6,7 +6,7 @@ config is printed at start, saved in the run folder and inside every checkpoint.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from sidbench.gen.diffusion import parse_interval
@@ -19,6 +19,19 @@ INTERVAL_KEYS = ("cfg_train_fake_interval", "cfg_eval_fake_interval", "cfg_eval_
 PRESETS = ("lsg", "guidance_interval")  # keys that set several fields at once
 
 
+def setting(default, help: str, *, trajectory: bool = False):
+    """A config field with its ``--help`` text; ``trajectory``: it changes what a run computes, so a resume
+    refuses a different value (bookkeeping fields such as logging intervals may change between sessions)."""
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, "trajectory": trajectory})
+    return field(default=default, metadata={"help": help, "trajectory": trajectory})
+
+
+def trajectory_keys() -> tuple[str, ...]:
+    """The fields a resumed run must share with the checkpoint it continues."""
+    return tuple(f.name for f in fields(DistillConfig) if f.metadata.get("trajectory"))
+
+
 def tracker_names(spec: str) -> list[str]:
     """'tensorboard,wandb' -> ['tensorboard', 'wandb']; 'none' or '' -> []."""
     names = [x.strip().lower() for x in spec.split(",") if x.strip()]
@@ -28,59 +41,59 @@ def tracker_names(spec: str) -> list[str]:
 @dataclass
 class DistillConfig:
     # What to distil, from what, where to write.
-    base: str = ""                        # Stable Diffusion folder (diffusers layout) or hub id: the teacher.
-    prompts: str = ""                     # Training prompts, one a line (published runs: Aesthetics 6+ LAION captions).
-    run_dir: str = ""                     # Run folder: config, logs, checkpoints, snapshots.
+    base: str = setting("", "Stable Diffusion folder (diffusers layout) or hub id: the teacher.", trajectory=True)
+    prompts: str = setting("", "Training prompts, one a line (published runs: Aesthetics 6+ LAION captions).", trajectory=True)
+    run_dir: str = setting("", "Run folder: config, logs, checkpoints, snapshots.")
     # Guidance (LSG): the four scales, kept separate; --lsg K sets them all.
-    cfg_train_fake: float = 1.5           # k1: fake score, phase A (training).
-    cfg_eval_fake: float = 1.5            # k2 = k3: fake score, phase B.
-    cfg_eval_real: float = 1.5            # k4: teacher, phase B.
+    cfg_train_fake: float = setting(1.5, "k1: fake score, phase A (training).", trajectory=True)
+    cfg_eval_fake: float = setting(1.5, "k2 = k3: fake score, phase B.", trajectory=True)
+    cfg_eval_real: float = setting(1.5, "k4: teacher, phase B.", trajectory=True)
     # Guidance intervals (beyond the paper; Kynkaanniemi et al. 2024): "T_LO,T_HI" applies a scale only at those
     # training timesteps (scale 1 elsewhere); "" applies it at every t. --guidance-interval sets all three.
-    cfg_train_fake_interval: str = ""     # Where k1 applies.
-    cfg_eval_fake_interval: str = ""      # Where k2 applies.
-    cfg_eval_real_interval: str = ""      # Where k4 applies.
-    prompt_dropout: float = 0.1           # Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).
+    cfg_train_fake_interval: str = setting("", "Where k1 applies.", trajectory=True)
+    cfg_eval_fake_interval: str = setting("", "Where k2 applies.", trajectory=True)
+    cfg_eval_real_interval: str = setting("", "Where k4 applies.", trajectory=True)
+    prompt_dropout: float = setting(0.1, 'Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).', trajectory=True)
     # The method.
-    alpha: float = 1.0                    # SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).
-    t_init: int = 625                     # Generator timestep (EDM sigma_init = 2.5).
-    t_min: int = 20                       # Training timesteps t ~ U{t_min..t_max}, per sample.
-    t_max: int = 979
-    w_min: float = 1e-5                   # Clamp of the per-sample loss weight.
+    alpha: float = setting(1.0, "SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).", trajectory=True)
+    t_init: int = setting(625, "Generator timestep (EDM sigma_init = 2.5).", trajectory=True)
+    t_min: int = setting(20, "Training timesteps t ~ U{t_min..t_max}, per sample.", trajectory=True)
+    t_max: int = setting(979, "Upper end of the training timesteps (see t_min).", trajectory=True)
+    w_min: float = setting(1e-5, "Clamp of the per-sample loss weight.", trajectory=True)
     # Optimisation.
-    lr_gen: float = 1e-6                  # Generator learning rate (Adam).
-    lr_fake: float = 1e-6                 # Fake-score learning rate (Adam).
-    adam_beta1: float = 0.0
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8                # 1e-6 is the reference's choice in fp16.
-    batch: int = 512                      # Global batch: images per generator step (and per fake-score step).
-    batch_per_device: int = 1             # Images per forward pass; accumulation rounds make up the global batch.
-    ema_mimg: float = 0.05                # EMA half-life in Mimg, ramped as min(ema_mimg * 1e6, ema_rampup * cur_nimg).
-    ema_rampup: float = 0.05              # EMA ramp: the half-life is at most this share of the images seen.
-    duration_kimg: float = 18789.0        # Length of training, in kimg (the 8.15 FID run stopped at 18,789).
+    lr_gen: float = setting(1e-6, "Generator learning rate (Adam).", trajectory=True)
+    lr_fake: float = setting(1e-6, "Fake-score learning rate (Adam).", trajectory=True)
+    adam_beta1: float = setting(0.0, "Adam beta1 (0 in the reference: no momentum).", trajectory=True)
+    adam_beta2: float = setting(0.999, "Adam beta2.", trajectory=True)
+    adam_eps: float = setting(1e-8, "Adam epsilon (1e-6 is the reference's choice in fp16).", trajectory=True)
+    batch: int = setting(512, "Global batch: images per generator step (and per fake-score step).", trajectory=True)
+    batch_per_device: int = setting(1, "Images per forward pass; accumulation rounds make up the global batch.")
+    ema_mimg: float = setting(0.05, "EMA half-life in Mimg, ramped as min(ema_mimg * 1e6, ema_rampup * cur_nimg).", trajectory=True)
+    ema_rampup: float = setting(0.05, "EMA ramp: the half-life is at most this share of the images seen.", trajectory=True)
+    duration_kimg: float = setting(18789.0, "Length of training, in kimg (the 8.15 FID run stopped at 18,789).")
     # Numerics and memory.
-    precision: str = "fp32"               # fp32 | bf16 (autocast) | fp16 (autocast + loss scaling) | fp16-pure (the reference's fp16: all nets fp16, Adam eps 1e-6, G grads clipped by value at 1, no EMA).
-    tf32: bool = False                    # TF32 matmuls (the published runs forced it off).
-    grad_checkpointing: bool = False      # Trade compute for memory in both trained UNets.
-    sharding: str = "none"                # none | zero1: shard both Adam states over processes (ZeRO stage 1).
-    max_nonfinite_steps: int = 10         # Stop after this many consecutive steps with non-finite gradients.
+    precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (autocast + loss scaling) | fp16-pure (the reference's fp16: all nets fp16, Adam eps 1e-6, G grads clipped by value at 1, no EMA).", trajectory=True)
+    tf32: bool = setting(False, "TF32 matmuls (the published runs forced it off).")
+    grad_checkpointing: bool = setting(False, "Trade compute for memory in both trained UNets.")
+    sharding: str = setting("none", "none | zero1: shard both Adam states over processes (ZeRO stage 1).")
+    max_nonfinite_steps: int = setting(10, "Stop after this many consecutive steps with non-finite gradients.")
     # Bookkeeping.
-    seed: int = 0                         # All randomness is a function of (seed, iteration, phase, sample index).
-    log_every: int = 1                    # Iterations between JSONL log lines.
-    checkpoint_every: int = 50            # Iterations between checkpoints (atomic; --resume auto picks the latest).
-    keep_checkpoints: int = 2             # Checkpoints kept on disk.
-    snapshot_every: int = 0               # Iterations between EMA exports (diffusers folder); 0: only at the end.
-    grid_every: int = 0                   # Iterations between sample grids of the EMA generator; 0: never.
-    proxy_every: int = 0                  # Iterations between proxy FID/CLIP evaluations; 0: never.
-    proxy_prompts: int = 64               # Prompts (first N of the training list) for the proxy evaluation.
-    proxy_ref: str = ""                   # Reference images/statistics for the proxy FID.
-    proxy_random_weights: bool = False    # Random-weight metric networks for the proxy (tests, offline demos).
-    proxy_clip: bool = False              # Also a proxy CLIP score (GigaGAN definition) on the proxy prompts.
-    proxy_clip_model: str = ""            # open_clip model for the proxy CLIP score (default: ViT-g-14).
-    proxy_clip_weights: str = ""          # Local open_clip weights for it (default: the weights folder).
-    trackers: str = "tensorboard"         # Comma list of accelerate trackers: tensorboard, wandb; "none" for JSONL only.
-    tracker_project: str = "sidbench-distill"  # Project name given to the trackers (the W&B project).
-    device: str = "cpu"
+    seed: int = setting(0, "All randomness is a function of (seed, iteration, phase, sample index).", trajectory=True)
+    log_every: int = setting(1, "Iterations between JSONL log lines.")
+    checkpoint_every: int = setting(50, "Iterations between checkpoints (atomic; --resume auto picks the latest).")
+    keep_checkpoints: int = setting(2, "Checkpoints kept on disk.")
+    snapshot_every: int = setting(0, "Iterations between EMA exports (diffusers folder); 0: only at the end.")
+    grid_every: int = setting(0, "Iterations between sample grids of the EMA generator; 0: never.")
+    proxy_every: int = setting(0, "Iterations between proxy FID/CLIP evaluations; 0: never.")
+    proxy_prompts: int = setting(64, "Prompts (first N of the training list) for the proxy evaluation.")
+    proxy_ref: str | None = setting(None, "Reference images/statistics for the proxy FID (required with proxy_every).")
+    proxy_random_weights: bool = setting(False, "Random-weight metric networks for the proxy (tests, offline demos).")
+    proxy_clip: bool = setting(False, "Also a proxy CLIP score (GigaGAN definition) on the proxy prompts.")
+    proxy_clip_model: str | None = setting(None, "open_clip model for the proxy CLIP score (default: ViT-g-14).")
+    proxy_clip_weights: str | None = setting(None, "Local open_clip weights for it (default: the weights folder).")
+    trackers: str = setting("tensorboard", 'Comma list of accelerate trackers: tensorboard, wandb; "none" for JSONL only.')
+    tracker_project: str = setting("sidbench-distill", "Project name given to the trackers (the W&B project).")
+    device: str = setting("cpu", "Device for a single process: cpu, cuda, cuda:1 (launchers set one per process).")
 
     def __post_init__(self):
         problems = []

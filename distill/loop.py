@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from distill import checkpoint
-from distill.config import DistillConfig
+from distill.config import DistillConfig, trajectory_keys
 from distill.ema import ema_beta, ema_update
 from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
@@ -30,10 +30,6 @@ from sidbench.gen.diffusion import Diffusion, parse_interval
 from sidbench.gen.sampling import encode_prompts
 
 # Settings that define the training trajectory: a resume must not change them.
-TRAJECTORY_KEYS = ("base", "prompts", "cfg_train_fake", "cfg_eval_fake", "cfg_eval_real", "cfg_train_fake_interval",
-                   "cfg_eval_fake_interval", "cfg_eval_real_interval", "prompt_dropout", "alpha",
-                   "t_init", "t_min", "t_max", "w_min", "lr_gen", "lr_fake", "adam_beta1", "adam_beta2", "adam_eps",
-                   "batch", "ema_mimg", "ema_rampup", "precision", "seed")
 
 
 def sanitize_grads(params) -> int:
@@ -282,7 +278,7 @@ class Trainer:
     def load_state(self, state: dict) -> None:
         # A key an older checkpoint lacks had its default then (e.g. no guidance interval).
         saved = {**DistillConfig().to_dict(), **state["config"]}
-        changed = [k for k in TRAJECTORY_KEYS if saved.get(k) != getattr(self.cfg, k)]
+        changed = [k for k in trajectory_keys() if saved.get(k) != getattr(self.cfg, k)]
         if changed:
             raise SidbenchError("the checkpoint was made with other settings for " + ", ".join(
                 f"{k} ({saved.get(k)!r} -> {getattr(self.cfg, k)!r})" for k in changed)

@@ -99,3 +99,16 @@ def test_the_extractor_registry_refuses_a_taken_name():
                          random=lambda seed, m: TinyFeatures(8, seed))
     with pytest.raises(SidbenchError, match="'tiny-test' is already registered"):
         register_extractor(spec)
+
+
+def test_array_key_names_the_image_array_of_an_npz_holding_several(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (6, 24, 24, 3), dtype=np.uint8) for _ in range(2))
+    np.savez(tmp_path / "two.npz", first=a, second=b)
+    np.save(tmp_path / "ref.npy", b)
+    code, out = run("eval", "--images", tmp_path / "two.npz", "--ref", tmp_path / "ref.npy", *BASE)
+    assert code == 2 and "--array-key" in out                       # the flag the message names exists
+    code, out = run("eval", "--images", tmp_path / "two.npz", "--array-key", "second", "--ref", tmp_path / "ref.npy",
+                    "--out", tmp_path / "r.json", *BASE)
+    assert code == 0, out
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"]["value"] == pytest.approx(0, abs=1e-6)

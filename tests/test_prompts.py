@@ -258,3 +258,138 @@ def test_fetch_wrong_md5_leaves_nothing(server, tmp_path, monkeypatch):
     assert not folder.exists() or not any(folder.iterdir())
     r = invoke("fetch", "no-such-list", "--out", folder / "x.txt")
     assert r.exit_code == 2 and "unknown prompt list" in r.output
+
+
+# --------------------------------------------------------------------------------------------
+# Manifests (the top-level prompts/ folder, package data sidbench.data.prompt_sets)
+# --------------------------------------------------------------------------------------------
+
+def _packaged_folder(tmp_path):
+    """A copy of the packaged manifests (and lists) to break one field at a time."""
+    from importlib import resources
+
+    folder = tmp_path / "prompt_sets"
+    folder.mkdir()
+    for entry in resources.files(prompts.MANIFEST_PACKAGE).iterdir():
+        if entry.name.endswith((".json", ".txt")):
+            (folder / entry.name).write_bytes(entry.read_bytes())
+    return folder
+
+
+def test_manifests_load_into_the_known_lists(tmp_path):
+    from importlib import resources
+
+    assert prompts.load_manifests() == prompts.KNOWN_PROMPT_LISTS
+    assert {"gigagan-coco2014-30k", "demo-world"} <= set(prompts.KNOWN_PROMPT_LISTS)
+    root = resources.files(prompts.MANIFEST_PACKAGE)
+    for name, spec in prompts.KNOWN_PROMPT_LISTS.items():
+        doc = json.loads(root.joinpath(f"{name}.json").read_text(encoding="utf-8"))
+        assert list(doc) == list(prompts.MANIFEST_FIELDS)          # written in the schema's order
+        assert spec.licence and spec.licence_source and spec.made_by
+        if not spec.packaged:                                       # third-party: only the manifest is shipped
+            assert spec.url.startswith("https://") and not root.joinpath(spec.filename).is_file()
+    giga = prompts.KNOWN_PROMPT_LISTS["gigagan-coco2014-30k"]
+    assert (giga.md5, giga.lines, giga.distinct, giga.filename) == (
+        "20ed79e6a73d7b8fdbfb6ebc8c5c7e99", 30000, 29436, "captions.txt")
+    assert "CC BY 4.0" in giga.licence and "cocodataset.org" in giga.licence_source
+    # Loading a copy of the folder gives the same lists (only where each was read from differs).
+    again = prompts.load_manifests(_packaged_folder(tmp_path))
+    assert {k: v.md5 for k, v in again.items()} == {k: v.md5 for k, v in prompts.KNOWN_PROMPT_LISTS.items()}
+
+
+def test_no_list_hash_is_written_in_the_code():
+    """A list's hashes live in its manifest only."""
+    import sidbench
+    import distill
+
+    hashes = [h for s in prompts.KNOWN_PROMPT_LISTS.values() for h in (s.md5, s.sha256)]
+    for pkg in (sidbench, distill):
+        for py in Path(pkg.__file__).parent.rglob("*.py"):
+            text = py.read_text(encoding="utf-8")
+            assert not [h for h in hashes if h in text], f"{py} repeats a prompt list hash"
+
+
+@pytest.mark.parametrize("change, expect", [
+    (lambda d: d.update(md5="20ED79E6"), r"field 'md5' must be 32 lower-case hex digits, got '20ED79E6'"),
+    (lambda d: d.update(lines="30000"), r"field 'lines' must be a positive integer, got '30000'"),
+    (lambda d: d.update(distinct=30001), r"'distinct' \(30001\) is more than 'lines' \(30000\)"),
+    (lambda d: d.update(sha265=d.pop("sha256")), r"unknown field\(s\) 'sha265'"),
+    (lambda d: d.pop("licence"), r"missing field\(s\) 'licence'"),
+    (lambda d: d.update(name="gigagan-30k"), r"field 'name' is 'gigagan-30k' but the file is named"),
+    (lambda d: d.update(schema="v2"), r"field 'schema' must be"),
+    (lambda d: d.update(packaged="no"), r"field 'packaged' must be true or false"),
+    (lambda d: d.update(source_url="ftp://x/y"), r"field 'source_url' must be an http\(s\) URL or null"),
+    (lambda d: d.update(source_url=None), r"'source_url' is null but the list is not packaged"),
+    (lambda d: d.update(packaged=True), r"the list is packaged but 'captions.txt' is not beside the manifest"),
+    (lambda d: d.update(md5=prompts.KNOWN_PROMPT_LISTS["demo-world"].md5), r"is also demo-world's"),
+])
+def test_a_wrong_manifest_field_is_an_error_naming_the_file(tmp_path, change, expect):
+    folder = _packaged_folder(tmp_path)
+    path = folder / "gigagan-coco2014-30k.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, indent=2))
+    with pytest.raises(SidbenchError, match=expect) as e:
+        prompts.load_manifests(folder)
+    assert str(e.value).startswith(f"prompt manifest {path}: ")
+
+
+def test_a_broken_manifest_file_is_an_error_naming_it(tmp_path):
+    folder = _packaged_folder(tmp_path)
+    (folder / "extra.json").write_text('{"schema": ')
+    with pytest.raises(SidbenchError, match=f"prompt manifest {folder / 'extra.json'}: not valid JSON"):
+        prompts.load_manifests(folder)
+    (folder / "extra.json").write_text("[]")
+    with pytest.raises(SidbenchError, match="extra.json: expected a JSON object"):
+        prompts.load_manifests(folder)
+
+
+def test_the_demo_world_list_is_what_the_world_code_makes(tmp_path):
+    """prompts/demo-world.txt and its manifest equal what sidbench.demo.world writes today: they cannot drift."""
+    from importlib import resources
+
+    from sidbench.demo.world import PROMPT_SET, all_captions, write_prompt_set
+
+    assert prompts.read_known_list(PROMPT_SET) == all_captions()
+    assert prompts.packaged_list_bytes(PROMPT_SET) == "".join(c + "\n" for c in all_captions()).encode()
+    doc = write_prompt_set(tmp_path)
+    root = resources.files(prompts.MANIFEST_PACKAGE)
+    for name in (f"{PROMPT_SET}.txt", f"{PROMPT_SET}.json"):
+        assert root.joinpath(name).read_bytes() == (tmp_path / name).read_bytes(), (
+            f"prompts/{name} is out of date: run `python -m sidbench.demo.world prompts`")
+    spec = prompts.KNOWN_PROMPT_LISTS[PROMPT_SET]
+    assert spec.packaged and spec.url is None and (spec.md5, spec.lines) == (doc["md5"], len(all_captions()))
+    assert prompts.describe_prompts(tmp_path / f"{PROMPT_SET}.txt")["known_list"] == PROMPT_SET
+
+
+def test_a_shipped_list_is_fetched_from_the_package_and_verified(tmp_path, monkeypatch):
+    r = invoke("fetch", "demo-world", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "demo-world.txt").read_bytes() == prompts.packaged_list_bytes("demo-world")
+    r = invoke("list")
+    assert r.exit_code == 0 and "demo-world" in r.output and "shipped with sidbench" in r.output
+    assert "gigagan-coco2014-30k" in r.output and "fetched from https://" in r.output
+    with pytest.raises(SidbenchError, match="third-party data and is not shipped"):
+        prompts.read_known_list("gigagan-coco2014-30k")
+    from dataclasses import replace
+
+    monkeypatch.setitem(prompts.KNOWN_PROMPT_LISTS, "demo-world",
+                        replace(prompts.KNOWN_PROMPT_LISTS["demo-world"], md5="0" * 32))
+    with pytest.raises(SidbenchError, match="damaged or its manifest is out of date"):
+        prompts.read_known_list("demo-world")
+
+
+def test_the_listed_packages_are_the_package_folders():
+    """pyproject.toml lists its packages (the prompts/ folder is mapped in): no folder of the package may be left out."""
+    tomllib = pytest.importorskip("tomllib")
+    repo = Path(__file__).resolve().parents[1]
+    conf = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = set()
+    for top in ("sidbench", "distill"):
+        for f in (repo / top).rglob("*"):
+            rel = f.parent.relative_to(repo).parts
+            if f.is_file() and "__pycache__" not in rel and not any("." in part for part in rel):
+                folders.add(".".join(rel))
+    assert set(conf["packages"]) == folders | {prompts.MANIFEST_PACKAGE}
+    assert conf["package-dir"] == {prompts.MANIFEST_PACKAGE: "prompts"}
+    assert set(conf["package-data"][prompts.MANIFEST_PACKAGE]) >= {"*.json", "*.txt"}

@@ -79,3 +79,38 @@ def test_eval_clip_count_or_name_mismatch_is_an_error(tmp_path, tiny_clip_regist
                                                          progress=False))
     with pytest.raises(SidbenchError, match="--prompts"):
         evaluate(str(tmp_path / "gen"), None, EvalConfig(fid=False, clip=True, progress=False))
+
+
+def test_protocols_name_their_prompt_list_and_take_its_md5_from_the_manifest():
+    from sidbench.data.prompts import KNOWN_PROMPT_LISTS
+    from sidbench.eval.protocols import describe
+
+    p = PROTOCOLS["coco2014-30k"]
+    assert p.prompts == "gigagan-coco2014-30k"
+    assert p.prompts_md5 == KNOWN_PROMPT_LISTS[p.prompts].md5
+    assert describe(p)["prompts"] == p.prompts and describe(p)["prompts_md5"] == p.prompts_md5
+    for proto in PROTOCOLS.values():                   # every protocol's list is known and says so
+        if proto.prompts is not None:
+            assert KNOWN_PROMPT_LISTS[proto.prompts].protocol == proto.name
+        else:
+            assert proto.prompts_md5 is None
+    for spec in KNOWN_PROMPT_LISTS.values():           # every list of a registered protocol is that protocol's
+        if spec.protocol in PROTOCOLS:
+            assert PROTOCOLS[spec.protocol].prompts == spec.name
+    assert {s.protocol for s in KNOWN_PROMPT_LISTS.values()} - set(PROTOCOLS) == {"sidbench-demo"}
+
+
+def test_the_protocol_check_reads_the_md5_from_the_manifest(monkeypatch):
+    from dataclasses import replace
+
+    from sidbench.data import prompts
+
+    p = PROTOCOLS["coco2014-30k"]
+    monkeypatch.setitem(prompts.KNOWN_PROMPT_LISTS, p.prompts, replace(prompts.KNOWN_PROMPT_LISTS[p.prompts],
+                                                                        md5="1" * 32))
+    ok = dict(n_gen=30000, n_ref=40504, fid_mode="clean", pre_resize=256, clip=False, clip_model=None,
+              random_weights=False)
+    assert check(p, prompts_md5="1" * 32, **ok) == []
+    assert check(p, prompts_md5="0" * 32, **ok) == [f"prompt list md5 {'0' * 32}, the protocol's list has md5 {'1' * 32}"]
+    assert check(p, prompts_md5=None, **ok) == [
+        f"no prompt list given, so it cannot be checked against the protocol's (md5 {'1' * 32})"]

@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from sidbench.core.errors import SidbenchError
-from sidbench.report import (build_table, guidance_value, html_report, load_published, load_results,
+from sidbench.report import (build_table, render, guidance_value, html_report, load_published, load_results,
                              plot_tradeoff, plot_training_curves, to_csv, to_html, to_latex, to_markdown)
 from sidbench.cli.report import report_cmd
 from sidbench.eval.results import mark_not_comparable, new_results, save, subject
@@ -325,10 +325,14 @@ def test_cli_errors(world, extra, message):
     assert "error:" in r.stderr and message in " ".join(r.stderr.split())
 
 
-def test_empty_table_is_an_error_and_duplicate_names_stay_apart(world, tmp_path):
+def test_a_table_with_every_result_apart_still_renders_and_duplicate_names_stay_apart(world, tmp_path):
     _, files, _ = world
-    with pytest.raises(SidbenchError, match="nothing to put in a coco2014-30k table: every result is listed apart: run-c"):
-        build_table(load_results([files[2]]), None, "coco2014-30k")
+    empty = build_table(load_results([files[2]]), None, "coco2014-30k")
+    assert len(empty.rows) == 0 and list(empty.excluded["label"]) == ["run-c"]
+    for fmt in ("md", "latex", "html"):
+        text = render(empty, fmt)
+        assert "run-c" in text and "every result is listed apart" in text
+    assert render(empty, "csv").count("\n") == 1                    # the header: no row
     twin = _result(tmp_path / "twin.json", "coco2014-30k", "run-a", "LSG k=2", 9.0, 0.31)
     t = build_table(load_results([files[0], twin]), None, "coco2014-30k", delta_to="twin")     # a file stem
     assert list(t.rows["label"]) == ["run-a (a.json)", "run-a (twin.json)"]

@@ -1,6 +1,10 @@
-"""The package as users install it: a wheel, installed non-editable, run from a folder with no repository files.
+"""The package as users install it: a wheel, installed non-editable into a fresh venv, run with no repository files.
 
-Everything sidbench reads at run time (published rows, demo assets, tokenizer files) must be package data.
+Everything sidbench reads at run time (published rows, demo assets, prompt manifests) must be package data.
+The fresh venv gets sidbench only from the wheel (pip installs it, with its console script); its dependencies
+(torch & co., gigabytes, and offline here) come from the test's own environment through a path line in a .pth
+file, which adds that site-packages folder to sys.path without running its .pth files, so the checkout's
+editable install stays invisible.
 """
 import json
 import os
@@ -36,15 +40,23 @@ def installed(tmp_path_factory):
                             str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next((tmp / "dist").glob("sidbench-*.whl"))
-    inst = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(tmp / "site"),
-                           str(wheel)], capture_output=True, text=True, timeout=600)
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "zz_test_dependencies.pth").write_text("\n".join(deps) + "\n")
+    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+                          capture_output=True, text=True, timeout=600)
     assert inst.returncode == 0, inst.stderr[-3000:]
-    return tmp
+    return venv
 
 
-def run_installed(installed: Path, *args, cwd: Path):
-    env = dict(os.environ, PYTHONPATH=str(installed / "site"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "sidbench", *map(str, args)], cwd=cwd, env=env,
+def run_installed(venv: Path, *args, cwd: Path):
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
+    return subprocess.run([str(venv / "bin" / "sidbench"), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
 
@@ -54,9 +66,10 @@ def test_the_wheel_runs_its_commands_without_the_checkout(installed, tmp_path):
     work.mkdir()
     where = run_installed(installed, "--help", cwd=work)
     assert where.returncode == 0, where.stderr[-2000:]
-    probe = subprocess.run([sys.executable, "-c", "import sidbench; print(sidbench.__file__)"], cwd=work,
-                           env=dict(os.environ, PYTHONPATH=str(installed / "site")), capture_output=True, text=True)
-    assert probe.stdout.startswith(str(installed / "site")), probe.stdout  # not the checkout's editable copy
+    probe = subprocess.run([str(installed / "bin" / "python"), "-c", "import sidbench, distill; "
+                            "print(sidbench.__file__); print(distill.__file__)"], cwd=work, capture_output=True, text=True)
+    for line in probe.stdout.split():  # the wheel's copies, not the checkout's editable ones
+        assert line.startswith(str(installed / "lib")), probe.stdout + probe.stderr
 
     rng = np.random.default_rng(0)
     write_images(work / "a", [im for im in rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)])

@@ -5,24 +5,35 @@ import json
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from sidbench.cli.console import console, fail
 from sidbench.core.errors import SidbenchError
 
-prompts_app = typer.Typer(help="Prompt lists: check (recognise known lists by md5), draw seeded COCO samples, fetch.",
+prompts_app = typer.Typer(help="Prompt lists: list the known ones, check (recognise them by md5), draw seeded COCO samples, fetch.",
                           no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-console = Console(soft_wrap=True, highlight=False)
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(e))}")
-    raise typer.Exit(2)
 
 
 def _say(text: str) -> None:
     console.print(escape(text))
+
+
+@prompts_app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
+):
+    """The known prompt lists (one manifest each in the package's prompts folder)."""
+    from dataclasses import asdict
+
+    from sidbench.data.prompts import KNOWN_PROMPT_LISTS
+
+    if as_json:
+        typer.echo(json.dumps({k: asdict(v) for k, v in KNOWN_PROMPT_LISTS.items()}, indent=2))
+        return
+    for spec in KNOWN_PROMPT_LISTS.values():
+        how = "shipped with sidbench" if spec.packaged else f"fetched from {spec.url}"
+        _say(f"{spec.name}: {spec.description} ({spec.protocol} protocol)")
+        _say(f"    {spec.lines} lines, {spec.distinct} distinct, md5 {spec.md5}; {how}")
 
 
 @prompts_app.command("check")
@@ -36,7 +47,7 @@ def check_cmd(
     try:
         d = describe_prompts(file)
     except SidbenchError as e:
-        _fail(e)
+        fail(e)
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return
@@ -81,7 +92,7 @@ def coco_cmd(
         if ids_out:
             write_text(ids_out, "".join(f"{r.image_id}\t{r.file_name}\n" for r in refs))
     except SidbenchError as e:
-        _fail(e)
+        fail(e)
     _say(f"wrote {meta['n']} prompts to {out} (md5 {meta['prompts_md5']}; "
          f"{info['distinct_prompts']} distinct, from {info['distinct_images']} images)")
     _say(f"sidecar: {sidecar_path(out)}")
@@ -94,16 +105,16 @@ def coco_cmd(
 
 @prompts_app.command("fetch")
 def fetch_cmd(
-    name: Annotated[str, typer.Argument(help="A known list, e.g. gigagan-coco2014-30k.")],
+    name: Annotated[str, typer.Argument(help="A known list (sidbench prompts list), e.g. gigagan-coco2014-30k.")],
     out: Annotated[str, typer.Option("--out", help="File to write (or a folder for the list's usual file name).")],
-    url: Annotated[Optional[str], typer.Option("--url", help="Download from this mirror instead of the table's URL.")] = None,
+    url: Annotated[Optional[str], typer.Option("--url", help="Download from this mirror instead of the manifest's URL.")] = None,
 ):
-    """Download a known prompt list; it appears only once its md5 matches."""
+    """Get a known prompt list (a shipped one is copied from the package); it appears only once its md5 matches."""
     from sidbench.data.prompts import fetch_prompt_list, get_known_list
 
     try:
         path = fetch_prompt_list(name, out, url=url)
         spec = get_known_list(name)
     except SidbenchError as e:
-        _fail(e)
+        fail(e)
     _say(f"{path}: md5 {spec.md5} OK ({spec.description}, {spec.lines} lines, {spec.protocol} protocol)")

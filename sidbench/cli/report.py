@@ -10,19 +10,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-
+from sidbench.cli.console import console, err_console, fail
 from sidbench.core.errors import SidbenchError
 
 FORMATS = ("md", "latex", "csv", "html")
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(e: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
-    raise typer.Exit(2)
-
 
 def report_cmd(
     results: Annotated[list[str], typer.Argument(metavar="RESULTS.json", help="Results JSON files (sidbench.eval.results/1) to put in the table.")],
@@ -78,6 +69,6 @@ def report_cmd(
             else:
                 typer.echo(render(table, fmt), nl=False)
     except SidbenchError as e:
-        _fail(e)
+        fail(e)
     if out is not None:
         console.print(f"report written to {out} ({len(table.rows)} rows, protocol {protocol})", highlight=False)

@@ -2,17 +2,24 @@
 
 A prompt list is a UTF-8 text file with one prompt per line. Prompt ``i`` goes with seed ``i`` and
 image ``{i:06d}.png``, so the exact bytes of the list are part of an evaluation protocol: the
-``coco2014-30k`` protocol uses one fixed list (see :data:`KNOWN_PROMPT_LISTS`), recognised by its md5.
+``coco2014-30k`` protocol uses one fixed list, recognised by its md5. The lists the project knows are
+described by one JSON manifest each in the repository's top-level ``prompts/`` folder, installed as the
+package data ``sidbench.data.prompt_sets``; :data:`KNOWN_PROMPT_LISTS` is built from them (and the
+protocol registry names its list there, so no hash is written twice). Third-party lists are fetched and
+verified (:func:`fetch_prompt_list`); the lists the project defines (the demo world's) are shipped.
 When that list is not at hand, :func:`sample_coco_captions` draws a seeded sample from a COCO
 captions annotation file; such a list is a *different* protocol and is labelled so in its sidecar.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
@@ -22,7 +29,7 @@ from sidbench.core.errors import SidbenchError
 
 @dataclass(frozen=True)
 class KnownPromptList:
-    """A published prompt list, identified by the md5 of its bytes."""
+    """A prompt list the project knows, identified by the md5 of its bytes (one manifest in ``prompts/``)."""
 
     name: str
     description: str
@@ -30,28 +37,162 @@ class KnownPromptList:
     md5: str
     lines: int
     distinct: int
-    url: str
+    url: str | None        # where a third-party list is fetched from (None: shipped with sidbench)
     filename: str
     sha256: str | None = None
+    bytes: int | None = None
+    packaged: bool = False  # the list itself is package data beside its manifest
+    licence: str | None = dataclasses.field(default=None, repr=False)
+    licence_source: str | None = dataclasses.field(default=None, repr=False)
+    made_by: str | None = dataclasses.field(default=None, repr=False)
+    manifest: str | None = dataclasses.field(default=None, repr=False)  # where the manifest was read from
 
 
-# The one table of recognised lists; the protocol registry refers to entries by name.
-KNOWN_PROMPT_LISTS: dict[str, KnownPromptList] = {p.name: p for p in [
-    # The GigaGAN evaluation list: 30,000 captions sampled from COCO-2014 val. The URL is the copy in
-    # the SiD-LSG repository (prompts/captions.txt); the same file is in the DMD2 repository and in
-    # GigaGAN's evaluation data archive.
-    KnownPromptList(
-        name="gigagan-coco2014-30k",
-        description="GigaGAN COCO-2014 30K list",
-        protocol="coco2014-30k",
-        md5="20ed79e6a73d7b8fdbfb6ebc8c5c7e99",
-        lines=30_000,
-        distinct=29_436,
-        url="https://raw.githubusercontent.com/mingyuanzhou/SiD-LSG/main/prompts/captions.txt",
-        filename="captions.txt",
-        sha256="edabd2a556026cbf5d36a5fffa35ad43d7ba71b72f6d640b727c1edefb7f1945",
-    ),
-]}
+# --------------------------------------------------------------------------------------------
+# Manifests: the repository's top-level prompts/ folder, installed as this package
+# --------------------------------------------------------------------------------------------
+
+MANIFEST_PACKAGE = "sidbench.data.prompt_sets"
+MANIFEST_SCHEMA = "sidbench.prompts.manifest/1"
+# Every field a manifest has, in the order it is written.
+MANIFEST_FIELDS = ("schema", "name", "description", "protocol", "filename", "packaged", "md5", "sha256", "bytes",
+                   "lines", "distinct", "source_url", "licence", "licence_source", "made_by")
+_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")
+_HEX_DIGITS = {"md5": 32, "sha256": 64}
+
+
+def _manifest_error(where, problem: str) -> SidbenchError:
+    return SidbenchError(f"prompt manifest {where}: {problem}")
+
+
+def _parse_manifest(where, text: str, stem: str) -> KnownPromptList:
+    """Check one manifest's fields; every problem names the file."""
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise _manifest_error(where, f"not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise _manifest_error(where, "expected a JSON object")
+    unknown = sorted(set(doc) - set(MANIFEST_FIELDS))
+    if unknown:
+        raise _manifest_error(where, f"unknown field(s) {', '.join(map(repr, unknown))}; "
+                                     f"a manifest has: {', '.join(MANIFEST_FIELDS)}")
+    missing = [k for k in MANIFEST_FIELDS if k not in doc]
+    if missing:
+        raise _manifest_error(where, f"missing field(s) {', '.join(map(repr, missing))}")
+
+    def bad(key: str, want: str):
+        return _manifest_error(where, f"field {key!r} must be {want}, got {doc[key]!r}")
+
+    if doc["schema"] != MANIFEST_SCHEMA:
+        raise bad("schema", repr(MANIFEST_SCHEMA))
+    for key in ("name", "description", "protocol", "filename", "licence", "licence_source", "made_by"):
+        if not isinstance(doc[key], str) or not doc[key].strip():
+            raise bad(key, "a non-empty string")
+    if not _NAME.fullmatch(doc["name"]):
+        raise bad("name", "lower-case letters, digits, '.' and '-'")
+    if doc["name"] != stem:
+        raise _manifest_error(where, f"field 'name' is {doc['name']!r} but the file is named {stem!r}.json; "
+                                     f"a list is known by its file name")
+    if "/" in doc["filename"] or "\\" in doc["filename"] or doc["filename"] in (".", ".."):
+        raise bad("filename", "a plain file name")
+    if not isinstance(doc["packaged"], bool):
+        raise bad("packaged", "true or false")
+    for key, digits in _HEX_DIGITS.items():
+        if not isinstance(doc[key], str) or not re.fullmatch(f"[0-9a-f]{{{digits}}}", doc[key]):
+            raise bad(key, f"{digits} lower-case hex digits")
+    for key in ("bytes", "lines", "distinct"):
+        if not isinstance(doc[key], int) or isinstance(doc[key], bool) or doc[key] < 1:
+            raise bad(key, "a positive integer")
+    if doc["distinct"] > doc["lines"]:
+        raise _manifest_error(where, f"'distinct' ({doc['distinct']}) is more than 'lines' ({doc['lines']})")
+    url = doc["source_url"]
+    if url is not None and not (isinstance(url, str) and url.startswith(("https://", "http://"))):
+        raise bad("source_url", "an http(s) URL or null")
+    if url is None and not doc["packaged"]:
+        raise _manifest_error(where, "'source_url' is null but the list is not packaged: there is no way to get it")
+    return KnownPromptList(name=doc["name"], description=doc["description"], protocol=doc["protocol"],
+                           md5=doc["md5"], lines=doc["lines"], distinct=doc["distinct"], url=url,
+                           filename=doc["filename"], sha256=doc["sha256"], bytes=doc["bytes"],
+                           packaged=doc["packaged"], licence=doc["licence"], licence_source=doc["licence_source"],
+                           made_by=doc["made_by"], manifest=str(where))
+
+
+def _manifest_root():
+    try:
+        return resources.files(MANIFEST_PACKAGE)
+    except ModuleNotFoundError:
+        raise SidbenchError(f"the prompt manifests (package data {MANIFEST_PACKAGE}, the repository's prompts/ "
+                            f"folder) are not installed; reinstall sidbench (in a checkout: make install)") from None
+
+
+def load_manifests(folder: str | os.PathLike | None = None) -> dict[str, KnownPromptList]:
+    """Read every ``<name>.json`` manifest of ``folder`` (default: the packaged ``prompts/`` folder).
+
+    Each is checked field by field (:data:`MANIFEST_FIELDS`, nothing more, nothing less); a wrong field is
+    an error naming the file. A packaged list must be there beside its manifest, and two manifests may not
+    claim the same md5 (a list is recognised by it).
+    """
+    root = _manifest_root() if folder is None else Path(folder)
+    out: dict[str, KnownPromptList] = {}
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".json") or not entry.is_file():
+            continue
+        try:
+            text = entry.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise _manifest_error(entry, f"cannot read it ({e})") from None
+        spec = _parse_manifest(entry, text, entry.name[: -len(".json")])
+        if spec.packaged and not root.joinpath(spec.filename).is_file():
+            raise _manifest_error(entry, f"the list is packaged but {spec.filename!r} is not beside the manifest")
+        for other in out.values():
+            if other.md5 == spec.md5:
+                raise _manifest_error(entry, f"md5 {spec.md5} is also {other.name}'s ({other.manifest})")
+        out[spec.name] = spec
+    return out
+
+
+def make_manifest(data: bytes, *, name: str, description: str, protocol: str, filename: str, packaged: bool,
+                  source_url: str | None, licence: str, licence_source: str, made_by: str) -> dict:
+    """The manifest of the list ``data`` (its bytes): hashes and counts computed, the rest as given.
+
+    Deterministic (no dates, no versions), so a regenerated manifest equals the committed one.
+    """
+    prompts = _decode_prompts(data, filename)
+    doc = {"schema": MANIFEST_SCHEMA, "name": name, "description": description, "protocol": protocol,
+           "filename": filename, "packaged": packaged, "md5": hashlib.md5(data).hexdigest(),
+           "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "lines": len(prompts),
+           "distinct": len(set(prompts)), "source_url": source_url, "licence": licence,
+           "licence_source": licence_source, "made_by": made_by}
+    _parse_manifest(f"{name}.json (being made)", json.dumps(doc), name)
+    return doc
+
+
+def manifest_text(doc: dict) -> str:
+    return json.dumps({k: doc[k] for k in MANIFEST_FIELDS}, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_packaged_list(folder: str | os.PathLike, prompts: list[str], **fields) -> dict:
+    """Write ``<name>.txt`` (UTF-8, ``\\n``, final newline) and its manifest ``<name>.json`` into ``folder``.
+
+    For lists the project itself defines (they are shipped: ``packaged`` is true, ``source_url`` null).
+    ``fields`` are :func:`make_manifest`'s descriptive ones. Returns the manifest.
+    """
+    from sidbench.core.atomic import write_text
+
+    name = fields["name"]
+    _check_writable(prompts)
+    data = _canonical_bytes(prompts)
+    doc = make_manifest(data, filename=f"{name}.txt", packaged=True, source_url=None, **fields)
+    folder = Path(folder)
+    with atomic_path(folder / doc["filename"]) as tmp:
+        tmp.write_bytes(data)
+    write_text(folder / f"{name}.json", manifest_text(doc))
+    return doc
+
+
+# The table of known lists, built from the manifests; the protocol registry refers to entries by name.
+KNOWN_PROMPT_LISTS: dict[str, KnownPromptList] = load_manifests()
 
 LOADERS = ("json", "datasets")
 
@@ -159,6 +300,19 @@ def describe_prompts(path: str | os.PathLike) -> dict:
     }
 
 
+def _check_writable(prompts: list[str]) -> None:
+    """Refuse what could not be read back as the same list: no prompts, non-strings, line breaks, empty prompts."""
+    if not prompts:
+        raise SidbenchError("refusing to write an empty prompt list")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise SidbenchError(f"prompt {i} is not a string: {p!r}")
+        if "\n" in p or "\r" in p:
+            raise SidbenchError(f"prompt {i} contains a line break ({p!r}); one prompt per line is required")
+        if not p.strip():
+            raise SidbenchError(f"prompt {i} is empty")
+
+
 def sidecar_path(path: str | os.PathLike) -> Path:
     """Where the JSON describing how a list was made lives: ``<path>.json``."""
     p = Path(path)
@@ -178,15 +332,7 @@ def write_prompts(path: str | os.PathLike, prompts: list[str], *, sidecar: dict)
     from sidbench.core.provenance import now_iso
 
     prompts = list(prompts)
-    if not prompts:
-        raise SidbenchError("refusing to write an empty prompt list")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise SidbenchError(f"prompt {i} is not a string: {p!r}")
-        if "\n" in p or "\r" in p:
-            raise SidbenchError(f"prompt {i} contains a line break ({p!r}); one prompt per line is required")
-        if not p.strip():
-            raise SidbenchError(f"prompt {i} is empty")
+    _check_writable(prompts)
     data = _canonical_bytes(prompts)
     meta = {
         **sidecar,
@@ -390,7 +536,7 @@ def sample_coco_captions(annotations_path: str | os.PathLike, n: int, seed: int,
 
 
 # --------------------------------------------------------------------------------------------
-# Downloading a known list
+# Getting a known list: shipped with sidbench, or downloaded and verified
 # --------------------------------------------------------------------------------------------
 
 def get_known_list(name: str) -> KnownPromptList:
@@ -399,14 +545,39 @@ def get_known_list(name: str) -> KnownPromptList:
     return KNOWN_PROMPT_LISTS[name]
 
 
+def packaged_list_bytes(name: str) -> bytes:
+    """The bytes of a list shipped with sidbench (package data), checked against its manifest."""
+    spec = get_known_list(name)
+    if not spec.packaged:
+        raise SidbenchError(f"{name} is third-party data and is not shipped with sidbench; get it with "
+                            f"`sidbench prompts fetch {name} --out DIR` (checked against its md5)")
+    res = _manifest_root().joinpath(spec.filename)
+    try:
+        data = res.read_bytes()
+    except OSError as e:
+        raise SidbenchError(f"cannot read the packaged list {name} ({res}): {e}") from None
+    for algo, want in (("md5", spec.md5), ("sha256", spec.sha256)):
+        got = hashlib.new(algo, data).hexdigest()
+        if want and got != want:
+            raise SidbenchError(f"the packaged {res} has {algo} {got}, not {want} ({name}); the installed "
+                                f"package is damaged or its manifest is out of date")
+    return data
+
+
+def read_known_list(name: str) -> list[str]:
+    """The prompts of a list shipped with sidbench, by name (e.g. ``demo-world``)."""
+    return _decode_prompts(packaged_list_bytes(name), name)
+
+
 def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = None,
                       timeout: float = 60.0) -> Path:
-    """Download a known prompt list to ``dest`` (a file path, or a folder to put ``spec.filename`` in).
+    """Put a known prompt list at ``dest`` (a file path, or a folder to put ``spec.filename`` in).
 
-    The download streams into a temporary file beside the target while its md5 (and sha256 where
-    the table has one) is computed; it is renamed into place only when the hashes match, so a wrong
+    A list shipped with sidbench is copied from the package (unless ``url`` is given). Otherwise the
+    download streams into a temporary file beside the target while its md5 (and sha256 where the
+    manifest has one) is computed; it is renamed into place only when the hashes match, so a wrong
     or truncated file leaves nothing behind. An existing target that already matches is returned
-    as is; one that does not is an error (it is never overwritten). ``url`` overrides the table's.
+    as is; one that does not is an error (it is never overwritten). ``url`` overrides the manifest's.
     """
     spec = get_known_list(name)
     target = Path(dest)
@@ -417,6 +588,11 @@ def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = N
         if md5 != spec.md5:
             raise SidbenchError(f"{target} already exists and is not {spec.name} (md5 {md5}, expected "
                                 f"{spec.md5}); remove it or choose another --out")
+        return target
+    if url is None and spec.packaged:
+        data = packaged_list_bytes(name)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
         return target
     src = url or spec.url
     md5, sha = hashlib.md5(), hashlib.sha256()

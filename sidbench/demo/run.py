@@ -199,7 +199,8 @@ def run_demo(out: Path, *, quick: bool = False, sweep: bool = False, rebuild_tea
 
     from sidbench.gen.models import load_base
     from sidbench.gen.sampling import OneStepSampler, TeacherSampler
-    from sidbench.demo.world import all_captions
+    from sidbench.data.prompts import packaged_list_bytes
+    from sidbench.demo.world import PROMPT_SET
 
     console = console or Console()
     t_start = time.time()
@@ -217,7 +218,7 @@ def run_demo(out: Path, *, quick: bool = False, sweep: bool = False, rebuild_tea
                   f"evaluation, k in {{{', '.join(f'{k:g}' for k in ks)}}}, {iters} iterations each"
                   + (" (quick: a reduced run, targets not expected)" if quick else ""))
     world = World(n, out)
-    write_text(out / "train_prompts.txt", "\n".join(all_captions()) + "\n")
+    (out / "train_prompts.txt").write_bytes(packaged_list_bytes(PROMPT_SET))  # the shipped list, hash-checked
     base = load_base(ASSETS / "teacher")
     teacher = base.unet
     rows, grids = [], {}
@@ -318,7 +319,6 @@ def _report(out: Path, rows, curves, grids, console: Console, *, mode: str, seco
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     df = pd.DataFrame(rows)

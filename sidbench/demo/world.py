@@ -32,6 +32,30 @@ def all_captions() -> list[str]:
     return [Sample(s, c, z, p).caption for s in SHAPES for c in COLOURS for z in SIZES for p in POSITIONS]
 
 
+PROMPT_SET = "demo-world"  # all_captions(), shipped as prompts/demo-world.txt with its manifest
+
+
+def write_prompt_set(folder) -> dict:
+    """Write ``demo-world.txt`` (:func:`all_captions`, in order) and its manifest into ``folder``.
+
+    The repository's copies in ``prompts/`` are made by this function (``python -m sidbench.demo.world
+    prompts``); a test checks that they still equal its output. Returns the manifest.
+    """
+    from sidbench.data.prompts import write_packaged_list
+
+    return write_packaged_list(
+        folder, all_captions(), name=PROMPT_SET,
+        description="sidbench demo world: every caption of the shapes world",
+        protocol="sidbench-demo",
+        licence="Apache-2.0: made by sidbench's own code, part of the project",
+        licence_source="pyproject.toml, [project] license",
+        made_by=(f"sidbench.demo.world.all_captions(): 'a {{size}} {{colour}} {{shape}} at the {{position}}' for "
+                 f"shape in {list(SHAPES)}, colour in {list(COLOURS)}, size in {list(SIZES)}, position in "
+                 f"{list(POSITIONS)} (nested loops in that order); one per line, UTF-8, final newline; written by "
+                 f"sidbench.demo.world.write_prompt_set. `sidbench demo` trains on these (train_prompts.txt)."),
+    )
+
+
 def draw(sample: Sample, res: int, rng: np.random.Generator) -> np.ndarray:
     """Render one sample (uint8 HWC) with +-1 px jitter (scaled to the resolution)."""
     img = Image.new("RGB", (res, res), (128, 128, 128))
@@ -61,3 +85,11 @@ def sample_world(n: int, res: int = 32, seed: int = 0) -> tuple[np.ndarray, list
         out[i] = draw(s, res, rng)
         caps.append(s.caption)
     return out, caps
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m sidbench.demo.world FOLDER   (writes demo-world.txt and demo-world.json)")
+    print(write_prompt_set(sys.argv[1])["md5"])

@@ -48,6 +48,7 @@ class EvalConfig:
     n: int | None = None                # use the first n generated images (error if fewer)
     ref_n: int | None = None            # use the first ref_n reference images
     value_range: str | None = None      # for float image arrays: "-1,1", "0,1" or "0,255"
+    array_key: str | None = None        # the image array's name in an .npz holding several (applies to both sides)
     skip_bad: bool = False              # skip unreadable images (counted) instead of stopping
     kid_subsets: int = 100
     kid_subset_size: int = 1000
@@ -129,7 +130,7 @@ def _record_clip(res: dict, scorer) -> None:
                     f"were truncated for CLIP (counted in metrics.clip.prompts_truncated)")
 
 
-def count_images(path, limit: int | None = None) -> int:
+def count_images(path, limit: int | None = None, array_key: str | None = None) -> int:
     """How many images a side will contribute, without decoding any (for the protocol check)."""
     if hasattr(path, "batches"):  # images generated in memory
         n = len(path)
@@ -140,7 +141,7 @@ def count_images(path, limit: int | None = None) -> int:
     elif os.path.isdir(str(path)):
         n = len(list_image_files(path))
     else:
-        n = len(open_source(path))
+        n = len(open_source(path, array_key=array_key))
     return min(n, limit) if limit is not None else n
 
 
@@ -165,7 +166,7 @@ def _open_stream(path, cfg: EvalConfig) -> ImageStream:
     """A folder, an image array (file or in memory), or a stream already open (images generated in memory)."""
     if isinstance(path, ImageStream):
         return path
-    return open_source(path, value_range=cfg.value_range)
+    return open_source(path, value_range=cfg.value_range, array_key=cfg.array_key)
 
 
 def _stream_pass(source: ImageStream, consumers: list, cfg: EvalConfig, *, limit: int | None, desc: str) -> dict:
@@ -320,11 +321,11 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         prompts = images.prompts  # generated in memory: the producer's own prompts
     if cfg.clip and prompts is None:
         raise SidbenchError("--clip needs the prompt list the images were made from (--prompts FILE)")
-    n_gen = count_images(images, cfg.n)
+    n_gen = count_images(images, cfg.n, cfg.array_key)
     if cfg.fid or cfg.kid or cfg.pr:
         if ref is None:
             raise SidbenchError("FID, KID and precision/recall need a reference set (--ref)")
-        n_ref = count_images(ref, cfg.ref_n)
+        n_ref = count_images(ref, cfg.ref_n, cfg.array_key)
     else:
         n_ref = None
     deviations = protocols.check(proto, n_gen=n_gen, n_ref=n_ref, fid_mode=cfg.mode, pre_resize=cfg.pre_resize,
@@ -427,7 +428,7 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
     extractor = extractor or make_extractor(cfg)
     runner = FeatureRunner(extractor, Preprocess(cfg.mode, cfg.pre_resize), batch_size=cfg.batch_size,
                            threads=cfg.threads, channels_last=cfg.channels_last)
-    source = open_source(images, value_range=cfg.value_range)
+    source = open_source(images, value_range=cfg.value_range, array_key=cfg.array_key)
     stats, _ = compute_source_stats(source, runner, limit=cfg.n, shard=shard, keep_features=cfg.kid,
                                     skip_bad=cfg.skip_bad, progress=cfg.progress)
     if distributed.is_main():

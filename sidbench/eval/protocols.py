@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sidbench.core.errors import SidbenchError
+from sidbench.data.prompts import get_known_list
 
 
 @dataclass(frozen=True)
 class Protocol:
     name: str
     description: str
-    prompts_md5: str | None          # the fixed prompt list, by hash (None: any list)
+    prompts: str | None              # the fixed prompt list, by name (its manifest in prompts/); None: any list
     n_samples: int | None            # one image per prompt
     seeds: str                       # how image i is seeded
     image_size: int | None           # generation resolution
@@ -27,19 +28,24 @@ class Protocol:
     reference_count: int | None      # images in the reference set
     source: str
 
+    @property
+    def prompts_md5(self) -> str | None:
+        """The md5 of the fixed prompt list, from its manifest (written there only)."""
+        return None if self.prompts is None else get_known_list(self.prompts).md5
+
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
     Protocol("coco2014-30k", "GigaGAN protocol (SiD-LSG, DMD2, GigaGAN, SwiftBrush v2): 30K COCO-2014 val captions",
-             prompts_md5="20ed79e6a73d7b8fdbfb6ebc8c5c7e99", n_samples=30000, seeds="image i from seed i",
+             prompts="gigagan-coco2014-30k", n_samples=30000, seeds="image i from seed i",
              image_size=512, pre_resize=256, fid_mode="clean", clip_variant="gigagan", clip_model="ViT-g-14",
              reference="all COCO val2014 images (recursive), not only the 30K sampled", reference_count=40504,
              source="arXiv 2303.05511 (GigaGAN) evaluation; arXiv 2406.01561 Table 1"),
     Protocol("coco2017-5k", "InstaFlow-style: 5K COCO-2017 val captions, one per image, FID against those 5K images",
-             prompts_md5=None, n_samples=5000, seeds="image i from seed i", image_size=512, pre_resize=256,
+             prompts=None, n_samples=5000, seeds="image i from seed i", image_size=512, pre_resize=256,
              fid_mode="clean", clip_variant="gigagan", clip_model="ViT-g-14",
              reference="the 5,000 COCO val2017 images the captions belong to", reference_count=5000,
              source="arXiv 2309.06380 (no public code fixes every detail: its own protocol)"),
-    Protocol("custom", "No published protocol: every choice is the user's and recorded", prompts_md5=None,
+    Protocol("custom", "No published protocol: every choice is the user's and recorded", prompts=None,
              n_samples=None, seeds="as recorded", image_size=None, pre_resize=None, fid_mode="clean",
              clip_variant=None, clip_model=None, reference="as given", reference_count=None, source="-"),
 ]}
@@ -51,8 +57,20 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+for _p in PROTOCOLS.values():
+    if _p.prompts is not None:
+        get_known_list(_p.prompts)  # an unknown list name fails here, at import, not in the middle of a run
+del _p
+
+
 def describe(p: Protocol) -> dict:
-    return asdict(p)
+    """The protocol's fields, with the prompt list's md5 (from its manifest) beside its name."""
+    out = {}
+    for key, value in asdict(p).items():
+        out[key] = value
+        if key == "prompts":
+            out["prompts_md5"] = p.prompts_md5
+    return out
 
 
 def check(p: Protocol, *, n_gen: int | None, n_ref: int | None, fid_mode: str, pre_resize: int | None,

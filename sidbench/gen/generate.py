@@ -29,7 +29,7 @@ SIDECAR = "sidbench_generate.json"
 @dataclass
 class GenerateConfig:
     base: str                           # Stable Diffusion folder (diffusers layout) or hub id
-    prompts: str                        # one prompt a line; prompt i -> image i
+    prompts: str | None                 # one prompt a line; prompt i -> image i
     generator: str | None = None        # one-step generator (folder / .safetensors / .pkl); None: the teacher
     steps: int = 50                     # teacher only: sampling steps
     cfg: float = 1.0                    # teacher only: classifier-free guidance scale
@@ -94,6 +94,9 @@ class GeneratedImages:
 def open_generated(cfg: GenerateConfig) -> GeneratedImages:
     """The images a config describes, as a stream generated batch by batch in memory (nothing written)."""
     from sidbench.data.prompts import read_prompts
+
+    if not cfg.prompts:
+        raise SidbenchError("images generated in memory need the prompt list they are made from (--prompts FILE)")
 
     sampler, info = build_sampler(cfg)
     return GeneratedImages(sampler, read_prompts(cfg.prompts), n=cfg.n, seed_offset=cfg.seed_offset,

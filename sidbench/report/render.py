@@ -92,7 +92,8 @@ def to_latex(t: ReportTable) -> str:
     disp, best = _display(t)
     mid = "SIDBENCHMIDRULE"                              # marks a group's first row; becomes \\midrule
     starts = disp["Group"] != ""
-    starts.iloc[0] = False
+    if len(starts):
+        starts.iloc[0] = False
     disp["Group"] = [mid + g if s else g for g, s in zip(disp["Group"], starts)]
     disp = disp.replace("—", "--")
     for col in ("ΔFID", "ΔCLIP"):

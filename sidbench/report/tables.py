@@ -181,12 +181,14 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
     kept, excluded = [], []
     for r in ours.itertuples(index=False):
         label = r.name
+        reasons = []  # every reason a row is kept out, not only the first
         if r.protocol != protocol:
+            reasons.append(f"protocol {r.protocol}, this table is {protocol}")
+        if not r.comparable and not include_not_comparable:
+            reasons.append(f"not comparable: {r.deviations or 'marked not comparable'}")
+        if reasons:
             excluded.append({"label": label, "source": r.source, "protocol": r.protocol, "path": r.path,
-                             "reason": f"protocol {r.protocol}, this table is {protocol}"})
-        elif not r.comparable and not include_not_comparable:
-            excluded.append({"label": label, "source": r.source, "protocol": r.protocol, "path": r.path,
-                             "reason": f"not comparable: {r.deviations or 'marked not comparable'}"})
+                             "reason": "; ".join(reasons)})
         else:
             method = r.method if isinstance(r.method, str) and r.method else None
             kept.append({"label": label, "group": _group(method or "", r.steps), "method": method or r.name,
@@ -210,10 +212,9 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
     cols = ["label", "group", "method", "name", "teacher", "steps", "guidance", "kimg", "prompts", "fid", "clip",
             "kid_x1000", "delta_fid", "delta_clip", "best_fid", "best_clip", "is_ref", "ours", "comparable",
             "deviations", "source", "note", "path"]
-    if not kept:
-        why = "; ".join(f"{e['label']} ({e['source']}): {e['reason']}" for e in excluded)
-        raise SidbenchError(f"nothing to put in a {protocol} table" + (f": every result is listed apart: {why}"
-                                                                        if why else ""))
+    if not kept:  # still a report: the empty table says why, and the apart list gives every reason
+        notes.append(f"No row in this {protocol} table: every result is listed apart (below), and no published "
+                     f"row was given for it.")
     rows = pd.DataFrame(kept, columns=cols)
     for col in ("steps", "kimg", "prompts", "fid", "clip", "kid_x1000"):
         rows[col] = pd.to_numeric(rows[col], errors="coerce").astype("float64")
@@ -221,6 +222,8 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
         if col in ("fid", "clip", "kid_x1000"):
             rows[col] = rows[col].round(nd)
     rows["label"] = _labels(rows)
+    rows["comparable"] = rows["comparable"].astype(bool)  # an empty frame would otherwise hold objects
+    rows["ours"] = rows["ours"].astype(bool)
     flagged = rows[~rows["comparable"]]
     for why, labels in flagged.groupby(flagged["deviations"].replace("", "marked not comparable"), sort=False)["label"]:
         notes.append(f"† NOT comparable to published numbers ({', '.join(labels)}): {why}")

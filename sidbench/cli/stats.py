@@ -1,0 +1,68 @@
+"""``sidbench stats``: feature statistics computed per shard, merged exactly, inspected."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from sidbench.cli.console import console, user_errors
+from sidbench.cli.options import ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
+
+stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
+
+
+@stats_app.command("compute")
+def stats_compute(
+    images: Annotated[str, typer.Option("--images", help="Folder or image array.")],
+    out: Annotated[str, typer.Option("--out", help="Statistics file (.npz) to write.")],
+    shard: Annotated[Optional[str], typer.Option("--shard", help="i/n: only images whose index % n == i.")] = None,
+    kid: Annotated[bool, typer.Option("--kid", help="Keep per-image features (needed for KID).")] = False,
+    mode: Mode = "clean",
+    pre_resize: PreResize = None,
+    extractor: ExtractorOpt = None,
+    weights: WeightsOpt = None,
+    random_weights: RandomWeights = False,
+    n: Annotated[Optional[int], typer.Option("--n", help="Use the first N images (before sharding).")] = None,
+    batch: Batch = 32,
+    threads: Threads = None,
+    device: Device = "cpu",
+    value_range: ValueRange = None,
+    array_key: ArrayKey = None,
+    skip_bad: SkipBad = False,
+    quiet: Quiet = False,
+):
+    """Statistics of one input, or one shard of it; under torchrun/accelerate each process takes a shard."""
+    from sidbench.eval.api import EvalConfig, compute_stats_file
+    from sidbench.data.images import parse_shard
+
+    with user_errors():
+        cfg = EvalConfig(kid=kid, mode=mode, pre_resize=pre_resize, extractor=extractor, weights=weights,
+                         random_weights=random_weights, n=n, batch_size=batch, threads=threads, device=device,
+                         value_range=value_range, array_key=array_key, skip_bad=skip_bad, progress=not quiet)
+        st = compute_stats_file(images, out, cfg, shard=parse_shard(shard))
+    console.print(f"{st.n} images -> {out}")
+
+
+@stats_app.command("merge")
+def stats_merge(
+    parts: Annotated[list[str], typer.Argument(help="Shard statistics files.")],
+    out: Annotated[str, typer.Option("--out", help="Merged statistics file.")],
+):
+    """Merge shard statistics exactly (sums add); refuses shards made under different settings."""
+    from sidbench.eval.api import merge_stats_files
+
+    with user_errors():
+        st = merge_stats_files(parts, out)
+    console.print(f"merged {len(parts)} shards, {st.n} images -> {out}")
+
+
+@stats_app.command("info")
+def stats_info(path: Annotated[str, typer.Argument(help="A statistics file.")]):
+    """Print a statistics file's provenance."""
+    import json
+
+    from sidbench.eval.stats import FeatureStats
+
+    with user_errors():
+        st = FeatureStats.load(path)
+    console.print_json(json.dumps({"n": st.n, "dim": st.dim, "has_features": st.features is not None, **st.meta}))
