@@ -1,7 +1,7 @@
 """The user journey, each stage reading the previous stage's real files, through the CLI as a user types it.
 
-distill, generate and eval run as separate processes (``python -m sidbench ...``); the report and the second
-(in-memory) eval go through the same command line in this process, to keep the test's time down.
+distill and the folder eval run as separate processes (``python -m sidbench ...``); generate, the in-memory eval
+and the reports go through the same command line in this process (typer's runner), to keep the test's time down.
 
 distill (a few iterations) -> its EMA snapshot -> generate -> eval --fid --kid --clip --pr (random-weight
 networks) -> report in md, LaTeX, CSV and HTML with --curves on the run's own log.jsonl and --plots-dir;
@@ -73,8 +73,8 @@ def test_distill_generate_eval_report(world, tmp_path):
     assert all(isinstance(r[logkeys.PROXY_FID], float) and r[logkeys.KIMG] > 0 for r in log)  # the writer's keys
     snapshot = run / "snapshots" / (run / "snapshots" / "LATEST").read_text().strip()
 
-    _ok(["generate", "--base", base, "--generator", snapshot, "--prompts", prompts, "--out", tmp_path / "images",
-         "--batch", "8", "-q"])
+    _cli_ok(["generate", "--base", base, "--generator", snapshot, "--prompts", prompts, "--out", tmp_path / "images",
+             "--batch", "8", "-q"])
     sidecar = json.loads((tmp_path / "images" / "sidbench_generate.json").read_text())
     assert sidecar["networks"]["generator"]["path"] == str(snapshot.resolve())
     label = ["--method", "SiD-LSG", "--teacher", name, "--steps", "1"]
