@@ -8,8 +8,8 @@ import torch
 
 from sidbench.core.atomic import atomic_path
 from sidbench.core.errors import SidbenchError
+from sidbench.gen.models import CHECKPOINT_FORMAT as FORMAT  # one name: gen's generator loader reads it too
 
-FORMAT = "sidbench.distill-checkpoint/1"
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
 

@@ -311,12 +311,12 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     run = Path(cfg.run_dir)
     trainer = Trainer(cfg, base=base)
     main = trainer.rank == 0
+    ck = checkpoint.find_resume(run, resume)
+    if ck is not None:
+        trainer.load_state(checkpoint.load(ck))  # a refused resume raises here, before anything is written
     if main:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", cfg.to_dict())
-    ck = checkpoint.find_resume(run, resume)
-    if ck is not None:
-        trainer.load_state(checkpoint.load(ck))
     total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
     tracker = open_trackers(cfg, run) if main else None
     bar = tqdm(total=total_iters, initial=trainer.iteration, desc="distill", unit="it", disable=not (progress and main))
@@ -368,7 +368,9 @@ def snapshot(trainer: Trainer, run: Path) -> Path:
     """Export the EMA generator as a diffusers UNet folder that `sidbench generate` reads directly."""
     out = run / "snapshots" / f"ema-{trainer.iteration:08d}"
     if not out.exists():
-        export_generator(trainer.ema, out, "diffusers")
+        export_generator(trainer.ema, out, "diffusers", made_by={
+            "what": "EMA generator of a sidbench distillation run", "run_dir": str(run.resolve()),
+            "iteration": trainer.iteration, "kimg": trainer.cur_nimg / 1000, "config": trainer.cfg.to_dict()})
     (run / "snapshots" / "LATEST").write_text(out.name + "\n")
     return out
 

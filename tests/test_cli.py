@@ -112,3 +112,16 @@ def test_array_key_names_the_image_array_of_an_npz_holding_several(tmp_path):
                     "--out", tmp_path / "r.json", *BASE)
     assert code == 0, out
     assert json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"]["value"] == pytest.approx(0, abs=1e-6)
+
+
+def test_version_and_short_help_follow_the_conventions():
+    import subprocess
+    import sys
+
+    import sidbench
+
+    proc = subprocess.run([sys.executable, "-m", "sidbench", "--version"], capture_output=True, text=True,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0 and proc.stdout.strip() == f"sidbench {sidbench.__version__}"
+    code, out = run("eval", "-h")
+    assert code == 0 and "eval [OPTIONS]" in " ".join(out.split())

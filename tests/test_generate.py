@@ -105,7 +105,7 @@ def test_generate_resumes_and_redoes_broken_files(tiny_sd, generators, prompt_fi
     generate(GenerateConfig(**{**cfg.__dict__, "n": 3}), part, progress=False)   # interrupted after 3 images
     (part / "000001.png").write_bytes(b"\x89PNG broken")
     side = generate(cfg, part, progress=False)
-    assert side["this_run"] == {"written": 4, "redone_broken": 1, "kept": 2}
+    assert side["this_run"] == {"status": "complete", "written": 4, "redone_broken": 1, "kept": 2, "overwrite": False}
     for i in range(6):
         assert (part / f"{i:06d}.png").read_bytes() == (whole / f"{i:06d}.png").read_bytes()
     meta = json.loads((part / "sidbench_generate.json").read_text())

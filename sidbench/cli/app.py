@@ -18,7 +18,8 @@ from sidbench.cli.stats import stats_app
 from sidbench.cli.weights import weights_app
 
 app = typer.Typer(help="SiD-LSG distillation and reproducible text-to-image evaluation.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 app.command("eval")(eval_cmd)
 app.command("generate")(generate_cmd)
 app.command("export")(export_cmd)
@@ -30,11 +31,16 @@ app.add_typer(weights_app, name="weights")
 app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises known lists), draw from COCO, fetch.")
 
 
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False):
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         console.print(f"sidbench {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False):
+    """SiD-LSG distillation and reproducible text-to-image evaluation."""
 
 
 def main() -> None:

@@ -8,13 +8,14 @@ import typer
 
 from sidbench.cli.console import console, user_errors
 from sidbench.core.errors import SidbenchError
-from sidbench.cli.options import ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
+from sidbench.cli.options import ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt, Which
 
 
 def eval_cmd(
     images: Annotated[Optional[str], typer.Option("--images", help="Generated images: folder, .npy/.npz array, or statistics file.")] = None,
     ref: Annotated[Optional[str], typer.Option("--ref", help="Reference: folder, array, or statistics file (cached automatically).")] = None,
-    generator: Annotated[Optional[str], typer.Option("--generator", help="Evaluate a one-step generator in memory (no files): folder, .safetensors or .pkl.")] = None,
+    generator: Annotated[Optional[str], typer.Option("--generator", help="Evaluate a one-step generator in memory (no files): a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")] = None,
+    which: Which = "ema",
     base: Annotated[Optional[str], typer.Option("--base", help="Stable Diffusion folder for --generator; alone: evaluate the teacher (--steps, --cfg).")] = None,
     cfg_scale: Annotated[float, typer.Option("--cfg", help="Teacher guidance scale (with --base and no --generator).")] = 1.0,
     scheduler: Annotated[str, typer.Option("--scheduler", help="Teacher sampler: ddim | dpm++ | euler.")] = "ddim",
@@ -86,7 +87,7 @@ def eval_cmd(
         if generator is not None and steps not in (None, 1):
             raise SidbenchError(f"--generator is a one-step generator; --steps {steps} would describe another")
         if base is not None:  # generated in memory: the API builds the sampler from this description
-            images = GenerateConfig(base=base, prompts=prompts, generator=generator, steps=steps or 50, cfg=cfg_scale,
+            images = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps or 50, cfg=cfg_scale,
                                     scheduler=scheduler, t_init=t_init, n=n, batch_size=gen_batch,
                                     seed_offset=seed_offset, precision=precision, device=device)
         res = evaluate(images, ref, cfg, out=out, save_stats=save_stats, command=sys.argv, subject=subject)

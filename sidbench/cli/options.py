@@ -18,3 +18,5 @@ ArrayKey = Annotated[Optional[str], typer.Option("--array-key", help="The image 
 SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in the results) instead of stopping.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
+Which = Annotated[str, typer.Option("--which", help="Of a run folder or training checkpoint: ema (the EMA generator) or raw (the trained one).")]
+GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", help="One-step generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")]

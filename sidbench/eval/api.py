@@ -22,7 +22,7 @@ from sidbench.eval.extractors.registry import Extractor, build_extractor, defaul
 from sidbench.eval.features import ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
 from sidbench.data.images import list_image_files, open_source, select_indices
 from sidbench.data.stream import ImageStream
-from sidbench.gen.generate import GenerateConfig
+from sidbench.gen.generate import GenerateConfig, generation_record
 from sidbench.eval.metrics.fid import frechet_distance
 from sidbench.eval.metrics.clip_score import default_clip_model
 from sidbench.eval.metrics.kid import kernel_inception_distance
@@ -339,6 +339,13 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     distributed.init_if_launched()
     preprocess = Preprocess(cfg.mode, cfg.pre_resize)
     res = R.new_results(protocol=cfg.protocol, command=command)
+    record = generation_record(images) if isinstance(images, (str, os.PathLike)) else None
+    if record is not None:
+        if cfg.clip and prompts_md5 and record["prompts_md5"] != prompts_md5:
+            raise SidbenchError(f"{images} was generated from prompts with md5 {record['prompts_md5']} (its "
+                                f"sidecar), not from {cfg.prompts} (md5 {prompts_md5}): CLIP would pair images "
+                                f"with the wrong captions")
+        subject.setdefault("steps", record["sampling_steps"])
     default_name = (os.path.basename(os.path.normpath(images)) if isinstance(images, (str, os.PathLike))
                     else "generated" if isinstance(images, ImageStream) else "array")
     res["subject"] = R.subject(**dict({"name": default_name}, **subject))
@@ -357,6 +364,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if cfg.pr:
         runners["pr"] = _pr_runner(cfg, preprocess, res)
     gen = _generated_side(images, cfg, runners, prompts, n_gen, res, clip_scorer)
+    if record is not None:
+        res["inputs"]["generated"]["made_by"] = record  # the generator's sha256, sampler, seeds, prompts md5
     if "fid" in gen and save_stats and distributed.is_main():
         gen["fid"].save(save_stats)
     if runners:

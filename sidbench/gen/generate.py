@@ -6,6 +6,7 @@ decode and redoes missing or broken ones. A sidecar JSON says exactly how the im
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from sidbench.core.atomic import atomic_path, write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.data.images import select_indices
 from sidbench.data.stream import Batch, prepared
-from sidbench.gen.models import export_generator, fingerprint, load_base, load_generator_unet, parse_dtype
+from sidbench.gen.models import (export_generator, fingerprint, load_base, load_generator_unet, parse_dtype,
+                                 resolve_generator)
 from sidbench.core.provenance import git_commit, now_iso, package_versions
 from sidbench.gen.sampling import OneStepSampler, Sampler, TeacherSampler
 
@@ -30,7 +32,8 @@ SIDECAR = "sidbench_generate.json"
 class GenerateConfig:
     base: str                           # Stable Diffusion folder (diffusers layout) or hub id
     prompts: str | None                 # one prompt a line; prompt i -> image i
-    generator: str | None = None        # one-step generator (folder / .safetensors / .pkl); None: the teacher
+    generator: str | None = None        # one-step generator: run folder, snapshot, checkpoint, .safetensors, .pkl; None: the teacher
+    which: str = "ema"                 # of a run folder or checkpoint: the EMA generator, or the raw (trained) one
     steps: int = 50                     # teacher only: sampling steps
     cfg: float = 1.0                    # teacher only: classifier-free guidance scale
     scheduler: str = "ddim"             # teacher only: ddim | dpm++ | euler
@@ -53,9 +56,13 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
     base = load_base(cfg.base, device=cfg.device, dtype=parse_dtype(cfg.precision))
     info = {"base": base.describe(), "precision": cfg.precision, "device": cfg.device}
     if cfg.generator:
-        unet = load_generator_unet(cfg.generator, base)
+        resolved, kind = resolve_generator(cfg.generator, cfg.which)
+        made_by: dict = {}
+        unet = load_generator_unet(resolved, base, cfg.which, meta=made_by)
         sampler: Sampler = OneStepSampler(base, height=cfg.height, generator=unet, t_init=cfg.t_init)
-        info["generator"] = {"path": os.path.abspath(cfg.generator), "sha256": fingerprint(cfg.generator)}
+        info["generator"] = {"path": os.path.abspath(cfg.generator), "resolved": os.path.abspath(resolved),
+                             "kind": kind, "which": cfg.which if kind == "checkpoint" else "ema",
+                             "sha256": fingerprint(resolved), "made_by": made_by or None}
     else:
         sampler = TeacherSampler(base, height=cfg.height, steps=cfg.steps, cfg=cfg.cfg, scheduler_name=cfg.scheduler)
         info["generator"] = None
@@ -112,9 +119,69 @@ def _valid_png(path: Path) -> bool:
         return False
 
 
+# What must match for images already in a folder to belong with new ones (not n, batch size or device).
+IDENTITY = ("base", "generator_sha256", "which", "steps", "cfg", "scheduler", "t_init", "seed_offset", "precision",
+            "height", "prompts_md5")
+
+
+def _identity(sidecar: dict) -> dict:
+    c, gen = sidecar.get("config", {}), (sidecar.get("networks") or {}).get("generator") or {}
+    one_step = bool(c.get("generator"))
+    out = {"base": os.path.abspath(c["base"]) if c.get("base") else None, "generator_sha256": gen.get("sha256"),
+           "which": gen.get("which") if one_step else None, "prompts_md5": sidecar.get("prompts", {}).get("md5"),
+           "seed_offset": c.get("seed_offset"), "precision": c.get("precision"), "height": c.get("height")}
+    for k in ("steps", "cfg", "scheduler"):      # the teacher's sampler; a one-step generator has none
+        out[k] = None if one_step else c.get(k)
+    out["t_init"] = c.get("t_init") if one_step else None
+    return out
+
+
+def generation_record(folder: str | os.PathLike) -> dict | None:
+    """What made a folder of images, from its sidecar, for the results of ``eval`` (None: no sidecar)."""
+    folder = Path(folder)
+    found = sorted(folder.glob("sidbench_generate*.json")) if folder.is_dir() else []
+    if not found:
+        return None
+    path = folder / SIDECAR if (folder / SIDECAR).is_file() else found[0]
+    try:
+        side = json.loads(path.read_text(encoding="utf-8"))
+        gen = (side.get("networks") or {}).get("generator")
+        return {"sidecar": str(path.resolve()), "created": side.get("created"), "config": side["config"],
+                "generator": gen, "sampler": (side.get("networks") or {}).get("sampler"),
+                "base": (side.get("networks") or {}).get("base"), "seeds": side.get("seeds"),
+                "prompts_md5": side["prompts"]["md5"], "status": (side.get("this_run") or {}).get("status"),
+                "sampling_steps": 1 if side["config"].get("generator") else side["config"].get("steps")}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SidbenchError(f"{path}: unreadable record of how these images were made ({e})") from None
+
+
+def check_folder_provenance(out: Path, sidecar: dict) -> None:
+    """Refuse to add images to a folder whose images were made with other settings (each difference named)."""
+    mine = _identity(sidecar)
+    for old_path in sorted(out.glob("sidbench_generate*.json")):
+        try:
+            old = _identity(json.loads(old_path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, AttributeError) as e:
+            raise SidbenchError(f"{old_path}: unreadable record of how the images here were made ({e}); use "
+                                f"another --out, or --overwrite to remake every image") from None
+        diffs = [f"{k} {old[k]!r} -> {mine[k]!r}" for k in IDENTITY if old.get(k) != mine.get(k)]
+        if diffs:
+            raise SidbenchError(f"{out} holds images made with other settings ({old_path.name}: " + "; ".join(diffs)
+                                + "); use another --out, or --overwrite to remake every image")
+    if not any(out.glob("sidbench_generate*.json")) and any(out.glob("[0-9][0-9][0-9][0-9][0-9][0-9].png")):
+        raise SidbenchError(f"{out} holds images with no record of how they were made (no sidbench_generate.json); "
+                            f"use another --out, or --overwrite to remake every image")
+
+
 def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, int] | None = None,
-             progress: bool = True, sampler: Sampler | None = None, info: dict | None = None) -> dict:
-    """Write ``{i:06d}.png`` for this process's share of the prompts; returns the sidecar dict."""
+             progress: bool = True, sampler: Sampler | None = None, info: dict | None = None,
+             overwrite: bool = False) -> dict:
+    """Write ``{i:06d}.png`` for this process's share of the prompts; returns the sidecar dict.
+
+    A rerun with the same settings keeps the images that decode and redoes missing or broken ones; a folder made
+    with other settings is refused (``overwrite``: remake every image of this share). The sidecar is written
+    before the first image, so an interrupted run is recognised when it is continued.
+    """
     from sidbench.data.prompts import read_prompts
 
     prompts = read_prompts(cfg.prompts)
@@ -129,9 +196,29 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     if sampler is None:
         sampler, info = build_sampler(cfg)
     out = Path(out)
+    raw = Path(cfg.prompts).read_bytes()
+    sidecar = {
+        "schema": "sidbench.gen.generate/1", "created": now_iso(), "config": asdict(cfg), "networks": info,
+        "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n,
+                    "md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest()},
+        "seeds": f"image i from seed {cfg.seed_offset} + i", "files": "{i:06d}.png, prompt i",
+        "uint8": "clip(x * 127.5 + 128, 0, 255), truncating cast",
+        "shard": list(shard or dist_shard) if (shard or dist_shard) else None,
+        "this_run": None,
+        "provenance": {"sidbench": git_commit(), "packages": package_versions()},
+    }
+    name = SIDECAR if not shard else f"sidbench_generate.shard{shard[0]}of{shard[1]}.json"
+    if out.is_dir() and not overwrite:
+        check_folder_provenance(out, sidecar)
     out.mkdir(parents=True, exist_ok=True)
-    todo = [i for i in indices if not _valid_png(out / f"{i:06d}.png")]
-    redone = sum(1 for i in todo if (out / f"{i:06d}.png").exists())
+    todo = indices if overwrite else [i for i in indices if not _valid_png(out / f"{i:06d}.png")]
+    redone = 0 if overwrite else sum(1 for i in todo if (out / f"{i:06d}.png").exists())
+    if overwrite and distributed.is_main():
+        for old in out.glob("sidbench_generate*.json"):
+            old.unlink()  # the old record no longer describes the folder
+    sidecar["this_run"] = {"status": "in progress", "to_write": len(todo)}
+    if distributed.is_main():
+        write_json(out / name, sidecar)
     bar = tqdm(total=len(indices), initial=len(indices) - len(todo), desc="generate", unit="img",
                disable=not (progress and distributed.is_main()))
     for k in range(0, len(todo), cfg.batch_size):
@@ -142,24 +229,19 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
                 Image.fromarray(im).save(tmp, format="PNG")
         bar.update(len(idx))
     bar.close()
-    raw = Path(cfg.prompts).read_bytes()
-    sidecar = {
-        "schema": "sidbench.gen.generate/1", "created": now_iso(), "config": asdict(cfg), "networks": info,
-        "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n,
-                    "md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest()},
-        "seeds": f"image i from seed {cfg.seed_offset} + i", "files": "{i:06d}.png, prompt i",
-        "uint8": "clip(x * 127.5 + 128, 0, 255), truncating cast",
-        "shard": list(shard or dist_shard) if (shard or dist_shard) else None,
-        "this_run": {"written": len(todo), "redone_broken": redone, "kept": len(indices) - len(todo)},
-        "provenance": {"sidbench": git_commit(), "packages": package_versions()},
-    }
+    sidecar["this_run"] = {"status": "complete", "written": len(todo), "redone_broken": redone,
+                           "kept": len(indices) - len(todo), "overwrite": overwrite}
     if distributed.is_main():
-        name = SIDECAR if not shard else f"sidbench_generate.shard{shard[0]}of{shard[1]}.json"
         write_json(out / name, sidecar)
     return sidecar
 
 
-def export(generator: str, out: str, *, base: str | None = None, fmt: str = "diffusers") -> Path:
-    """``sidbench export``: any generator format -> a diffusers UNet folder or a safetensors file."""
+def export(generator: str, out: str, *, base: str | None = None, fmt: str = "diffusers", which: str = "ema") -> Path:
+    """``sidbench export``: any generator (run folder, snapshot, checkpoint, file) -> a diffusers UNet folder or a
+    safetensors file."""
     b = load_base(base) if base else None
-    return export_generator(load_generator_unet(generator, b), out, fmt)
+    resolved, kind = resolve_generator(generator, which)
+    made_by = {"exported_from": os.path.abspath(resolved), "kind": kind, "which": which if kind == "checkpoint" else "ema",
+               "sha256": fingerprint(resolved)}
+    unet = load_generator_unet(resolved, b, which, meta=made_by)
+    return export_generator(unet, out, fmt, made_by=made_by)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from sidbench.core.device import check_device
 from sidbench.core.errors import SidbenchError
 
 BASE_COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")  # vae/ too, unless pixel space
@@ -71,6 +72,8 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
     """A Stable Diffusion folder in diffusers layout (or a hub id when online), all parts frozen."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
+
+    check_device(device)  # before minutes of loading
 
     src = str(source)
     if os.path.isdir(src):
@@ -173,11 +176,89 @@ def load_sid_pickle(path: str | os.PathLike) -> torch.nn.Module:
     return net
 
 
-def load_generator_unet(path: str | os.PathLike, base: BaseModel | None = None) -> torch.nn.Module:
-    """A one-step generator's UNet from a diffusers folder, a safetensors file, or a SiD-LSG .pkl."""
+CHECKPOINT_FORMAT = "sidbench.distill-checkpoint/1"   # what distill/checkpoint.py writes
+WHICH = ("ema", "raw")                                 # which generator of a training checkpoint
+
+
+def resolve_generator(path: str | os.PathLike, which: str = "ema") -> tuple[Path, str]:
+    """Where a generator given as a run folder, snapshot folder, checkpoint or file really is, and its kind.
+
+    A run folder means its latest EMA snapshot (``snapshots/LATEST``), or with ``which="raw"`` (or no snapshot
+    yet) its latest checkpoint. Kinds: "snapshot" (diffusers folder), "checkpoint", "safetensors", "pkl".
+    """
+    if which not in WHICH:
+        raise SidbenchError(f"--which {which!r}: expected one of {', '.join(WHICH)}")
+    p = Path(path)
+    if p.is_dir() and ((p / "snapshots").is_dir() or (p / "checkpoints").is_dir()):   # a distillation run folder
+        latest = p / "snapshots" / "LATEST"
+        if which == "ema" and latest.is_file():
+            snap = p / "snapshots" / latest.read_text().strip()
+            if not snap.is_dir():
+                raise SidbenchError(f"{latest} names {snap.name}, which is not in {snap.parent}")
+            return snap, "snapshot"
+        ckpts = sorted((p / "checkpoints").glob("ckpt-*.pt")) if (p / "checkpoints").is_dir() else []
+        if not ckpts:
+            raise SidbenchError(f"{p}: a run folder with no {'snapshot or ' if which == 'ema' else ''}checkpoint yet")
+        return ckpts[-1], "checkpoint"
+    if p.is_dir():
+        if which == "raw":
+            raise SidbenchError(f"{p}: a snapshot folder holds one generator; --which raw needs a run folder or a "
+                                f"checkpoint (ckpt-*.pt)")
+        return p, "snapshot"
+    if not p.is_file():
+        raise SidbenchError(f"generator not found: {p} (expected a run folder, a snapshot or diffusers folder, a "
+                            f"checkpoint .pt, a .safetensors or a SiD-LSG .pkl)")
+    kind = {".pt": "checkpoint", ".safetensors": "safetensors", ".pkl": "pkl"}.get(p.suffix)
+    if kind is None:
+        raise SidbenchError(f"{p}: unknown generator format (expected a diffusers folder, a run folder, a checkpoint "
+                            f".pt, .safetensors or .pkl)")
+    if which == "raw" and kind != "checkpoint":
+        raise SidbenchError(f"{p}: --which raw needs a training checkpoint (ckpt-*.pt) or a run folder")
+    return p, kind
+
+
+def _from_state(state: dict, base: BaseModel | None, what: str) -> torch.nn.Module:
+    """A UNet of the base's architecture holding ``state``; every key must match."""
     from diffusers import UNet2DConditionModel
 
-    p = Path(path)
+    if base is None:
+        raise SidbenchError(f"{what} takes the base UNet's architecture: give --base")
+    net = UNet2DConditionModel.from_config(base.unet.config)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise SidbenchError(f"{what}: does not match the base UNet ({len(missing)} missing keys, e.g. "
+                            f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+    return net
+
+
+def load_checkpoint_generator(path: str | os.PathLike, base: BaseModel | None, which: str = "ema",
+                              meta: dict | None = None) -> torch.nn.Module:
+    """The EMA (or the raw, trained) generator inside a distillation checkpoint; ``meta`` gets its iteration,
+    kimg and run config."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SidbenchError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SidbenchError(f"{path} is not a sidbench distillation checkpoint ({CHECKPOINT_FORMAT})")
+    key = "ema" if which == "ema" else "generator"
+    if meta is not None:
+        meta.update(iteration=int(state["iteration"]), kimg=int(state["cur_nimg"]) / 1000, config=state["config"])
+    return _from_state(state[key], base, f"{path} ({'EMA' if which == 'ema' else 'raw'} generator)")
+
+
+def load_generator_unet(path: str | os.PathLike, base: BaseModel | None = None, which: str = "ema",
+                        meta: dict | None = None) -> torch.nn.Module:
+    """A one-step generator's UNet from a run folder, a snapshot (diffusers folder), a training checkpoint, a
+    safetensors file, or a SiD-LSG .pkl (see ``resolve_generator``). ``meta`` gets what made it, where known
+    (a checkpoint's iteration, kimg and config; a snapshot's ``sidbench_export.json``)."""
+    from diffusers import UNet2DConditionModel
+
+    p, kind = resolve_generator(path, which)
+    if kind == "checkpoint":
+        return load_checkpoint_generator(p, base, which, meta)
+    if kind == "snapshot" and meta is not None and (p / "sidbench_export.json").is_file():
+        meta.update(json.loads((p / "sidbench_export.json").read_text()).get("made_by") or {})
     if p.is_dir():
         sub = p / "unet" if (p / "unet" / "config.json").is_file() else p
         if not (sub / "config.json").is_file():
@@ -185,21 +266,11 @@ def load_generator_unet(path: str | os.PathLike, base: BaseModel | None = None) 
         return UNet2DConditionModel.from_pretrained(str(sub))
     if not p.is_file():
         raise SidbenchError(f"generator not found: {p}")
-    if p.suffix == ".safetensors":
+    if kind == "safetensors":
         from safetensors.torch import load_file
 
-        if base is None:
-            raise SidbenchError(f"{p}: a safetensors generator takes the base UNet's architecture: give --base")
-        net = UNet2DConditionModel.from_config(base.unet.config)
-        state = load_file(str(p))
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise SidbenchError(f"{p}: does not match the base UNet ({len(missing)} missing keys, e.g. "
-                                f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-        return net
-    if p.suffix == ".pkl":
-        return load_sid_pickle(p)
-    raise SidbenchError(f"{p}: unknown generator format (expected a diffusers folder, .safetensors or .pkl)")
+        return _from_state(load_file(str(p)), base, f"{p} (a safetensors generator)")
+    return load_sid_pickle(p)
 
 
 def fingerprint(path: str | os.PathLike) -> str:
@@ -215,8 +286,12 @@ def fingerprint(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def export_generator(unet: torch.nn.Module, out: str | os.PathLike, fmt: str = "diffusers") -> Path:
-    """Write a generator UNet as a diffusers folder or a single safetensors file (atomically)."""
+def export_generator(unet: torch.nn.Module, out: str | os.PathLike, fmt: str = "diffusers", *,
+                     made_by: dict | None = None) -> Path:
+    """Write a generator UNet as a diffusers folder or a single safetensors file (atomically).
+
+    ``made_by`` (e.g. the run, iteration, kimg and config of a training snapshot) goes into the folder's
+    ``sidbench_export.json``, or into the safetensors file's metadata as JSON."""
     from sidbench.core.atomic import atomic_path
 
     out = Path(out)
@@ -227,7 +302,8 @@ def export_generator(unet: torch.nn.Module, out: str | os.PathLike, fmt: str = "
 
             shutil.rmtree(tmp)
         unet.save_pretrained(str(tmp), safe_serialization=True)
-        (tmp / "sidbench_export.json").write_text(json.dumps({"format": "diffusers UNet2DConditionModel"}) + "\n")
+        (tmp / "sidbench_export.json").write_text(json.dumps({"format": "diffusers UNet2DConditionModel",
+                                                              "made_by": made_by}, indent=1) + "\n")
         if out.exists():
             raise SidbenchError(f"{out} exists: not overwriting an export")
         os.replace(tmp, out)
@@ -236,6 +312,7 @@ def export_generator(unet: torch.nn.Module, out: str | os.PathLike, fmt: str = "
         from safetensors.torch import save_file
 
         with atomic_path(out, ".safetensors") as t:
-            save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(t))
+            save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(t),
+                      metadata={"sidbench_made_by": json.dumps(made_by)} if made_by else None)
         return out
     raise SidbenchError(f"unknown export format {fmt!r}; expected diffusers or safetensors")

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from sidbench.core.device import check_device
 from sidbench.core.errors import SidbenchError
 from sidbench.eval.extractors import inception, vgg
 from sidbench.eval.extractors.weights import find_weights
@@ -85,6 +86,7 @@ def default_fid_extractor(mode: str) -> str:
 def build_extractor(name: str, *, mode: str | None = None, weights: str | None = None, random_weights: bool = False,
                     seed: int = 0, device: str | torch.device = "cpu") -> Extractor:
     """Build a registered extractor from its real weights (local file) or, for tests, random weights."""
+    check_device(device)
     spec = get_spec(name)
     mode = mode or (spec.modes[0] if spec.modes else "")
     if spec.modes and mode not in spec.modes:
