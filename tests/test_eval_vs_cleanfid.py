@@ -71,7 +71,7 @@ def test_results_file_records_how_it_was_made(two_folders, tiny, tmp_path):
     import json
 
     r = json.loads(out.read_text())
-    assert r["schema"] == "sidbench.eval.results/1"
+    assert r["schema"] == "sidbench.results/1"
     assert r["inputs"]["generated"]["count"] == 20 and r["inputs"]["reference"]["count"] == 24
     assert r["preprocessing"]["fid_mode"] == "clean" and r["preprocessing"]["pre_resize"] == 32
     assert r["extractors"]["fid"]["name"] == "tiny-test"

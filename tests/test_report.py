@@ -86,7 +86,7 @@ def test_load_results_one_row_per_file(world):
 def test_load_results_refuses_other_files(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text(json.dumps({"fid": 3}))
-    with pytest.raises(SidbenchError, match="not a sidbench.eval.results/1"):
+    with pytest.raises(SidbenchError, match="not a sidbench.results/1"):
         load_results([bad])
     with pytest.raises(SidbenchError, match="does not exist"):
         load_results([tmp_path / "missing.json"])

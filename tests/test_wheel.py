@@ -105,7 +105,7 @@ def check_quick_demo(out: Path) -> None:
     log = [json.loads(x) for x in (out / "runs" / "k1" / "log.jsonl").read_text().splitlines()]
     assert log and all("proxy_fd_ema" in x for x in log)
     r = json.loads(next((out / "results").glob("sid-k1-ema.json")).read_text())
-    assert r["schema"] == "sidbench.eval.results/1" and r["extractors"]["fid"]["name"] == "world-cnn"
+    assert r["schema"] == "sidbench.results/1" and r["extractors"]["fid"]["name"] == "world-cnn"
     # k = 1 and the guided run train for the same images from the same start, and the guided run is guided
     # only where the interval says (the run's own saved config, not the demo's constants).
     g_rows = [r for r in rows.values() if r.get("k") == 2.0 and r["group"] == "distilled"]

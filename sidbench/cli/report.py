@@ -16,7 +16,7 @@ from sidbench.core.errors import SidbenchError
 FORMATS = ("md", "latex", "csv", "html")
 
 def report_cmd(
-    results: Annotated[list[str], typer.Argument(metavar="RESULTS.json", help="Results JSON files (sidbench.eval.results/1) to put in the table.")],
+    results: Annotated[list[str], typer.Argument(metavar="RESULTS.json", help="Results JSON files (sidbench.results/1) to put in the table.")],
     against: Annotated[str, typer.Option("--against", help="Published rows: 'published' (the rows shipped in sidbench/report/published.csv), a CSV path, or 'none'.")] = "published",
     protocol: Annotated[str, typer.Option("--protocol", help="The table's protocol; results of any other are listed apart, never mixed in.")] = "coco2014-30k",
     fmt: Annotated[str, typer.Option("--format", help="md | latex | csv | html (html: one page with table, plots and samples).")] = "md",

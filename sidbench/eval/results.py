@@ -12,7 +12,7 @@ from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.core.provenance import environment, git_commit, now_iso, package_versions
 
-SCHEMA = "sidbench.eval.results/1"
+SCHEMA = "sidbench.results/1"
 REQUIRED = ("schema", "created", "protocol", "inputs", "metrics", "provenance")
 
 

@@ -198,7 +198,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     out = Path(out)
     raw = Path(cfg.prompts).read_bytes()
     sidecar = {
-        "schema": "sidbench.gen.generate/1", "created": now_iso(), "config": asdict(cfg), "networks": info,
+        "schema": "sidbench.generate/1", "created": now_iso(), "config": asdict(cfg), "networks": info,
         "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n,
                     "md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest()},
         "seeds": f"image i from seed {cfg.seed_offset} + i", "files": "{i:06d}.png, prompt i",

@@ -35,7 +35,7 @@ DECIMALS = {"fid": 2, "clip": 3, "kid_x1000": 2, "delta_fid": 2, "delta_clip": 3
 # --------------------------------------------------------------------------------------------- loading
 
 def load_results(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per results file (``sidbench.eval.results/1``); ``kid`` is the raw KID mean (not x1000)."""
+    """One row per results file (``sidbench.results/1``); ``kid`` is the raw KID mean (not x1000)."""
     rows = []
     seen = set()
     for p in paths:
