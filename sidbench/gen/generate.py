@@ -127,7 +127,9 @@ IDENTITY = ("base", "generator_sha256", "which", "steps", "cfg", "scheduler", "t
 def _identity(sidecar: dict) -> dict:
     c, gen = sidecar.get("config", {}), (sidecar.get("networks") or {}).get("generator") or {}
     one_step = bool(c.get("generator"))
-    out = {"base": os.path.abspath(c["base"]) if c.get("base") else None, "generator_sha256": gen.get("sha256"),
+    base = c.get("base")  # a local folder by its absolute path (a hub id stays as it is)
+    base = os.path.abspath(base) if base and os.path.exists(base) else base
+    out = {"base": base, "generator_sha256": gen.get("sha256"),
            "which": gen.get("which") if one_step else None, "prompts_md5": sidecar.get("prompts", {}).get("md5"),
            "seed_offset": c.get("seed_offset"), "precision": c.get("precision"), "height": c.get("height")}
     for k in ("steps", "cfg", "scheduler"):      # the teacher's sampler; a one-step generator has none
