@@ -169,8 +169,11 @@ def _open_stream(path, cfg: EvalConfig) -> ImageStream:
     return open_source(path, value_range=cfg.value_range, array_key=cfg.array_key)
 
 
-def _stream_pass(source: ImageStream, consumers: list, cfg: EvalConfig, *, limit: int | None, desc: str) -> dict:
-    """One pass over ``source`` (this process's shard of its first ``limit`` images) feeding every consumer."""
+def _stream_pass(source: ImageStream, consumers: list, cfg: EvalConfig, *, limit: int | None, desc: str,
+                 identity: dict) -> dict:
+    """One pass over ``source`` (this process's shard of its first ``limit`` images) feeding every consumer.
+
+    ``identity``: ``source.describe()``, computed once by the caller (it hashes an array's data)."""
     shard = distributed.process_shard()
     indices = select_indices(len(source), shard, limit)
     skipped = single_pass(source, consumers, indices, batch_size=cfg.batch_size, threads=cfg.threads,
@@ -180,7 +183,7 @@ def _stream_pass(source: ImageStream, consumers: list, cfg: EvalConfig, *, limit
         if isinstance(c, FeatureConsumer):
             if shard is not None:
                 c.stats = reduce.all_reduce_stats(c.stats, [])[0]
-            c.stats.meta["input"] = dict(source.describe(), used=limit if limit is not None else len(source))
+            c.stats.meta["input"] = dict(identity, used=limit if limit is not None else len(source))
             c.stats.meta["shard"] = None
             c.stats.meta["skipped"] = len(files)
             if c.stats.n == 0:
@@ -220,11 +223,13 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
         scorer = _clip_scorer(cfg, clip_scorer)
         consumers.append(ClipConsumer(scorer, prompts))
     in_memory = getattr(source, "kind", None) == "generated in memory"
-    skipped = _stream_pass(source, consumers, cfg, limit=cfg.n, desc="generate + metrics" if in_memory else "generated images")
+    identity = source.describe()
+    skipped = _stream_pass(source, consumers, cfg, limit=cfg.n, identity=identity,
+                           desc="generate + metrics" if in_memory else "generated images")
     if skipped["count"]:
         R.warn(res, f"generated: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
     n_used = (cfg.n if cfg.n is not None else len(source)) - skipped["count"]
-    res["inputs"]["generated"] = dict(source.describe(), n=n_used, skipped=skipped["count"],
+    res["inputs"]["generated"] = dict(identity, n=n_used, skipped=skipped["count"],
                                       skipped_files=skipped["files"], cache=None, cache_hit=False)
     k = 0
     for name in ("fid", "pr"):
@@ -273,7 +278,7 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
         todo[name] = (runner.consumer(runner.new_stats(need_features)), cache_file)
     if todo:
         what = "reference images" + ("" if "fid" in todo else " (PR)")
-        skipped = _stream_pass(source, [c for c, _ in todo.values()], cfg, limit=cfg.ref_n, desc=what)
+        skipped = _stream_pass(source, [c for c, _ in todo.values()], cfg, limit=cfg.ref_n, desc=what, identity=desc)
         if skipped["count"]:
             R.warn(res, f"reference: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
         for name, (consumer, cache_file) in todo.items():
