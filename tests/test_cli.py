@@ -125,3 +125,8 @@ def test_version_and_short_help_follow_the_conventions():
     assert proc.returncode == 0 and proc.stdout.strip() == f"sidbench {sidbench.__version__}"
     code, out = run("eval", "-h")
     assert code == 0 and "eval [OPTIONS]" in " ".join(out.split())
+
+
+def test_a_generator_without_its_base_is_a_named_error(tmp_path):
+    code, out = run("eval", "--images", tmp_path, "--generator", tmp_path / "g", "--ref", tmp_path, *BASE)
+    assert code == 2 and "--generator is evaluated in memory on its base model: give --base" in " ".join(out.split())

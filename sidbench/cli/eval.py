@@ -84,6 +84,8 @@ def eval_cmd(
                          kid_seed=kid_seed, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance,
                                          kimg=kimg).items() if v is not None}
+        if generator is not None and base is None:
+            raise SidbenchError("--generator is evaluated in memory on its base model: give --base too")
         if generator is not None and steps not in (None, 1):
             raise SidbenchError(f"--generator is a one-step generator; --steps {steps} would describe another")
         if base is not None:  # generated in memory: the API builds the sampler from this description
