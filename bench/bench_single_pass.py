@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from bench_folder_fid import make_folder  # the same photo-like PNGs (bench/ is on sys.path as a script)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,17 +37,6 @@ atexit.register(lambda: open(os.environ["BENCH_COUNT"], "w").write(str(len(calls
 sys.argv = ["sidbench", *sys.argv[1:]]
 runpy.run_module("sidbench", run_name="__main__", alter_sys=True)
 """
-
-
-def make_folder(folder: Path, n: int, size: int, seed: int) -> None:
-    """Smooth colour fields (bicubic-upsampled 9x9 noise) plus a little texture, so PNG decode costs what photos cost."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    for i in range(n):
-        base = rng.integers(0, 256, size=(9, 9, 3)).astype(np.uint8)
-        im = np.asarray(Image.fromarray(base).resize((size, size), Image.BICUBIC)).astype(np.int16)
-        im = np.clip(im + rng.integers(-12, 13, im.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(im).save(folder / f"{i:06d}.png")
 
 
 def export(commit: str, dest: Path) -> Path:

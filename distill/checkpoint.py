@@ -8,7 +8,7 @@ import torch
 
 from sidbench.core.atomic import atomic_path
 from sidbench.core.errors import SidbenchError
-from sidbench.gen.models import CHECKPOINT_FORMAT as FORMAT  # one name: gen's generator loader reads it too
+from sidbench.gen.models import CHECKPOINT_FORMAT as FORMAT, read_checkpoint  # one reader: gen's generator loader uses it too
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -35,13 +35,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def load(path: str | Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise SidbenchError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise SidbenchError(f"{path} is not a sidbench distillation checkpoint ({FORMAT})")
-    return state
+    return read_checkpoint(path)
 
 
 def find_resume(run_dir: str | Path, resume: str | None) -> Path | None:

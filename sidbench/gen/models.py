@@ -231,16 +231,22 @@ def _from_state(state: dict, base: BaseModel | None, what: str) -> torch.nn.Modu
     return net
 
 
-def load_checkpoint_generator(path: str | os.PathLike, base: BaseModel | None, which: str = "ema",
-                              meta: dict | None = None) -> torch.nn.Module:
-    """The EMA (or the raw, trained) generator inside a distillation checkpoint; ``meta`` gets its iteration,
-    kimg and run config."""
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A distillation checkpoint's state (tensors only: ``weights_only``), its format checked."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise SidbenchError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise SidbenchError(f"{path} is not a sidbench distillation checkpoint ({CHECKPOINT_FORMAT})")
+    return state
+
+
+def load_checkpoint_generator(path: str | os.PathLike, base: BaseModel | None, which: str = "ema",
+                              meta: dict | None = None) -> torch.nn.Module:
+    """The EMA (or the raw, trained) generator inside a distillation checkpoint; ``meta`` gets its iteration,
+    kimg and run config."""
+    state = read_checkpoint(path)
     key = "ema" if which == "ema" else "generator"
     if meta is not None:
         meta.update(iteration=int(state["iteration"]), kimg=int(state["cur_nimg"]) / 1000, config=state["config"])
