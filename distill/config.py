@@ -19,12 +19,15 @@ INTERVAL_KEYS = ("cfg_train_fake_interval", "cfg_eval_fake_interval", "cfg_eval_
 PRESETS = ("lsg", "guidance_interval")  # keys that set several fields at once
 
 
-def setting(default, help: str, *, trajectory: bool = False):
+def setting(default, help: str, *, trajectory: bool = False, panel: str = "Run", choices: tuple[str, ...] | None = None,
+            metavar: str | None = None):
     """A config field with its ``--help`` text; ``trajectory``: it changes what a run computes, so a resume
-    refuses a different value (bookkeeping fields such as logging intervals may change between sessions)."""
+    refuses a different value (bookkeeping fields such as logging intervals may change between sessions).
+    ``panel``, ``choices`` and ``metavar`` shape the flag's help (its group, ``[a|b]``, ``PATH``)."""
+    meta = {"help": help, "trajectory": trajectory, "panel": panel, "choices": choices, "metavar": metavar}
     if isinstance(default, (list, dict, set)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, "trajectory": trajectory})
-    return field(default=default, metadata={"help": help, "trajectory": trajectory})
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def trajectory_keys() -> tuple[str, ...]:
@@ -41,59 +44,59 @@ def tracker_names(spec: str) -> list[str]:
 @dataclass
 class DistillConfig:
     # What to distil, from what, where to write.
-    base: str = setting("", "Stable Diffusion folder (diffusers layout) or hub id: the teacher.", trajectory=True)
-    prompts: str = setting("", "Training prompts, one a line (published runs: Aesthetics 6+ LAION captions).", trajectory=True)
-    run_dir: str = setting("", "Run folder: config, logs, checkpoints, snapshots.")
+    base: str = setting("", "Stable Diffusion folder (diffusers layout) or hub id: the teacher.", trajectory=True, panel="Inputs", metavar="PATH")
+    prompts: str = setting("", "Training prompts, one a line (published runs: Aesthetics 6+ LAION captions).", trajectory=True, panel="Inputs", metavar="PATH")
+    run_dir: str = setting("", "Run folder: config, logs, checkpoints, snapshots.", panel="Inputs", metavar="PATH")
     # Guidance (LSG): the four scales, kept separate; --lsg K sets them all.
-    cfg_train_fake: float = setting(1.5, "k1: fake score, phase A (training).", trajectory=True)
-    cfg_eval_fake: float = setting(1.5, "k2 = k3: fake score, phase B.", trajectory=True)
-    cfg_eval_real: float = setting(1.5, "k4: teacher, phase B.", trajectory=True)
+    cfg_train_fake: float = setting(1.5, "k1: fake score, phase A (training).", trajectory=True, panel="Guidance (LSG)")
+    cfg_eval_fake: float = setting(1.5, "k2 = k3: fake score, phase B.", trajectory=True, panel="Guidance (LSG)")
+    cfg_eval_real: float = setting(1.5, "k4: teacher, phase B.", trajectory=True, panel="Guidance (LSG)")
     # Guidance intervals (beyond the paper; Kynkaanniemi et al. 2024): "T_LO,T_HI" applies a scale only at those
     # training timesteps (scale 1 elsewhere); "" applies it at every t. --guidance-interval sets all three.
-    cfg_train_fake_interval: str = setting("", "Where k1 applies.", trajectory=True)
-    cfg_eval_fake_interval: str = setting("", "Where k2 applies.", trajectory=True)
-    cfg_eval_real_interval: str = setting("", "Where k4 applies.", trajectory=True)
-    prompt_dropout: float = setting(0.1, 'Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).', trajectory=True)
+    cfg_train_fake_interval: str = setting("", "Where k1 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
+    cfg_eval_fake_interval: str = setting("", "Where k2 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
+    cfg_eval_real_interval: str = setting("", "Where k4 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
+    prompt_dropout: float = setting(0.1, 'Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).', trajectory=True, panel="Guidance (LSG)")
     # The method.
-    alpha: float = setting(1.0, "SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).", trajectory=True)
-    t_init: int = setting(625, "Generator timestep (EDM sigma_init = 2.5).", trajectory=True)
-    t_min: int = setting(20, "Training timesteps t ~ U{t_min..t_max}, per sample.", trajectory=True)
-    t_max: int = setting(979, "Upper end of the training timesteps (see t_min).", trajectory=True)
-    w_min: float = setting(1e-5, "Clamp of the per-sample loss weight.", trajectory=True)
+    alpha: float = setting(1.0, "SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).", trajectory=True, panel="Method")
+    t_init: int = setting(625, "Generator timestep (EDM sigma_init = 2.5).", trajectory=True, panel="Method")
+    t_min: int = setting(20, "Training timesteps t ~ U{t_min..t_max}, per sample.", trajectory=True, panel="Method")
+    t_max: int = setting(979, "Upper end of the training timesteps t ~ U{t_min..t_max} (the reference: 979).", trajectory=True, panel="Method")
+    w_min: float = setting(1e-5, "Clamp of the per-sample loss weight.", trajectory=True, panel="Method")
     # Optimisation.
-    lr_gen: float = setting(1e-6, "Generator learning rate (Adam).", trajectory=True)
-    lr_fake: float = setting(1e-6, "Fake-score learning rate (Adam).", trajectory=True)
-    adam_beta1: float = setting(0.0, "Adam beta1 (0 in the reference: no momentum).", trajectory=True)
-    adam_beta2: float = setting(0.999, "Adam beta2.", trajectory=True)
-    adam_eps: float = setting(1e-8, "Adam epsilon (1e-6 is the reference's choice in fp16).", trajectory=True)
-    batch: int = setting(512, "Global batch: images per generator step (and per fake-score step).", trajectory=True)
-    batch_per_device: int = setting(1, "Images per forward pass; accumulation rounds make up the global batch.")
-    ema_mimg: float = setting(0.05, "EMA half-life in Mimg, ramped as min(ema_mimg * 1e6, ema_rampup * cur_nimg).", trajectory=True)
-    ema_rampup: float = setting(0.05, "EMA ramp: the half-life is at most this share of the images seen.", trajectory=True)
-    duration_kimg: float = setting(18789.0, "Length of training, in kimg (the 8.15 FID run stopped at 18,789).")
+    lr_gen: float = setting(1e-6, "Generator learning rate (Adam).", trajectory=True, panel="Optimisation")
+    lr_fake: float = setting(1e-6, "Fake-score learning rate (Adam).", trajectory=True, panel="Optimisation")
+    adam_beta1: float = setting(0.0, "Adam beta1: momentum of both optimisers (0 in the reference: none).", trajectory=True, panel="Optimisation")
+    adam_beta2: float = setting(0.999, "Adam beta2.", trajectory=True, panel="Optimisation")
+    adam_eps: float = setting(1e-8, "Adam epsilon (1e-6 is the reference's choice in fp16).", trajectory=True, panel="Optimisation")
+    batch: int = setting(512, "Global batch: images per generator step (and per fake-score step).", trajectory=True, panel="Optimisation")
+    batch_per_device: int = setting(1, "Images per forward pass; accumulation rounds make up the global batch.", panel="Performance")
+    ema_mimg: float = setting(0.05, "EMA half-life in Mimg, ramped as min(ema_mimg * 1e6, ema_rampup * cur_nimg).", trajectory=True, panel="Optimisation")
+    ema_rampup: float = setting(0.05, "EMA ramp: the half-life is at most this share of the images seen.", trajectory=True, panel="Optimisation")
+    duration_kimg: float = setting(18789.0, "Length of training, in kimg (the 8.15 FID run stopped at 18,789).", panel="Optimisation")
     # Numerics and memory.
-    precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (autocast + loss scaling) | fp16-pure (the reference's fp16: all nets fp16, Adam eps 1e-6, G grads clipped by value at 1, no EMA).", trajectory=True)
-    tf32: bool = setting(False, "TF32 matmuls (the published runs forced it off).")
-    grad_checkpointing: bool = setting(False, "Trade compute for memory in both trained UNets.")
-    sharding: str = setting("none", "none | zero1: shard both Adam states over processes (ZeRO stage 1).")
-    max_nonfinite_steps: int = setting(10, "Stop after this many consecutive steps with non-finite gradients.")
+    precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (autocast + loss scaling) | fp16-pure (the reference's fp16: all nets fp16, Adam eps 1e-6, G grads clipped by value at 1, no EMA).", trajectory=True, panel="Performance", choices=PRECISIONS)
+    tf32: bool = setting(False, "TF32 matmuls (the published runs forced it off).", panel="Performance")
+    grad_checkpointing: bool = setting(False, "Trade compute for memory in both trained UNets.", panel="Performance")
+    sharding: str = setting("none", "none | zero1: shard both Adam states over processes (ZeRO stage 1).", panel="Performance", choices=("none", "zero1"))
+    max_nonfinite_steps: int = setting(10, "Stop after this many consecutive steps with non-finite gradients.", panel="Optimisation")
     # Bookkeeping.
-    seed: int = setting(0, "All randomness is a function of (seed, iteration, phase, sample index).", trajectory=True)
-    log_every: int = setting(1, "Iterations between JSONL log lines.")
-    checkpoint_every: int = setting(50, "Iterations between checkpoints (atomic; --resume auto picks the latest).")
-    keep_checkpoints: int = setting(2, "Checkpoints kept on disk.")
-    snapshot_every: int = setting(0, "Iterations between EMA exports (diffusers folder); 0: only at the end.")
-    grid_every: int = setting(0, "Iterations between sample grids of the EMA generator; 0: never.")
-    proxy_every: int = setting(0, "Iterations between proxy FID/CLIP evaluations; 0: never.")
-    proxy_prompts: int = setting(64, "Prompts (first N of the training list) for the proxy evaluation.")
-    proxy_ref: str | None = setting(None, "Reference images/statistics for the proxy FID (required with proxy_every).")
-    proxy_random_weights: bool = setting(False, "Random-weight metric networks for the proxy (tests, offline demos).")
-    proxy_clip: bool = setting(False, "Also a proxy CLIP score (GigaGAN definition) on the proxy prompts.")
-    proxy_clip_model: str | None = setting(None, "open_clip model for the proxy CLIP score (default: ViT-g-14).")
-    proxy_clip_weights: str | None = setting(None, "Local open_clip weights for it (default: the weights folder).")
-    trackers: str = setting("tensorboard", 'Comma list of accelerate trackers: tensorboard, wandb; "none" for JSONL only.')
-    tracker_project: str = setting("sidbench-distill", "Project name given to the trackers (the W&B project).")
-    device: str = setting("cpu", "Device for a single process: cpu, cuda, cuda:1 (launchers set one per process).")
+    seed: int = setting(0, "All randomness is a function of (seed, iteration, phase, sample index).", trajectory=True, panel="Output and logging")
+    log_every: int = setting(1, "Iterations between JSONL log lines.", panel="Output and logging")
+    checkpoint_every: int = setting(50, "Iterations between checkpoints (atomic; --resume auto picks the latest).", panel="Output and logging")
+    keep_checkpoints: int = setting(2, "Checkpoints kept on disk.", panel="Output and logging")
+    snapshot_every: int = setting(0, "Iterations between EMA exports (diffusers folder); 0: only at the end.", panel="Output and logging")
+    grid_every: int = setting(0, "Iterations between sample grids of the EMA generator; 0: never.", panel="Output and logging")
+    proxy_every: int = setting(0, "Iterations between proxy FID/CLIP evaluations; 0: never.", panel="Proxy metrics")
+    proxy_prompts: int = setting(64, "Prompts (first N of the training list) for the proxy evaluation.", panel="Proxy metrics")
+    proxy_ref: str | None = setting(None, "Reference images/statistics for the proxy FID (required with proxy_every).", panel="Proxy metrics", metavar="PATH")
+    proxy_random_weights: bool = setting(False, "Random-weight metric networks for the proxy (tests, offline demos).", panel="Proxy metrics")
+    proxy_clip: bool = setting(False, "Also a proxy CLIP score (GigaGAN definition) on the proxy prompts.", panel="Proxy metrics")
+    proxy_clip_model: str | None = setting(None, "open_clip model for the proxy CLIP score (default: ViT-g-14).", panel="Proxy metrics")
+    proxy_clip_weights: str | None = setting(None, "Local open_clip weights for it (default: the weights folder).", panel="Proxy metrics", metavar="PATH")
+    trackers: str = setting("tensorboard", 'Comma list of accelerate trackers: tensorboard, wandb; "none" for JSONL only.', panel="Output and logging", metavar="LIST")
+    tracker_project: str = setting("sidbench-distill", "Project name given to the trackers (the W&B project).", panel="Output and logging")
+    device: str = setting("cpu", "Device for a single process: cpu, cuda, cuda:1 (launchers set one per process).", panel="Performance", metavar="DEVICE")
 
     def __post_init__(self):
         problems = []

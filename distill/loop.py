@@ -9,6 +9,7 @@ import copy
 import json
 import math
 import resource
+import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -293,21 +294,98 @@ class Trainer:
         self.nonfinite_streak = int(state["nonfinite_streak"])
 
 
-def _memory() -> dict:
-    out = {"rss_max_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if torch.cuda.is_available():
-        out["cuda_max_mb"] = torch.cuda.max_memory_allocated() / 2**20
+def _memory(device: str = "cpu") -> dict:
+    """Peak memory so far, in MiB: the process's resident set (CPU) and, training on CUDA, the allocator's peaks."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"rss_max_mb": rss / 2**20 if sys.platform == "darwin" else rss / 1024}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        out["cuda_max_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        out["cuda_reserved_max_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
     return out
 
 
-def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = True, base: BaseModel | None = None,
-          on_log=None, proxy_fn=None) -> Trainer:
+def format_duration(seconds: float) -> str:
+    """12s, 3m 05s, 2h 03m 05s, 1d 02h 03m."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s // 60 % 60:02d}m {s % 60:02d}s"
+    return f"{s // 86400}d {s // 3600 % 24:02d}h {s // 60 % 60:02d}m"
+
+
+def tick_line(rec: dict, *, total_iters: int, elapsed: float, sec_per_tick: float) -> str:
+    """One line per logged iteration (a "tick"), the reference's console line with this trainer's numbers:
+    progress, speed, both losses, the fake-teacher gap, peak memory (GB) and any proxy metric, as "name value"
+    pairs in fixed-width columns, so the lines of one run line up."""
+    def num(v, spec):
+        return "n/a" if v is None else format(v, spec)
+
+    gb = lambda mb: f"{mb / 1024:.2f}GB"
+    width = len(str(total_iters))
+    fields = [("iter", f"{rec[logkeys.ITERATION]}/{total_iters}", 2 * width + 1),
+              ("kimg", f"{rec[logkeys.KIMG]:.3f}", 9), ("time", format_duration(elapsed), 9),
+              ("sec/tick", f"{sec_per_tick:.2f}", 6), ("sec/kimg", num(rec.get("sec_per_kimg"), ".2f"), 7),
+              ("loss_fake", num(rec.get("loss_fake"), ".4g"), 10), ("loss_gen", num(rec.get("loss_gen"), ".4g"), 10),
+              ("gap", num(rec.get("fake_teacher_gap"), ".4g"), 10), ("cpumem", gb(rec["rss_max_mb"]), 7)]
+    if "cuda_max_mb" in rec:
+        fields += [("gpumem", gb(rec["cuda_max_mb"]), 7), ("reserved", gb(rec["cuda_reserved_max_mb"]), 7)]
+    bad = sum(int(rec.get(k) or 0) for k in ("nonfinite_fake", "nonfinite_gen", "nan_samples", "nan_dropped_gen"))
+    if bad:
+        fields.append(("nonfinite", str(bad), 0))
+    for k, v in rec.items():
+        if k.startswith("proxy_") and k != logkeys.PROXY_N and isinstance(v, (int, float)) and not isinstance(v, bool):
+            fields.append((k, f"{v:.4g}", 0))
+    return " ".join(f"{name} {value:<{w}}" for name, value, w in fields).rstrip()
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+class RunLog:
+    """The run's human-readable log: every line is appended to ``run_dir/log.txt`` (opened per line, so a killed
+    run keeps what it wrote, and a resumed one continues the file) and, with ``echo``, printed to ``stream``
+    (stderr); over a live tqdm bar through ``tqdm.write``, so a line never shares the bar's row. Not ``enabled``
+    (processes other than the main one): nothing is written anywhere."""
+
+    def __init__(self, path: Path, *, echo: bool = True, stream=None, enabled: bool = True):
+        self.path, self.echo, self.enabled, self.bar = path, echo, enabled, None
+        self.stream = stream if stream is not None else sys.stderr
+
+    def __call__(self, text: str, *, echo: bool | None = None) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+        if self.echo if echo is None else echo:
+            if self.bar is not None and not self.bar.disable:
+                self.bar.write(text, file=self.stream)
+            else:
+                self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = True, verbose: bool = True,
+          base: BaseModel | None = None, on_log=None, proxy_fn=None) -> Trainer:
     """Run (or continue) a distillation until ``duration_kimg``; everything lands in ``cfg.run_dir``.
 
+    Every ``log_every`` iterations (a tick) the main process appends a JSON record to ``log.jsonl`` and a
+    readable line to ``log.txt`` (with the session start, the resume point and skipped trackers); ``verbose``
+    also prints those lines to stderr. ``progress``: a tqdm bar as well, only when stderr is a terminal (a batch
+    scheduler's log gets plain lines, no carriage returns).
     ``proxy_fn(trainer) -> dict`` replaces the default proxy evaluation (every ``proxy_every`` iterations).
     """
+    from datetime import datetime
+
     from tqdm import tqdm
 
+    t_start = time.time()
     run = Path(cfg.run_dir)
     trainer = Trainer(cfg, base=base)
     main = trainer.rank == 0
@@ -318,43 +396,64 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", cfg.to_dict())
     total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
-    tracker = open_trackers(cfg, run) if main else None
-    bar = tqdm(total=total_iters, initial=trainer.iteration, desc="distill", unit="it", disable=not (progress and main))
-    log_path = run / "log.jsonl"
-    t_last, n_last = time.time(), trainer.cur_nimg
-    while trainer.iteration < total_iters:
-        stats = trainer.step()
-        bar.update(1)
-        it = trainer.iteration
-        now = time.time()
-        proxy = {}
-        if cfg.proxy_every and it % cfg.proxy_every == 0:
-            proxy = (proxy_fn or proxy_metrics)(trainer)  # collective: every process generates its share
-        if main and (it % cfg.log_every == 0 or it == total_iters or proxy):
-            dt, dn = now - t_last, trainer.cur_nimg - n_last
-            t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
-            line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
-                    "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
-                    **_memory(), "time": now, **proxy}
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+    stream = sys.stderr
+    say = RunLog(run / "log.txt", echo=verbose, stream=stream, enabled=main)
+    say(f"start {datetime.now().astimezone().isoformat(timespec='seconds')}: {run} on {cfg.device}, "
+        f"iteration {trainer.iteration} of {total_iters} ({cfg.duration_kimg:g} kimg), "
+        f"a line every {cfg.log_every} iteration(s)")
+    if ck is not None:
+        say(f"resumed from {ck} (iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg)")
+    try:
+        tracker = open_trackers(cfg, run) if main else None
+        for note in tracker.notes() if tracker is not None else []:
+            say(note)
+        bar = tqdm(total=total_iters, initial=trainer.iteration, desc="distill", unit="it", file=stream,
+                   disable=not (progress and main and _is_tty(stream)))
+        say.bar = bar
+        log_path = run / "log.jsonl"
+        t_last, n_last = time.time(), trainer.cur_nimg
+        while trainer.iteration < total_iters:
+            stats = trainer.step()
+            bar.update(1)
+            it = trainer.iteration
+            now = time.time()
+            proxy = {}
+            if cfg.proxy_every and it % cfg.proxy_every == 0:
+                proxy = (proxy_fn or proxy_metrics)(trainer)  # collective: every process generates its share
+            if main and (it % cfg.log_every == 0 or it == total_iters or proxy):
+                dt, dn = now - t_last, trainer.cur_nimg - n_last
+                t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
+                line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
+                        "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
+                        **_memory(cfg.device), "time": now, **proxy}
+                with open(log_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(line) + "\n")
+                say(tick_line(line, total_iters=total_iters, elapsed=now - t_start, sec_per_tick=dt))
+                if tracker is not None:
+                    tracker.log(line, step=it)
+                if on_log:
+                    on_log(line)
+                gap = stats["fake_teacher_gap"]
+                bar.set_postfix(loss_fake=f"{stats['loss_fake']:.3g}", loss_gen=f"{stats['loss_gen']:.3g}",
+                                gap="n/a" if gap is None else f"{gap:.3g}")
+            if main and cfg.grid_every and it % cfg.grid_every == 0:
+                sample_grid(trainer, run / "grids" / f"grid-{it:08d}.png")
+            if main and cfg.snapshot_every and it % cfg.snapshot_every == 0:
+                snapshot(trainer, run)
+            if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
+                _save(trainer, run, main)
+        bar.close()
+        say.bar = None
+        _save(trainer, run, main)
+        if main:
+            snap = snapshot(trainer, run)
             if tracker is not None:
-                tracker.log(line, step=it)
-            if on_log:
-                on_log(line)
-            bar.set_postfix(loss_gen=f"{stats['loss_gen']:.3g}", gap=f"{stats['fake_teacher_gap'] or 0:.3g}")
-        if main and cfg.grid_every and it % cfg.grid_every == 0:
-            sample_grid(trainer, run / "grids" / f"grid-{it:08d}.png")
-        if main and cfg.snapshot_every and it % cfg.snapshot_every == 0:
-            snapshot(trainer, run)
-        if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
-            _save(trainer, run, main)
-    bar.close()
-    _save(trainer, run, main)
-    if main:
-        snapshot(trainer, run)
-        if tracker is not None:
-            tracker.finish()
+                tracker.finish()
+            say(f"finished: iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg in "
+                f"{format_duration(time.time() - t_start)}; EMA snapshot {snap}")
+    except BaseException as e:  # the reason lands in log.txt too (the caller prints it)
+        say(f"stopped at iteration {trainer.iteration}: {type(e).__name__}" + (f": {e}" if str(e) else ""), echo=False)
+        raise
     return trainer
 
 

@@ -15,10 +15,22 @@ NEEDS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wand
 
 
 class Trackers:
-    """Every configured tracker, started, fed the same scalars, and finished together."""
+    """Every configured tracker, started, fed the same scalars, and finished together.
 
-    def __init__(self, trackers: list):
+    ``names``: the trackers running; ``skipped``: (name, reason) of each one asked for but not started, which the
+    trainer reports on the console and in ``log.txt`` (nothing asked for is dropped silently).
+    """
+
+    def __init__(self, trackers: list, names: list[str] | None = None, skipped: list[tuple[str, str]] | None = None):
         self.trackers = trackers
+        self.names = list(names or [])
+        self.skipped = list(skipped or [])
+
+    def notes(self) -> list[str]:
+        """Human-readable lines: one per skipped tracker, then which trackers run."""
+        out = [f"tracker {name} skipped: {why}; metrics are still in log.jsonl" for name, why in self.skipped]
+        out.append("trackers: " + (", ".join(self.names) if self.names else "none") + " (log.jsonl is always written)")
+        return out
 
     def log(self, values: dict, step: int) -> None:
         scalars = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -39,20 +51,23 @@ def _start(tracker):
 def open_trackers(cfg: DistillConfig, run: Path) -> Trackers:
     """Start the trackers named in ``cfg.trackers``.
 
-    The default (TensorBoard) is skipped with a log line when tensorboard is not installed; a tracker the user
-    asked for explicitly by another name (W&B) must be installed, else a clear error before any training.
+    TensorBoard (the default) is skipped when tensorboard is not installed, and the skip is recorded in the
+    returned ``Trackers.skipped`` for the trainer to report; a tracker the user asked for explicitly by another
+    name (W&B) must be installed, else a clear error before any training.
     """
     from accelerate import PartialState
     from accelerate.tracking import TensorBoardTracker, WandBTracker
 
     if tracker_names(cfg.trackers):
         PartialState()  # accelerate's trackers log through its logger, which needs the state (joins our process group)
-    out = []
+    out, names, skipped = [], [], []
     for name in tracker_names(cfg.trackers):
         module, package = NEEDS[name]
         if importlib.util.find_spec(module) is None:
             if name == "tensorboard":
-                log.info("tensorboard is not installed: training curves go to log.jsonl only")
+                why = f"the {package} package is not installed (pip install {package})"
+                log.debug("tracker %s skipped: %s", name, why)
+                skipped.append((name, why))
                 continue
             raise SidbenchError(f"tracker {name!r} needs the {package} package (pip install {package}), "
                                 f"or drop it from --trackers (now {cfg.trackers!r})")
@@ -61,4 +76,5 @@ def open_trackers(cfg: DistillConfig, run: Path) -> Trackers:
         else:
             t = _start(WandBTracker(cfg.tracker_project, name=run.name, dir=str(run), config=cfg.to_dict()))
             out.append(t)
-    return Trackers(out)
+        names.append(name)
+    return Trackers(out, names, skipped)

@@ -110,14 +110,17 @@ def server(tmp_path):
 
 
 def run_sidbench(args, *, processes: int = 1, timeout: int = 900):
-    """The CLI in a subprocess (one thread each); processes > 1 goes through torchrun (skips without it)."""
+    """The installed ``sidbench`` entry point in a subprocess (one thread each), as users run it;
+    processes > 1 goes through torchrun (skips without it)."""
     import shutil
     import subprocess
     import sys
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if processes == 1:
-        cmd = [sys.executable, "-m", "sidbench", *map(str, args)]
+        script = shutil.which("sidbench", path=os.path.dirname(sys.executable))
+        assert script, f"no installed sidbench entry point beside {sys.executable} (pip install -e .)"
+        cmd = [script, *map(str, args)]
     else:
         torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
         if torchrun is None:

@@ -89,17 +89,21 @@ def test_distill_generate_eval_report(world, tmp_path):
     assert memory["metrics"]["pr"]["precision"] == disk["metrics"]["pr"]["precision"]
     assert memory["inputs"]["generated"]["kind"] == "generated in memory" and disk["subject"]["steps"] == 1
 
-    # Random weights and the custom protocol: every result is listed apart from the default coco2014-30k
-    # table, with its reasons; the report still writes its page, plots and curves.
+    # By default the report shows the user's own rows, with their protocol, flagged † (random weights), in
+    # every format; it writes its page, plots and curves.
     results = [tmp_path / "disk.json", tmp_path / "memory.json"]
     for fmt, ext in (("md", "md"), ("latex", "tex"), ("csv", "csv"), ("html", "html")):
         out = tmp_path / f"report.{ext}"
         _, err = _cli_ok(["report", *results, "--format", fmt, "--out", out, "--curves", run / "log.jsonl",
                           "--plots-dir", tmp_path / "plots"])
         text = out.read_text()
-        assert "listed apart" in err and "random weights" in err
+        assert "listed apart" not in err and "in-memory" in text
         if fmt != "csv":
-            assert "in-memory" in text and "random weights" in text   # the apart list, with the reasons
+            assert "random weights" in text and "†" in text   # the reasons, beside the rows
+    # A named protocol lists them apart, with their reasons, beside that protocol's published rows.
+    _, err = _cli_ok(["report", *results, "--protocol", "coco2014-30k", "--out", tmp_path / "coco.md"])
+    assert "listed apart" in err and "random weights" in err
+    assert "SD1.5 teacher" in (tmp_path / "coco.md").read_text()
     for stem in ("tradeoff", "training_curves"):
         assert (tmp_path / "plots" / f"{stem}.png").stat().st_size > 0 and (tmp_path / "plots" / f"{stem}.svg").is_file()
     assert "data:image/png;base64," in (tmp_path / "report.html").read_text()

@@ -17,7 +17,8 @@ ALLOWED = {
     "distill": {"core", "data", "gen", "eval", "distill"},
     "demo": {"core", "data", "gen", "eval", "report", "distill", "demo"},
     "cli": {"core", "data", "gen", "eval", "report", "distill", "demo", "cli"},
-    "root": {"core", "cli"},            # sidbench/__init__.py (the torchvision guard) and __main__.py
+    "api": {"core", "data", "gen", "eval", "api"},   # sidbench/api.py: the Python API, a facade like the CLI
+    "root": {"core", "cli"},            # sidbench/__init__.py (the guard; API names load lazily) and __main__.py
 }
 
 
@@ -25,6 +26,8 @@ def stage_of_file(path: Path) -> str:
     rel = path.relative_to(REPO).parts
     if rel[0] == "distill":
         return "distill"
+    if rel[1:] == ("api.py",):
+        return "api"
     return rel[1] if len(rel) > 2 else "root"
 
 
@@ -33,7 +36,7 @@ def stage_of_module(name: str) -> str | None:
     if parts[0] == "distill":
         return "distill"
     if parts[0] == "sidbench":
-        return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else "root"
+        return parts[1] if len(parts) > 1 and parts[1] in ALLOWED and parts[1] != "root" else "root"
     return None
 
 

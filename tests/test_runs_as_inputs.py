@@ -1,5 +1,7 @@
 """A distillation run is an input: its folder (latest EMA snapshot), a snapshot, or a checkpoint (EMA or raw)."""
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -93,6 +95,13 @@ def test_exports_and_snapshots_carry_iteration_kimg_and_the_run_config(run, tiny
     assert r.exit_code == 0, r.output
     made = json.loads((tmp_path / "it1" / "sidbench_export.json").read_text())["made_by"]
     assert (made["kind"], made["which"], made["iteration"], made["kimg"]) == ("checkpoint", "ema", 1, 0.002)
+    # A safetensors export is shared like any output: the umask's mode, not mkstemp's 0600.
+    r = CliRunner().invoke(app, ["export", "--generator", str(run), "--base", str(tiny_sd), "--format", "safetensors",
+                                 "--out", str(tmp_path / "g.safetensors")])
+    assert r.exit_code == 0, r.output
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "g.safetensors").stat().st_mode) == 0o666 & ~umask
 
 
 def test_a_folder_of_other_settings_is_refused_and_eval_records_the_sidecar(run, tiny_sd, tmp_path, tiny):

@@ -7,25 +7,27 @@ import typer
 
 import sidbench.demo  # noqa: F401  (registers the demo world's extractor, world-cnn, for eval and stats)
 from sidbench import __version__
-from sidbench.cli.console import console
-from sidbench.cli.demo import demo_cmd
-from sidbench.cli.distill import distill_cmd
-from sidbench.cli.eval import eval_cmd
-from sidbench.cli.generate import export_cmd, generate_cmd
+from sidbench.cli import help as _help
+from sidbench.cli.console import install_warning_printer, stdout
+from sidbench.cli.demo import EXAMPLES as demo_examples, demo_cmd
+from sidbench.cli.distill import EXAMPLES as distill_examples, distill_cmd
+from sidbench.cli.eval import EXAMPLES as eval_examples, eval_cmd
+from sidbench.cli.generate import EXPORT_EXAMPLES as export_examples, GENERATE_EXAMPLES as generate_examples, export_cmd, generate_cmd
+from sidbench.cli.report import EXAMPLES as report_examples, report_cmd
 from sidbench.cli.prompts import prompts_app
-from sidbench.cli.report import report_cmd
 from sidbench.cli.stats import stats_app
 from sidbench.cli.weights import weights_app
 
+_help.install()
 app = typer.Typer(help="SiD-LSG distillation and reproducible text-to-image evaluation.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
-app.command("eval")(eval_cmd)
-app.command("generate")(generate_cmd)
-app.command("export")(export_cmd)
-app.command("distill")(distill_cmd)
-app.command("report")(report_cmd)
-app.command("demo")(demo_cmd)
+app.command("eval", epilog=eval_examples)(eval_cmd)
+app.command("generate", epilog=generate_examples)(generate_cmd)
+app.command("export", epilog=export_examples)(export_cmd)
+app.command("distill", epilog=distill_examples)(distill_cmd)
+app.command("report", epilog=report_examples)(report_cmd)
+app.command("demo", epilog=demo_examples)(demo_cmd)
 app.add_typer(stats_app, name="stats")
 app.add_typer(weights_app, name="weights")
 app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises known lists), draw from COCO, fetch.")
@@ -33,7 +35,7 @@ app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises
 
 def _print_version(value: bool) -> None:
     if value:
-        console.print(f"sidbench {__version__}")
+        stdout.print(f"sidbench {__version__}")
         raise typer.Exit()
 
 
@@ -41,6 +43,7 @@ def _print_version(value: bool) -> None:
 def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                                 help="Print the version and exit.")] = False):
     """SiD-LSG distillation and reproducible text-to-image evaluation."""
+    install_warning_printer()
 
 
 def main() -> None:

@@ -12,10 +12,12 @@ from dataclasses import MISSING, fields
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from distill.config import DistillConfig
 from sidbench.cli.console import console, user_errors
 from sidbench.core.errors import SidbenchError
+from sidbench.core.threads import set_threads
 
 SCALARS = (bool, int, float, str)
 
@@ -33,7 +35,9 @@ def _flag_type(hint) -> tuple[type, bool]:
 
 
 def config_options(cls) -> list[inspect.Parameter]:
-    """Keyword parameters (typer options, default None = not given) for every field of a config dataclass."""
+    """Keyword parameters (typer options, default None = not given) for every field of a config dataclass.
+
+    The help shows each field's real default (``[default: 979]``), its panel, and ``[a|b]`` for choices."""
     hints = typing.get_type_hints(cls)
     params = []
     for f in fields(cls):
@@ -41,31 +45,53 @@ def config_options(cls) -> list[inspect.Parameter]:
             raise TypeError(f"{cls.__name__}.{f.name} has no help text: declare it with setting(default, help)")
         typ, is_list = _flag_type(hints[f.name])
         name = f.name.replace("_", "-")
-        decl = [f"--{name}/--no-{name}"] if typ is bool else [f"--{name}"]
         default = f.default if f.default is not MISSING else f.default_factory()
-        shown = "none" if default is None else ",".join(map(str, default)) if is_list else repr(default)
-        help_text = f.metadata["help"] + (" (repeat the flag for several)" if is_list else "") + f" [default: {shown}]"
-        annotation = Optional[list[typ]] if is_list else Optional[typ]
+        decl = [f"--{name}"]  # a bool is a plain flag, as in diffusers' scripts (every bool field defaults to off)
+        if typ is bool and default:
+            raise TypeError(f"{cls.__name__}.{f.name} defaults to True: a flag could not turn it off")
+        shown = ("none" if default is None or default == "" else ",".join(map(str, default)) if is_list
+                 else str(default))
+        help_text = f.metadata["help"] + (" (repeat the flag for several)" if is_list else "")
+        if typ is not bool:
+            help_text += " " + escape(f"[default: {shown}]")  # literal brackets, not rich markup
+        choices = f.metadata.get("choices")
+        scalar = typing.Literal[tuple(choices)] if choices else typ
+        annotation = Optional[list[scalar]] if is_list else Optional[scalar]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            annotation, typer.Option(*decl, help=help_text, show_default=False)]))
+            annotation, typer.Option(*decl, help=help_text, show_default=False, metavar=f.metadata.get("metavar"),
+                                     rich_help_panel=f.metadata.get("panel"))]))
     return params
 
 
 def _verb_options() -> list[inspect.Parameter]:
-    """Flags of the verb itself, not fields: the config file, the presets, resume and quiet."""
-    def opt(name, annotation, default, *decl, help):
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                 annotation=Annotated[annotation, typer.Option(*decl, help=help)])
+    """Flags of the verb itself, not fields: the config file, the presets, resume, threads and quiet."""
+    def opt(name, annotation, default, *decl, help, metavar=None, panel="Run"):
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[
+            annotation, typer.Option(*decl, help=help, metavar=metavar, rich_help_panel=panel)])
 
     return [
-        opt("config", Optional[str], None, "--config", help="TOML/YAML/JSON file of settings; flags override it."),
-        opt("lsg", Optional[float], None, "--lsg", help="LSG preset: k1 = k2 = k3 = k4 = K (per-scale flags still win)."),
-        opt("guidance_interval", Optional[str], None, "--guidance-interval",
-            help="T_LO,T_HI: apply k1, k2 and k4 only at training timesteps in [T_LO, T_HI] (scale 1 elsewhere; "
-                 "beyond the paper, after Kynkaanniemi et al. 2024); per-scale --cfg-*-interval flags still win."),
-        opt("resume", str, "auto", "--resume", help="auto (latest checkpoint in the run folder, if any) | none | a checkpoint path."),
-        opt("quiet", bool, False, "--quiet", "-q", help="No progress bar."),
+        opt("config", Optional[str], None, "--config", metavar="PATH",
+            help="TOML/YAML/JSON file of settings; flags override it."),
+        opt("lsg", Optional[float], None, "--lsg", panel="Guidance (LSG)",
+            help="LSG preset: k1 = k2 = k3 = k4 = K (per-scale flags still win)."),
+        opt("guidance_interval", Optional[str], None, "--guidance-interval", metavar="T_LO,T_HI", panel="Guidance (LSG)",
+            help="Apply k1, k2 and k4 only at training timesteps in T_LO..T_HI (scale 1 elsewhere; beyond the "
+                 "paper, after Kynkaanniemi et al. 2024); per-scale --cfg-*-interval flags still win."),
+        opt("resume", str, "auto", "--resume", metavar="auto|none|PATH",
+            help="auto: the run folder's latest checkpoint, if any; none: start afresh; or a checkpoint file."),
+        opt("threads", Optional[int], None, "--threads", panel="Performance",
+            help="CPU threads per process (default: the cores / the processes on this machine)."),
+        opt("quiet", bool, False, "--quiet", "-q", panel="Output and logging",
+            help="No progress bar (the per-tick lines still go to log.txt)."),
     ]
+
+
+EXAMPLES = """Examples:
+
+  sidbench distill --base sd15/ --prompts aesthetics6.txt --run-dir runs/lsg15 --lsg 1.5
+
+  sidbench distill --config runs/lsg15/config.json --resume auto --threads 8
+"""
 
 
 def distill_cmd(**kw):
@@ -74,16 +100,16 @@ def distill_cmd(**kw):
     from distill.loop import train
 
     config, lsg, resume, quiet = kw.pop("config"), kw.pop("lsg"), kw.pop("resume"), kw.pop("quiet")
+    threads = kw.pop("threads")
     with user_errors():
+        set_threads(threads)
         cfg = resolve(config, kw, lsg=lsg)
         missing = [k for k in ("base", "prompts", "run_dir") if not getattr(cfg, k)]
         if missing:
             raise SidbenchError("missing required setting(s): " + ", ".join("--" + k.replace("_", "-") for k in missing))
         console.print("[bold]resolved config[/]")
         console.print_json(data=cfg.to_dict())
-        trainer = train(cfg, resume=resume, progress=not quiet)
-    console.print(f"done: {trainer.iteration} iterations, {trainer.cur_nimg / 1000:g} kimg; "
-                  f"EMA snapshot in {cfg.run_dir}/snapshots/")
+        train(cfg, resume=resume, progress=not quiet)  # prints one line per tick, and where the snapshot went
 
 
 distill_cmd.__signature__ = inspect.Signature(_verb_options() + config_options(DistillConfig))

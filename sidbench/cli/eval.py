@@ -2,69 +2,89 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+import warnings
+from typing import Annotated, Literal, Optional
 
 import typer
 
-from sidbench.cli.console import console, user_errors
-from sidbench.core.errors import SidbenchError
-from sidbench.cli.options import ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt, Which
+from sidbench.cli.console import console, print_json, user_errors
+from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch,
+                                  Device, ExtractorOpt, GeneratorOpt, Mode, PreResize, Precision, Quiet, RandomWeights,
+                                  Scheduler, SkipBad, Threads, ValueRange, WeightsOpt, Which)
+from sidbench.core.errors import SidbenchError, SidbenchWarning
+
+LABELS = "Labels for reports"
+
+EXAMPLES = """Examples:
+
+  sidbench eval --images gen/ --ref coco2014_val/ --protocol coco2014-30k --kid --clip --prompts captions.txt --out r.json
+
+  sidbench eval --base sd15/ --generator runs/lsg15 --prompts captions.txt --ref coco_ref.npz --clip --json
+"""
+
+
+def _opt(*decl, help, panel, metavar=None, **kw):
+    return typer.Option(*decl, help=help, rich_help_panel=panel, metavar=metavar, **kw)
 
 
 def eval_cmd(
-    images: Annotated[Optional[str], typer.Option("--images", help="Generated images: folder, .npy/.npz array, or statistics file.")] = None,
-    ref: Annotated[Optional[str], typer.Option("--ref", help="Reference: folder, array, or statistics file (cached automatically).")] = None,
-    generator: Annotated[Optional[str], typer.Option("--generator", help="Evaluate a one-step generator in memory (no files): a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")] = None,
+    images: Annotated[Optional[str], _opt("--images", metavar="PATH", panel=INPUTS, help="Generated images: folder, .npy/.npz array, or statistics file.")] = None,
+    ref: Annotated[Optional[str], _opt("--ref", metavar="PATH", panel=INPUTS, help="Reference: folder, array, or statistics file (cached automatically).")] = None,
+    base: Annotated[Optional[str], _opt("--base", metavar="PATH", panel=INPUTS, help="Stable Diffusion folder: with --generator, its base; alone, evaluate the teacher (--steps, --cfg). Images are made in memory.")] = None,
+    generator: GeneratorOpt = None,
     which: Which = "ema",
-    base: Annotated[Optional[str], typer.Option("--base", help="Stable Diffusion folder for --generator; alone: evaluate the teacher (--steps, --cfg).")] = None,
-    cfg_scale: Annotated[float, typer.Option("--cfg", help="Teacher guidance scale (with --base and no --generator).")] = 1.0,
-    scheduler: Annotated[str, typer.Option("--scheduler", help="Teacher sampler: ddim | dpm++ | euler.")] = "ddim",
-    t_init: Annotated[int, typer.Option("--t-init", help="One-step generator timestep.")] = 625,
-    gen_batch: Annotated[int, typer.Option("--gen-batch", help="Images generated per call (in-memory evaluation).")] = 8,
-    seed_offset: Annotated[int, typer.Option("--seed-offset", help="Image i from seed offset + i.")] = 0,
-    precision: Annotated[str, typer.Option("--precision", help="Generation precision: fp32 | fp16 | bf16 (metric networks stay fp32).")] = "fp32",
-    fid: Annotated[Optional[bool], typer.Option("--fid/--no-fid", help="Fréchet Inception Distance (default on unless only --clip).")] = None,
-    kid: Annotated[bool, typer.Option("--kid", help="Kernel Inception Distance (mean and std over subsets).")] = False,
-    clip: Annotated[bool, typer.Option("--clip", help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
-    prompts: Annotated[Optional[str], typer.Option("--prompts", help="Prompt list: caption i pairs with image i ({i:06d}.png or row i).")] = None,
-    pr: Annotated[bool, typer.Option("--pr", help="Precision/recall (pr50k3: VGG16 fc2, k=3), from per-image features.")] = False,
-    pr_k: Annotated[int, typer.Option("--pr-k", help="k-th neighbour for the manifold radii.")] = 3,
-    pr_weights: Annotated[Optional[str], typer.Option("--pr-weights", help="Local torchvision vgg16-397923af.pth.")] = None,
-    density_coverage: Annotated[bool, typer.Option("--density-coverage", help="Also density and coverage (Naeem et al. 2020).")] = False,
-    clip_variant: Annotated[str, typer.Option(help="gigagan (the coco2014-30k definition) | torchmetrics (CLIPScore, x100).")] = "gigagan",
-    clip_model: Annotated[Optional[str], typer.Option(help="CLIP model (default: ViT-g-14 / openai/clip-vit-large-patch14 by variant).")] = None,
-    clip_weights: Annotated[Optional[str], typer.Option(help="Local CLIP weights: open_clip file, or a transformers folder (torchmetrics).")] = None,
-    protocol: Annotated[str, typer.Option("--protocol", help="coco2014-30k | coco2017-5k | custom: refuses runs that break it.")] = "custom",
-    allow_deviation: Annotated[bool, typer.Option("--allow-deviation", help="Run even if the protocol is broken; the result is marked not comparable.")] = False,
+    prompts: Annotated[Optional[str], _opt("--prompts", metavar="PATH", panel=INPUTS, help="Prompt list: caption i pairs with image i ({i:06d}.png or row i).")] = None,
+    value_range: ValueRange = None,
+    array_key: ArrayKey = None,
+    skip_bad: SkipBad = False,
+    n: Annotated[Optional[int], _opt("--n", panel=INPUTS, help="Use the first N generated images (error if fewer).")] = None,
+    ref_n: Annotated[Optional[int], _opt("--ref-n", metavar="N", panel=INPUTS, help="Use the first N reference images.")] = None,
+    fid: Annotated[Optional[bool], _opt("--fid/--no-fid", panel=METRICS, help="Fréchet Inception Distance (on unless only --clip or --pr).")] = None,
+    kid: Annotated[bool, _opt("--kid", panel=METRICS, help="Kernel Inception Distance (mean and std over subsets; shown x10^3).")] = False,
+    clip: Annotated[bool, _opt("--clip", panel=METRICS, help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
+    pr: Annotated[bool, _opt("--pr", panel=METRICS, help="Precision/recall (pr50k3: VGG16 fc2, k=3), from per-image features.")] = False,
+    density_coverage: Annotated[bool, _opt("--density-coverage", panel=METRICS, help="Also density and coverage (Naeem et al. 2020).")] = False,
+    pr_k: Annotated[int, _opt("--pr-k", metavar="K", panel=METRICS, help="k-th neighbour for the manifold radii.")] = 3,
+    kid_subsets: Annotated[int, _opt("--kid-subsets", panel=METRICS, help="KID: number of subsets.")] = 100,
+    kid_subset_size: Annotated[int, _opt("--kid-subset-size", panel=METRICS, help="KID: largest subset size.")] = 1000,
+    kid_seed: Annotated[int, _opt("--kid-seed", panel=METRICS, help="KID: subset sampling seed.")] = 0,
+    clip_variant: Annotated[Literal["gigagan", "torchmetrics"], _opt("--clip-variant", panel=METRICS, help="gigagan: the coco2014-30k definition; torchmetrics: CLIPScore (x100).")] = "gigagan",
+    protocol: Annotated[Literal["custom", "coco2014-30k", "coco2017-5k"], _opt("--protocol", panel=PROTOCOL, help="A published protocol refuses runs that break it; custom checks nothing.")] = "custom",
+    allow_deviation: Annotated[bool, _opt("--allow-deviation", panel=PROTOCOL, help="Run even if the protocol is broken; the result is marked not comparable.")] = False,
     mode: Mode = "clean",
     pre_resize: PreResize = None,
     extractor: ExtractorOpt = None,
     weights: WeightsOpt = None,
     random_weights: RandomWeights = False,
-    n: Annotated[Optional[int], typer.Option("--n", help="Use the first N generated images (error if fewer).")] = None,
-    ref_n: Annotated[Optional[int], typer.Option("--ref-n", help="Use the first N reference images.")] = None,
+    pr_weights: Annotated[Optional[str], _opt("--pr-weights", metavar="PATH", panel=EXTRACTOR, help="Local torchvision vgg16-397923af.pth.")] = None,
+    clip_model: Annotated[Optional[str], _opt("--clip-model", metavar="NAME", panel=EXTRACTOR, help="CLIP model (default: ViT-g-14 / openai/clip-vit-large-patch14 by variant).")] = None,
+    clip_weights: Annotated[Optional[str], _opt("--clip-weights", metavar="PATH", panel=EXTRACTOR, help="Local CLIP weights: open_clip file, or a transformers folder (torchmetrics).")] = None,
+    steps: Annotated[Optional[int], _opt("--steps", panel=GENERATION, help="Sampling steps of the evaluated generator: the teacher runs them with --base (default 50); with --images they are recorded (the sidecar's when there is one).")] = None,
+    cfg_scale: Annotated[float, _opt("--cfg", metavar="SCALE", panel=GENERATION, help="Teacher guidance scale (with --base and no --generator).")] = 1.0,
+    scheduler: Scheduler = "ddim",
+    t_init: Annotated[int, _opt("--t-init", metavar="T", panel=GENERATION, help="One-step generator timestep.")] = 625,
+    seed_offset: Annotated[int, _opt("--seed-offset", panel=GENERATION, help="Image i from seed offset + i.")] = 0,
+    precision: Precision = "fp32",
+    gen_batch: Annotated[int, _opt("--gen-batch", panel=PERFORMANCE, help="Images generated per call (in-memory evaluation).")] = 8,
     batch: Batch = 32,
     threads: Threads = None,
     device: Device = "cpu",
-    value_range: ValueRange = None,
-    array_key: ArrayKey = None,
-    skip_bad: SkipBad = False,
-    kid_subsets: Annotated[int, typer.Option(help="KID: number of subsets.")] = 100,
-    kid_subset_size: Annotated[int, typer.Option(help="KID: largest subset size.")] = 1000,
-    kid_seed: Annotated[int, typer.Option(help="KID: subset sampling seed.")] = 0,
-    cache_dir: Annotated[Optional[str], typer.Option(help="Reference statistics cache folder.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the reference cache.")] = False,
-    save_stats: Annotated[Optional[str], typer.Option(help="Also write the generated side's statistics here.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Results JSON (written atomically).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Row label for reports (default: the images' folder name).")] = None,
-    method: Annotated[Optional[str], typer.Option("--method", help="Method, e.g. SiD-LSG, for reports.")] = None,
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher model, e.g. SD1.5, for reports.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Sampling steps of the evaluated generator: the teacher sampler's with --base (default 50; 1 with --generator), recorded for reports with --images.")] = None,
-    guidance: Annotated[Optional[str], typer.Option("--guidance", help="Guidance setting, e.g. 'LSG k=1.5'.")] = None,
-    kimg: Annotated[Optional[float], typer.Option("--kimg", help="Training length in thousands of images.")] = None,
+    cache_dir: Annotated[Optional[str], _opt("--cache-dir", metavar="PATH", panel=PERFORMANCE, help="Reference statistics cache folder.")] = None,
+    no_cache: Annotated[bool, _opt("--no-cache", panel=PERFORMANCE, help="Neither read nor write the reference cache.")] = False,
+    out: Annotated[Optional[str], _opt("--out", metavar="PATH", panel=OUTPUT, help="Results JSON (written atomically); - for stdout.")] = None,
+    as_json: Annotated[bool, _opt("--json", panel=OUTPUT, help="Print the results object as JSON on stdout (the table still goes to stderr).")] = False,
+    save_stats: Annotated[Optional[str], _opt("--save-stats", metavar="PATH", panel=OUTPUT, help="Also write the generated side's statistics here.")] = None,
     quiet: Quiet = False,
+    name: Annotated[Optional[str], _opt("--name", metavar="TEXT", panel=LABELS, help="Row label (default: the images' folder name).")] = None,
+    method: Annotated[Optional[str], _opt("--method", metavar="TEXT", panel=LABELS, help="Method, e.g. SiD-LSG.")] = None,
+    teacher: Annotated[Optional[str], _opt("--teacher", metavar="TEXT", panel=LABELS, help="Teacher model, e.g. SD1.5.")] = None,
+    guidance_label: Annotated[Optional[str], _opt("--guidance-label", metavar="TEXT", panel=LABELS, help="Guidance as the table should say it, e.g. 'LSG k=1.5' (the scale itself is --cfg).")] = None,
+    kimg: Annotated[Optional[float], _opt("--kimg", panel=LABELS, help="Training length in thousands of images.")] = None,
 ):
-    """FID, KID, CLIP score and precision/recall of generated images, from one pass, with a results file that says how."""
+    """FID, KID, CLIP score and precision/recall (with density/coverage) from one pass over the images,
+    with a results file that says how they were made."""
+    from sidbench.core import distributed
+    from sidbench.core.threads import set_threads
     from sidbench.eval.api import EvalConfig, evaluate
     from sidbench.eval.results import print_table
     from sidbench.gen.generate import GenerateConfig
@@ -73,6 +93,7 @@ def eval_cmd(
         if (images is None) == (base is None):
             raise SidbenchError("give either --images (files, an array or statistics) or --base [--generator] "
                                 "(generate in memory)")
+        threads = set_threads(threads)
         if fid is None:
             fid = not ((clip or pr) and not kid)
         cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, pr=pr, pr_k=pr_k,
@@ -82,7 +103,7 @@ def eval_cmd(
                          threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range, array_key=array_key,
                          skip_bad=skip_bad, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                          kid_seed=kid_seed, cache_dir=cache_dir, use_cache=not no_cache, progress=not quiet)
-        subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance,
+        subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,
                                          kimg=kimg).items() if v is not None}
         if generator is not None and base is None:
             raise SidbenchError("--generator is evaluated in memory on its base model: give --base too")
@@ -92,10 +113,13 @@ def eval_cmd(
             images = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps or 50, cfg=cfg_scale,
                                     scheduler=scheduler, t_init=t_init, n=n, batch_size=gen_batch,
                                     seed_offset=seed_offset, precision=precision, device=device)
-        res = evaluate(images, ref, cfg, out=out, save_stats=save_stats, command=sys.argv, subject=subject)
-    from sidbench.core import distributed
-
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SidbenchWarning)  # the table below lists them, once
+            res = evaluate(images, ref, cfg, out=None if out == "-" else out, save_stats=save_stats,
+                           command=sys.argv, subject=subject)
     if distributed.is_main():
         print_table(res, console)
-        if out:
+        if as_json or out == "-":
+            print_json(res)
+        if out and out != "-":
             console.print(f"results written to {out}")

@@ -1,38 +1,57 @@
 """``sidbench generate`` and ``sidbench export``: images to a folder, generators between formats."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from sidbench.cli.console import console, user_errors
-from sidbench.cli.options import Device, GeneratorOpt, Quiet, Which
+from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, GeneratorOpt, Precision, Quiet, Scheduler,
+                                  Threads, Which)
+
+GENERATE_EXAMPLES = """Examples:
+
+  sidbench generate --base sd15/ --generator runs/lsg15 --prompts captions.txt --out gen/
+
+  sidbench generate --base sd15/ --steps 50 --cfg 3 --scheduler ddim --prompts captions.txt --out teacher/ --shard 0/4
+"""
+
+EXPORT_EXAMPLES = """Examples:
+
+  sidbench export --generator sid_lsg_sd15.pkl --out sid-sd15/
+
+  sidbench export --generator runs/lsg15/checkpoints/ckpt-000400.pt --which raw --base sd15/ --format safetensors --out g.safetensors
+"""
 
 
 def generate_cmd(
-    base: Annotated[str, typer.Option("--base", help="Stable Diffusion folder (diffusers layout) or hub id.")],
-    prompts: Annotated[str, typer.Option("--prompts", help="One prompt a line; prompt i -> {i:06d}.png.")],
-    out: Annotated[str, typer.Option("--out", help="Output folder.")],
+    base: Annotated[str, typer.Option("--base", metavar="PATH", rich_help_panel=INPUTS, help="Stable Diffusion folder (diffusers layout) or hub id.")],
+    prompts: Annotated[str, typer.Option("--prompts", metavar="PATH", rich_help_panel=INPUTS, help="One prompt a line; prompt i -> {i:06d}.png.")],
+    out: Annotated[str, typer.Option("--out", metavar="PATH", rich_help_panel=OUTPUT, help="Output folder.")],
     generator: GeneratorOpt = None,
     which: Which = "ema",
-    n: Annotated[Optional[int], typer.Option("--n", help="First N prompts (default: all).")] = None,
-    batch: Annotated[int, typer.Option("--batch", help="Images per sampler call.")] = 8,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="i/n: only images whose index % n == i.")] = None,
-    seed_offset: Annotated[int, typer.Option("--seed-offset", help="Image i from seed offset + i.")] = 0,
-    t_init: Annotated[int, typer.Option("--t-init", help="One-step generator timestep.")] = 625,
-    steps: Annotated[int, typer.Option("--steps", help="Teacher sampling steps.")] = 50,
-    cfg_scale: Annotated[float, typer.Option("--cfg", help="Teacher classifier-free guidance scale.")] = 1.0,
-    scheduler: Annotated[str, typer.Option("--scheduler", help="Teacher sampler: ddim | dpm++ | euler.")] = "ddim",
-    precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | bf16.")] = "fp32",
+    n: Annotated[Optional[int], typer.Option("--n", rich_help_panel=INPUTS, help="First N prompts (default: all).")] = None,
+    seed_offset: Annotated[int, typer.Option("--seed-offset", rich_help_panel=GENERATION, help="Image i from seed offset + i.")] = 0,
+    t_init: Annotated[int, typer.Option("--t-init", metavar="T", rich_help_panel=GENERATION, help="One-step generator timestep.")] = 625,
+    steps: Annotated[int, typer.Option("--steps", rich_help_panel=GENERATION, help="Teacher sampling steps (without --generator).")] = 50,
+    cfg_scale: Annotated[float, typer.Option("--cfg", metavar="SCALE", rich_help_panel=GENERATION, help="Teacher classifier-free guidance scale.")] = 1.0,
+    scheduler: Scheduler = "ddim",
+    precision: Precision = "fp32",
+    batch: Annotated[int, typer.Option("--batch", rich_help_panel=PERFORMANCE, help="Images per sampler call.")] = 8,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", rich_help_panel=PERFORMANCE, help="Only images whose index % N == I (run N of these side by side).")] = None,
+    threads: Threads = None,
     device: Device = "cpu",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Remake every image, even where the folder holds images made with other settings.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Remake every image, even where the folder holds images made with other settings.")] = False,
     quiet: Quiet = False,
 ):
     """Generate one image per prompt (seed = offset + index), resumably; a sidecar records how."""
     from sidbench.gen.generate import GenerateConfig, generate
     from sidbench.data.images import parse_shard
 
+    from sidbench.core.threads import set_threads
+
     with user_errors():
+        set_threads(threads)
         cfg = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps, cfg=cfg_scale,
                              scheduler=scheduler, t_init=t_init, n=n, batch_size=batch, seed_offset=seed_offset,
                              precision=precision, device=device)
@@ -42,10 +61,10 @@ def generate_cmd(
 
 
 def export_cmd(
-    generator: Annotated[str, typer.Option("--generator", help="Generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")],
-    out: Annotated[str, typer.Option("--out", help="Output folder (diffusers) or .safetensors file.")],
-    fmt: Annotated[str, typer.Option("--format", help="diffusers | safetensors.")] = "diffusers",
-    base: Annotated[Optional[str], typer.Option("--base", help="Base SD folder (needed to read a .safetensors generator or a checkpoint).")] = None,
+    generator: Annotated[str, typer.Option("--generator", metavar="PATH", help="Generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")],
+    out: Annotated[str, typer.Option("--out", metavar="PATH", help="Output folder (diffusers) or .safetensors file.")],
+    fmt: Annotated[Literal["diffusers", "safetensors"], typer.Option("--format", help="What to write.")] = "diffusers",
+    base: Annotated[Optional[str], typer.Option("--base", metavar="PATH", help="Base SD folder (needed to read a .safetensors generator or a checkpoint).")] = None,
     which: Which = "ema",
 ):
     """Convert a generator (e.g. a released .pkl) to a diffusers folder or a safetensors file."""

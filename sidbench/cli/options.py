@@ -1,22 +1,45 @@
-"""Options several verbs share, declared once (same flag, same help everywhere)."""
+"""Options several verbs share, declared once (same flag, same help, same panel everywhere)."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
-Mode = Annotated[str, typer.Option("--mode", help="FID mode: clean | legacy_tensorflow | legacy_pytorch.")]
-PreResize = Annotated[Optional[int], typer.Option("--pre-resize", help="Centre crop + PIL Lanczos to this size first (coco2014-30k: 256).")]
-ExtractorOpt = Annotated[Optional[str], typer.Option("--extractor", help="Feature extractor name (default follows --mode).")]
-WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Local weight file (default: the weights folder; see `sidbench weights list`).")]
-RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Same architecture, seeded random weights (tests/benchmarks; results marked not comparable).")]
-Batch = Annotated[int, typer.Option("--batch", help="Images per network call.")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="Decode/resize threads (default: CPU count, at most 8).")]
-Device = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
-ValueRange = Annotated[Optional[str], typer.Option("--value-range", help="For float image arrays: -1,1 | 0,1 | 0,255 (never guessed).")]
-ArrayKey = Annotated[Optional[str], typer.Option("--array-key", help="The image array's name in an .npz that holds several.")]
-SkipBad = Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in the results) instead of stopping.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+# Help panels, in the order a reader needs them.
+INPUTS, METRICS, PROTOCOL, EXTRACTOR, GENERATION, PERFORMANCE, OUTPUT = (
+    "Inputs", "Metrics", "Protocol", "Feature extractor", "Generation", "Performance", "Output")
 
-Which = Annotated[str, typer.Option("--which", help="Of a run folder or training checkpoint: ema (the EMA generator) or raw (the trained one).")]
-GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", help="One-step generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")]
+ModeName = Literal["clean", "legacy_tensorflow", "legacy_pytorch"]
+SchedulerName = Literal["ddim", "dpm++", "euler"]
+PrecisionName = Literal["fp32", "fp16", "bf16"]
+RangeName = Literal["-1,1", "0,1", "0,255"]
+WhichName = Literal["ema", "raw"]
+
+Mode = Annotated[ModeName, typer.Option("--mode", help="FID resize mode (clean-fid's).", rich_help_panel=PROTOCOL)]
+PreResize = Annotated[Optional[int], typer.Option("--pre-resize", metavar="PX", rich_help_panel=PROTOCOL,
+                                                  help="Centre crop + PIL Lanczos to this size first (coco2014-30k: 256).")]
+ExtractorOpt = Annotated[Optional[str], typer.Option("--extractor", metavar="NAME", rich_help_panel=EXTRACTOR,
+                                                     help="Feature extractor (default follows --mode; see `sidbench weights list`).")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", metavar="PATH", rich_help_panel=EXTRACTOR,
+                                                   help="Local weight file (default: the weights folder).")]
+RandomWeights = Annotated[bool, typer.Option("--random-weights", rich_help_panel=EXTRACTOR,
+                                             help="Same architecture, seeded random weights (tests/benchmarks; results marked not comparable).")]
+Batch = Annotated[int, typer.Option("--batch", help="Images per network call.", rich_help_panel=PERFORMANCE)]
+Threads = Annotated[Optional[int], typer.Option("--threads", rich_help_panel=PERFORMANCE,
+                                                help="CPU threads (torch and decoding; default: the cores / the processes on this machine).")]
+Device = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, ...", rich_help_panel=PERFORMANCE)]
+ValueRange = Annotated[Optional[RangeName], typer.Option("--value-range", rich_help_panel=INPUTS,
+                                                         help="For float image arrays (never guessed).")]
+ArrayKey = Annotated[Optional[str], typer.Option("--array-key", metavar="NAME", rich_help_panel=INPUTS,
+                                                 help="The image array's name in an .npz that holds several.")]
+SkipBad = Annotated[bool, typer.Option("--skip-bad", rich_help_panel=INPUTS,
+                                       help="Skip unreadable images (counted in the results) instead of stopping.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel=OUTPUT)]
+
+Which = Annotated[WhichName, typer.Option("--which", rich_help_panel=INPUTS,
+                                          help="Of a run folder or training checkpoint: the EMA generator or the raw trained one.")]
+GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", metavar="PATH", rich_help_panel=INPUTS,
+                                                     help="One-step generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")]
+Scheduler = Annotated[SchedulerName, typer.Option("--scheduler", help="Teacher sampler.", rich_help_panel=GENERATION)]
+Precision = Annotated[PrecisionName, typer.Option("--precision", rich_help_panel=GENERATION,
+                                                  help="Generation precision (metric networks stay fp32).")]

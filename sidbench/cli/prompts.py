@@ -18,7 +18,7 @@ def _say(text: str) -> None:
     console.print(escape(text))
 
 
-@prompts_app.command("list")
+@prompts_app.command("list", epilog="Examples:\n\n  sidbench prompts list\n\n  sidbench prompts list --json\n")
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
 ):
@@ -36,7 +36,7 @@ def list_cmd(
         _say(f"    {spec.lines} lines, {spec.distinct} distinct, md5 {spec.md5}; {how}")
 
 
-@prompts_app.command("check")
+@prompts_app.command("check", epilog="Examples:\n\n  sidbench prompts check captions.txt\n\n  sidbench prompts check captions.txt --json\n")
 def check_cmd(
     file: Annotated[str, typer.Argument(help="A prompt list (UTF-8, one prompt per line).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
@@ -63,7 +63,7 @@ def check_cmd(
         _say("recognised: no (not a known published list; results on it are their own protocol)")
 
 
-@prompts_app.command("coco")
+@prompts_app.command("coco", epilog="Examples:\n\n  sidbench prompts coco --annotations captions_val2014.json --seed 0 --out coco30k.txt\n\n  sidbench prompts coco --annotations captions_val2017.json --seed 0 --n 5000 --one-per-image --out coco5k.txt\n")
 def coco_cmd(
     annotations: Annotated[str, typer.Option("--annotations", help="COCO captions annotation JSON, e.g. captions_val2014.json.")],
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (numpy.random.default_rng).")],
@@ -103,7 +103,7 @@ def coco_cmd(
                   f"{escape(f'Results on it are a different protocol, labelled {protocol!r} in the sidecar.')}")
 
 
-@prompts_app.command("fetch")
+@prompts_app.command("fetch", epilog="Examples:\n\n  sidbench prompts fetch gigagan-coco2014-30k --out prompts/\n\n  sidbench prompts fetch gigagan-coco2014-30k --out captions.txt --url http://mirror.local/captions.txt\n")
 def fetch_cmd(
     name: Annotated[str, typer.Argument(help="A known list (sidbench prompts list), e.g. gigagan-coco2014-30k.")],
     out: Annotated[str, typer.Option("--out", help="File to write (or a folder for the list's usual file name).")],

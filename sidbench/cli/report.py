@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from sidbench.cli.console import console, err_console, fail
@@ -17,21 +17,25 @@ FORMATS = ("md", "latex", "csv", "html")
 
 def report_cmd(
     results: Annotated[list[str], typer.Argument(metavar="RESULTS.json", help="Results JSON files (sidbench.results/1) to put in the table.")],
-    against: Annotated[str, typer.Option("--against", help="Published rows: 'published' (the rows shipped in sidbench/report/published.csv), a CSV path, or 'none'.")] = "published",
-    protocol: Annotated[str, typer.Option("--protocol", help="The table's protocol; results of any other are listed apart, never mixed in.")] = "coco2014-30k",
-    fmt: Annotated[str, typer.Option("--format", help="md | latex | csv | html (html: one page with table, plots and samples).")] = "md",
-    out: Annotated[Optional[str], typer.Option("--out", help="Write the table here (atomically); without it, print it.")] = None,
-    delta_to: Annotated[Optional[str], typer.Option("--delta-to", help="Row the ΔFID/ΔCLIP columns are relative to: a row label, name or method, or a results file (path or stem).")] = None,
-    plots_dir: Annotated[Optional[str], typer.Option("--plots-dir", help="Write the FID-CLIP trade-off (and training curves) as PNG and SVG here.")] = None,
-    curves: Annotated[Optional[str], typer.Option("--curves", help="A distillation log (JSON Lines with kimg, fid, clip) to plot training curves from.")] = None,
-    grid: Annotated[Optional[str], typer.Option("--grid", help="A sample image grid (PNG) for the HTML page.")] = None,
-    include_not_comparable: Annotated[bool, typer.Option("--include-not-comparable", help="Keep results marked not comparable in the table, flagged with † and their deviations.")] = False,
+    against: Annotated[str, typer.Option("--against", rich_help_panel="Rows", metavar="ROWS", help="Published rows: 'published' (the rows shipped with sidbench, from published.csv), a CSV path, or 'none'.")] = "published",
+    protocol: Annotated[Optional[str], typer.Option("--protocol", rich_help_panel="Rows", metavar="NAME", help="Only results of this protocol, next to all its published rows; results of any other are listed apart, never mixed in. Default: every result, each with its protocol, and the published rows of those protocols.")] = None,
+    fmt: Annotated[Literal["md", "latex", "csv", "html"], typer.Option("--format", rich_help_panel="Output", help="Table format (html: one page with table, plots and samples).")] = "md",
+    out: Annotated[Optional[str], typer.Option("--out", rich_help_panel="Output", metavar="PATH", help="Write the table here (atomically); without it (or with -), print it on stdout.")] = None,
+    delta_to: Annotated[Optional[str], typer.Option("--delta-to", rich_help_panel="Rows", metavar="ROW", help="Row the ΔFID/ΔCLIP columns are relative to: a row label, name or method, or a results file (path or stem).")] = None,
+    plots_dir: Annotated[Optional[str], typer.Option("--plots-dir", rich_help_panel="Output", metavar="PATH", help="Write the FID-CLIP trade-off (and training curves) as PNG and SVG here.")] = None,
+    curves: Annotated[Optional[str], typer.Option("--curves", rich_help_panel="Output", metavar="LOG", help="A distillation log (JSON Lines with kimg, fid, clip) to plot training curves from.")] = None,
+    grid: Annotated[Optional[str], typer.Option("--grid", rich_help_panel="Output", metavar="PNG", help="A sample image grid (PNG) for the HTML page.")] = None,
+    include_not_comparable: Annotated[bool, typer.Option("--include-not-comparable", rich_help_panel="Rows", help="With --protocol: keep results marked not comparable in the table, flagged with † and their deviations (without --protocol they always are).")] = False,
 ):
-    """A comparison table of RESULTS next to published numbers on one protocol, with plots."""
+    """A comparison table of RESULTS, each on its protocol, next to the published numbers of that protocol, with plots."""
     from sidbench.core.atomic import write_text
     from sidbench.report import (build_table, html_report, load_published, load_results, plot_tradeoff,
                                  plot_training_curves, render)
+    from sidbench.report.plots import tradeoff_panels
+    from sidbench.report.render import APART_HINT
 
+    if out == "-":
+        out = None  # stdout, as without --out
     try:
         if fmt not in FORMATS:
             raise SidbenchError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -41,22 +45,26 @@ def report_cmd(
             raise SidbenchError("--grid goes on the HTML page: use it with --format html")
         if curves is not None and fmt != "html" and plots_dir is None:
             raise SidbenchError("--curves needs somewhere to go: --plots-dir DIR or --format html")
-        ours = load_results(results)
+        # Sources are shown relative to where the table goes (its folder, or here when printed).
+        ours = load_results(results, relative_to=Path(out).parent if out is not None else Path.cwd())
         published = None if against == "none" else load_published(None if against == "published" else against)
         table = build_table(ours, published, protocol, delta_to=delta_to,
                             include_not_comparable=include_not_comparable)
         for e in table.excluded.itertuples(index=False):
             err_console.print(f"[yellow]listed apart, not in the {protocol} table:[/] {e.label} ({e.source}): "
                               f"{e.reason}", highlight=False)
+        if any("not comparable" in why for why in table.excluded["reason"]):
+            err_console.print(f"({APART_HINT})", highlight=False)
 
         with tempfile.TemporaryDirectory(prefix="sidbench-report-") as tmp:
             where = Path(plots_dir) if plots_dir is not None else Path(tmp)
             plots = {}
             if plots_dir is not None or fmt == "html":
-                if table.rows[["fid", "clip"]].notna().all(axis=1).any():
-                    plots["FID-CLIP trade-off"] = plot_tradeoff(table, where / "tradeoff")[0]
+                if tradeoff_panels(table):  # FID or an FD by network, against CLIP or adherence
+                    plots["Trade-off"] = plot_tradeoff(table, where / "tradeoff")[0]
                 else:
-                    err_console.print("[yellow]no row has both FID and CLIP:[/] no trade-off plot", highlight=False)
+                    err_console.print("[yellow]no row has both a Fréchet distance and CLIP:[/] no trade-off plot",
+                                      highlight=False)
                 if curves is not None:
                     plots["Training curves (proxy metrics)"] = plot_training_curves(curves, where / "training_curves")[0]
             if plots_dir is not None:
@@ -71,4 +79,13 @@ def report_cmd(
     except SidbenchError as e:
         fail(e)
     if out is not None:
-        console.print(f"report written to {out} ({len(table.rows)} rows, protocol {protocol})", highlight=False)
+        what = f"protocol {table.protocol}" if table.filtered else f"protocols: {table.protocol}"
+        console.print(f"report written to {out} ({len(table.rows)} rows, {what})", highlight=False)
+
+
+EXAMPLES = """Examples:
+
+  sidbench report results/*.json --out table.md
+
+  sidbench report results/*.json --protocol coco2014-30k --format latex --out table.tex --plots-dir figs/
+"""

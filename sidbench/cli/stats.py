@@ -5,17 +5,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from sidbench.cli.console import console, user_errors
+from sidbench.cli.console import console, stdout, user_errors
 from sidbench.cli.options import ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
 
 stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
 
 
-@stats_app.command("compute")
+@stats_app.command("compute", epilog="Examples:\n\n  sidbench stats compute --images coco2014_val/ --pre-resize 256 --out coco2014-30k.npz --kid\n\n  sidbench stats compute --images coco/ --shard 0/4 --out part0.npz\n")
 def stats_compute(
-    images: Annotated[str, typer.Option("--images", help="Folder or image array.")],
-    out: Annotated[str, typer.Option("--out", help="Statistics file (.npz) to write.")],
-    shard: Annotated[Optional[str], typer.Option("--shard", help="i/n: only images whose index % n == i.")] = None,
+    images: Annotated[str, typer.Option("--images", metavar="PATH", help="Folder or image array.")],
+    out: Annotated[str, typer.Option("--out", metavar="PATH", help="Statistics file (.npz) to write.")],
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only images whose index % N == I.")] = None,
     kid: Annotated[bool, typer.Option("--kid", help="Keep per-image features (needed for KID).")] = False,
     mode: Mode = "clean",
     pre_resize: PreResize = None,
@@ -35,7 +35,10 @@ def stats_compute(
     from sidbench.eval.api import EvalConfig, compute_stats_file
     from sidbench.data.images import parse_shard
 
+    from sidbench.core.threads import set_threads
+
     with user_errors():
+        threads = set_threads(threads)
         cfg = EvalConfig(kid=kid, mode=mode, pre_resize=pre_resize, extractor=extractor, weights=weights,
                          random_weights=random_weights, n=n, batch_size=batch, threads=threads, device=device,
                          value_range=value_range, array_key=array_key, skip_bad=skip_bad, progress=not quiet)
@@ -43,7 +46,7 @@ def stats_compute(
     console.print(f"{st.n} images -> {out}")
 
 
-@stats_app.command("merge")
+@stats_app.command("merge", epilog="Examples:\n\n  sidbench stats merge part0.npz part1.npz part2.npz part3.npz --out coco.npz\n\n  sidbench stats merge a.npz b.npz --out ab.npz\n")
 def stats_merge(
     parts: Annotated[list[str], typer.Argument(help="Shard statistics files.")],
     out: Annotated[str, typer.Option("--out", help="Merged statistics file.")],
@@ -56,7 +59,7 @@ def stats_merge(
     console.print(f"merged {len(parts)} shards, {st.n} images -> {out}")
 
 
-@stats_app.command("info")
+@stats_app.command("info", epilog="Examples:\n\n  sidbench stats info coco2014-30k.npz\n\n  sidbench stats info part0.npz | jq .shard\n")
 def stats_info(path: Annotated[str, typer.Argument(help="A statistics file.")]):
     """Print a statistics file's provenance."""
     import json
@@ -65,4 +68,4 @@ def stats_info(path: Annotated[str, typer.Argument(help="A statistics file.")]):
 
     with user_errors():
         st = FeatureStats.load(path)
-    console.print_json(json.dumps({"n": st.n, "dim": st.dim, "has_features": st.features is not None, **st.meta}))
+    stdout.print_json(json.dumps({"n": st.n, "dim": st.dim, "has_features": st.features is not None, **st.meta}))

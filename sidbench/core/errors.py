@@ -17,3 +17,7 @@ class MissingWeightsError(SidbenchError):
 
 class StatsMismatchError(SidbenchError):
     pass
+
+
+class SidbenchWarning(UserWarning):
+    """Something that makes a number less trustworthy (also listed in the results' ``warnings``)."""

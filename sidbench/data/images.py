@@ -98,6 +98,60 @@ def to_uint8(images: np.ndarray, value_range: str | None = None, *, what: str = 
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
+LAYOUTS = ("NHWC", "NCHW")
+
+
+def _is_tensor(x) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def is_in_memory(x) -> bool:
+    """An image batch held in memory (numpy array, torch tensor, list of arrays or PIL images), not a path."""
+    return isinstance(x, (np.ndarray, list, tuple)) or _is_tensor(x)
+
+
+def as_image_array(images, *, layout: str | None = None, what: str = "images") -> np.ndarray:
+    """A batch in memory as a numpy NHWC array: torch tensors (any device) and NCHW are converted.
+
+    ``layout`` is "NHWC" or "NCHW"; without it, the layout is read from where the 3 channels are, and an
+    ambiguous shape (3 at both places) is an error. A list of HWC arrays or PIL images is stacked.
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise SidbenchError(f"{what}: layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise SidbenchError(f"{what}: an empty list of images")
+        items = [np.asarray(im.convert("RGB")) if isinstance(im, Image.Image) else as_image_array(im, layout=layout, what=what)
+                 for im in images]
+        items = [a[0] if a.ndim == 4 and a.shape[0] == 1 else a for a in items]
+        shapes = {a.shape for a in items}
+        if len(shapes) != 1:
+            raise SidbenchError(f"{what}: images of different shapes {sorted(shapes)[:3]} cannot be stacked")
+        return np.stack(items)
+    if _is_tensor(images):
+        images = images.detach().to("cpu")
+        if str(images.dtype) in ("torch.bfloat16", "torch.float16"):
+            images = images.float()
+        images = images.numpy()
+    arr = np.asarray(images)
+    if not isinstance(images, np.ndarray) and arr.dtype == object:
+        raise SidbenchError(f"{what}: expected an image array or tensor, got {type(images).__name__}")
+    if arr.ndim == 3:
+        arr = arr[None]  # one image
+    if arr.ndim != 4:
+        raise SidbenchError(f"{what}: expected a batch of images (N, H, W, 3) or (N, 3, H, W), got shape {arr.shape}")
+    channels_first, channels_last = arr.shape[1] in (1, 3), arr.shape[-1] in (1, 3)
+    if layout is None:
+        if channels_first and channels_last:
+            raise SidbenchError(f"{what}: shape {arr.shape} could be NCHW or NHWC; say which with layout=")
+        layout = "NCHW" if channels_first else "NHWC"
+    if layout == "NCHW":
+        arr = arr.transpose(0, 2, 3, 1)
+    if arr.shape[-1] == 1:  # grey: the RGB conversion PIL's convert("RGB") would make
+        arr = np.repeat(arr, 3, axis=-1)
+    return arr
+
+
 @dataclass
 class ImageSource:
     """An indexable set of images: a folder of files or an array on disk / in memory."""
@@ -166,11 +220,11 @@ def open_array(path: str, key: str | None = None) -> np.ndarray:
         raise SidbenchError(f"cannot read image array {path}: {type(e).__name__}: {e}") from None
 
 
-def open_source(path: str | os.PathLike | np.ndarray, *, value_range: str | None = None,
+def open_source(path, *, value_range: str | None = None,
                 array_key: str | None = None) -> ImageSource:
-    """A folder or array file (or an in-memory array) as an ImageSource; checks the input contract."""
-    if isinstance(path, np.ndarray):
-        arr = path
+    """A folder or array file (or images in memory: array, tensor, list) as an ImageSource; checks the input contract."""
+    if is_in_memory(path):
+        arr = as_image_array(path)
         src = ImageSource(kind="array", path=None, array=arr, value_range=value_range)
     else:
         path = str(path)

@@ -90,7 +90,8 @@ class World:
 
         ref = self.ref if against is None else against
         cfg = EvalConfig(mode="inside-network", use_cache=False, progress=False)
-        res = evaluate(images, ref, cfg, extractor=self.extractor, subject={"name": name})
+        kind = {"kind": "reference"} if images is self.floor_images else {}  # data, not a method: never "best"
+        res = evaluate(images, ref, cfg, extractor=self.extractor, subject={"name": name, **kind})
         with torch.no_grad():
             tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float()
             pr = precision_recall(self.net.features(tensor(ref)), self.net.features(tensor(images)), k=3)
@@ -351,9 +352,8 @@ def _report(out: Path, rows, curves, grids, console: Console, *, mode: str, seco
               "![samples](samples.png)", ""]
     write_text(out / "report.md", "\n".join(lines) + "\n")
     write_text(out / "table.md", md + "\n")
-    _trade_off_figure(out, df, ks)
-    _curves_figure(out, curves)
-    _samples_figure(out, grids)
+    write_figure_data(out, rows, curves, grids, ks=ks, mode=mode)
+    _draw_figures(out, rows, curves, grids, ks)
 
     # The console gets the columns that fit a terminal; report.md and table.md have them all.
     short = {"sampler": "sampler", "fd": "FD", "adherence": "adher.", "noise": "noise",
@@ -372,82 +372,315 @@ def _report(out: Path, rows, curves, grids, console: Console, *, mode: str, seco
     console.print(f"report: {out / 'report.md'}")
 
 
-def _save(fig, out: Path, name: str) -> None:
-    for ext in ("png", "svg"):
-        fig.savefig(out / f"{name}.{ext}", dpi=200 if ext == "png" else None)
+# ----------------------------------------------------------------------------------------------- figures
+# Every figure is drawn from what ``write_figure_data`` keeps in the report folder (figure_data.json:
+# rows, curves, k values; samples.npz: the sample grids), so ``replot(out)`` redraws them without training.
+
+FIGURE_DATA, SAMPLES_NPZ = "figure_data.json", "samples.npz"
+FIGURE_SCHEMA = "sidbench.demo-figures/1"
 
 
-def _trade_off_figure(out: Path, df, ks) -> None:
-    """The paper's trade-off plot: FD to the data against adherence, SiD-LSG per k beside the teacher per cfg."""
-    import matplotlib.pyplot as plt
+def write_figure_data(out: Path, rows: list[dict], curves: dict, grids: dict, *, ks, mode: str) -> None:
+    """Keep what the figures are drawn from: ``figure_data.json`` and ``samples.npz`` in ``out``."""
+    from sidbench.core.atomic import atomic_path
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    series = [("teacher DDIM-25 (cfg = k)", df[df["sampler"].str.startswith("teacher DDIM-25")], "s", "tab:grey"),
-              ("SiD one step, EMA (guided: k4 = k, t <= 400)", df[(df["group"] == "distilled") & df["sampler"].str.endswith("EMA")], "o",
-               "tab:blue")]
-    for name, part, marker, colour in series:
-        part = part.sort_values("k")
-        ax.plot(part["fd"], part["adherence"], marker=marker, color=colour, label=name, lw=1.5, ms=7)
-        for _, r in part.iterrows():
-            ax.annotate(f"k={r['k']:g}", (r["fd"], r["adherence"]), fontsize=8, color=colour,
-                        xytext=(6, -10 if colour == "tab:grey" else 5), textcoords="offset points")
-    ref = df[df["group"] == "reference"].iloc[0]
-    ax.set_xscale("log")
-    ax.margins(x=0.12, y=0.1)  # room for the point labels
-    ax.axvline(ref["fd"], color="tab:green", ls=":", lw=1)
-    ax.text(ref["fd"], ax.get_ylim()[1], " FD of fresh true images", color="tab:green", fontsize=8, va="top")
-    ax.set_xlabel("FD to the data (world-cnn features; log scale, lower is better)")
-    ax.set_ylabel("prompt adherence (higher is better)")
-    ax.set_title("Guidance trade-off in the demo world")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    _save(fig, out, "fd_adherence")
-    plt.close(fig)
+    write_json(out / FIGURE_DATA, {
+        "schema": FIGURE_SCHEMA, "mode": mode, "ks": [float(k) for k in ks], "rows": rows,
+        "curves": [{"k": float(k), "log": log} for k, log in curves.items()],
+        "samples": {"file": SAMPLES_NPZ, "rows": list(grids)}})
+    if grids:
+        with atomic_path(out / SAMPLES_NPZ, suffix=".npz") as tmp:
+            np.savez_compressed(tmp, **{f"row{i:02d}": np.asarray(v, np.uint8) for i, v in enumerate(grids.values())})
 
 
-def _curves_figure(out: Path, curves) -> None:
-    import matplotlib.pyplot as plt
+def read_figure_data(out: Path) -> tuple[list[dict], dict, dict, list[float]]:
+    """(rows, curves {k: log}, grids {label: images}, ks) from a report folder ``write_figure_data`` wrote.
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    colours = plt.cm.viridis(np.linspace(0, 0.9, max(len(curves), 2)))
-    pts = []
-    for colour, (k, log) in zip(colours, curves.items()):
-        pts = [x for x in log if "proxy_fd_ema" in x]
-        kimg = [x["kimg"] for x in pts]
-        for tag, style in (("ema", "-"), ("raw", ":")):
-            for ax, key in zip(axes, ("fd", "adherence", "noise")):
-                ax.plot(kimg, [x[f"proxy_{key}_{tag}"] for x in pts], style, marker="o", ms=3, color=colour,
-                        label=f"k={k:g} {tag}")
-    axes[0].set_ylabel(f"proxy FD ({pts[0]['proxy_n'] if pts else '?'} images)")
-    axes[0].set_yscale("log")
-    axes[1].set_ylabel("proxy adherence")
-    axes[2].set_ylabel("proxy background noise (grey levels)")
-    for a in axes:
-        a.set_xlabel("kimg (images seen / 1000)")
-        a.legend(fontsize=7)
-    fig.suptitle("Training curves (proxy metrics, as measured; solid: EMA, dotted: raw)")
-    fig.tight_layout()
-    _save(fig, out, "fd_curve")
-    plt.close(fig)
+    A folder may hold the rows only (no curves, no samples.npz): then only the trade-off can be drawn.
+    """
+    out = Path(out)
+    path = out / FIGURE_DATA
+    if not path.is_file():
+        raise SidbenchError(f"{path} does not exist: `sidbench demo` writes it beside its figures (a report folder "
+                            f"from before it did cannot be redrawn; rerun the demo)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SidbenchError(f"{path} is not JSON: {e}") from None
+    if not isinstance(data, dict) or data.get("schema") != FIGURE_SCHEMA or not isinstance(data.get("rows"), list):
+        raise SidbenchError(f"{path}: not demo figure data ({FIGURE_SCHEMA}, with rows)")
+    rows = data["rows"]
+    ks = data.get("ks") or sorted({float(r["k"]) for r in rows if r.get("k") is not None})
+    curves = {float(c["k"]): c["log"] for c in data.get("curves") or []}
+    grids = {}
+    npz = out / (data.get("samples") or {}).get("file", SAMPLES_NPZ)
+    names = (data.get("samples") or {}).get("rows") or []
+    if names and npz.is_file():
+        with np.load(npz) as z:
+            grids = {name: z[f"row{i:02d}"] for i, name in enumerate(names)}
+    return rows, curves, grids, [float(k) for k in ks]
 
 
-def _samples_figure(out: Path, grids) -> None:
-    """One row per sampler, the same 16 prompts and seeds in every row, the row's name drawn beside it."""
-    import matplotlib.pyplot as plt
+def replot(out_dir: str | Path) -> list[Path]:
+    """Redraw the demo's figures in ``out_dir`` from its figure_data.json (and samples.npz): no training.
+
+    Returns the files written: fd_adherence, fd_curve and samples (each .png at 300 dpi and .svg), those
+    the folder has data for.
+    """
+    out = Path(out_dir)
+    rows, curves, grids, ks = read_figure_data(out)
+    return _draw_figures(out, rows, curves, grids, ks)
+
+
+def _draw_figures(out: Path, rows, curves, grids, ks) -> list[Path]:
+    import pandas as pd
+
+    written = _trade_off_figure(out, pd.DataFrame(rows), ks)
+    if curves:
+        written += _curves_figure(out, curves)
+    if grids:
+        written += _samples_figure(out, grids, groups=_sample_groups(rows, grids))
+    return written
+
+
+def _save(fig, out: Path, name: str, *, tight: bool = True) -> list[Path]:
+    """The report's one saver: name.png at 300 dpi and name.svg, atomically, no timestamps."""
+    from sidbench.report.figstyle import save_figure
+
+    return save_figure(fig, out / name, tight=tight)
+
+
+def _log_ticks(ax, axis: str = "x") -> None:
+    """Plain numbers (400, 600, 1000, 2000) on a log axis instead of 6x10^2; at most about 7 of them."""
+    from matplotlib.ticker import FixedLocator, NullLocator, FuncFormatter
+
+    lo, hi = (ax.get_xlim() if axis == "x" else ax.get_ylim())
+    for subs in ((1, 1.5, 2, 3, 4, 5, 6, 8), (1, 2, 3, 5), (1, 2, 5), (1, 3), (1,)):
+        ticks = [s * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+                 for s in subs if lo <= s * 10.0 ** e <= hi]
+        if len(ticks) <= 7:
+            break
+    if len(ticks) < 3:                 # a narrow range (less than about 2x): plain round numbers
+        from matplotlib.ticker import MaxNLocator
+
+        ticks = [t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(FixedLocator(ticks))
+    a.set_minor_locator(NullLocator())
+    a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
+
+
+def trade_off_figure(df, ks):
+    """The paper's trade-off: FD to the data (x, log) against adherence (y) as a ``Figure``.
+
+    Marker and line style: the sampler (legend); colour: the guidance scale (colour bar: k for SiD, cfg for
+    the teacher, the same values); each point is labelled with it. A line joins one sampler's rows, which
+    differ in the guidance scale only (the same budget, start and settings otherwise). The dotted green line
+    is the FD of fresh true images to the data (the row "true images (FD floor)").
+    """
+    import pandas as pd
+    from matplotlib.lines import Line2D
+
+    from sidbench.report import figstyle
+
+    df = df if isinstance(df, pd.DataFrame) else pd.DataFrame(df)
+    sampler = df["sampler"].astype(str)
+    distilled = df["group"] == "distilled"
+    series = [("teacher DDIM-25 (cfg = k)", df[sampler.str.startswith("teacher DDIM-25")], "s", "--", "cfg {:g}", True),
+              ("SiD one step, EMA (guided: k4 = k, t <= 400)", df[distilled & sampler.str.endswith("EMA")], "o", "-",
+               "k={:g}", True),
+              ("SiD one step, raw generator (no EMA)", df[distilled & sampler.str.endswith("raw")], "o", ":",
+               "k={:g}", False)]
+    scale = figstyle.GuidanceScale([k for k in ks])
+    handles, labels, lx, ly = [], [], [], []
+    with figstyle.style():
+        fig = figstyle.new_figure(6.4, 4.4)
+        ax = fig.add_subplot()
+        for name, part, marker, ls, fmt, filled in series:
+            part = part.dropna(subset=["k", "fd", "adherence"]).sort_values("k")
+            if part.empty:
+                continue
+            colours = [scale.colour(k) for k in part["k"]]
+            ax.plot(part["fd"], part["adherence"], ls=ls, color="0.5", lw=1.0, zorder=1, gid="join")
+            ax.scatter(part["fd"], part["adherence"], marker=marker, s=44, zorder=3, linewidths=1.4,
+                       facecolors=colours if filled else "white", edgecolors=colours)
+            handles.append(Line2D([], [], ls=ls, color="0.5", lw=1.0, marker=marker, ms=6.5, mew=1.4, mec="0.25",
+                                  mfc="0.25" if filled else "white", label=name))
+            for r in part.itertuples(index=False):
+                labels.append(fmt.format(r.k))
+                lx.append(r.fd)
+                ly.append(r.adherence)
+        ref = df[df["group"] == "reference"]
+        if len(ref) and pd.notna(ref["fd"].iloc[0]):
+            ax.axvline(ref["fd"].iloc[0], color="tab:green", ls=":", lw=1.2, zorder=0)
+            handles.append(Line2D([], [], color="tab:green", ls=":", lw=1.2,
+                                  label=f"fresh true images (FD {ref['fd'].iloc[0]:.0f} to the data)"))
+        ax.set_xscale("log")
+        ax.margins(x=0.12, y=0.14)
+        ax.set_xlabel("FD to the data (world-cnn features; log scale, lower is better)")
+        ax.set_ylabel("prompt adherence (attribute accuracy, higher is better)")
+        ax.set_title("Guidance trade-off in the demo world")
+        ax.autoscale_view()
+        _log_ticks(ax, "x")
+        scale.colorbar(fig, ax, "guidance scale (SiD: k; teacher: cfg)")
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, handlelength=2.2, columnspacing=1.5)
+        figstyle.freeze_layout(fig)
+        figstyle.place_labels(ax, lx, ly, labels, fontsize=6.5)
+    return fig
+
+
+def _trade_off_figure(out: Path, df, ks) -> list[Path]:
+    """fd_adherence.png (300 dpi) and .svg: see ``trade_off_figure``."""
+    return _save(trade_off_figure(df, ks), out, "fd_adherence")
+
+
+def curves_figure(curves: dict):
+    """Training curves as a ``Figure``: proxy FD, adherence and background noise against kimg, one colour per k
+    (colour bar), solid EMA and dotted raw generator (legend). The first point of each curve is the
+    generator at its initialisation (kimg 0)."""
+    from matplotlib.lines import Line2D
+
+    from sidbench.report import figstyle
+
+    scale = figstyle.GuidanceScale(curves.keys())
+    n_proxy = None
+    with figstyle.style():
+        fig = figstyle.new_figure(7.2, 3.0)
+        axes = fig.subplots(1, 3)
+        for k, log in curves.items():
+            pts = [x for x in log if "proxy_fd_ema" in x]
+            n_proxy = n_proxy or (pts[0].get("proxy_n") if pts else None)
+            kimg = [x["kimg"] for x in pts]
+            for tag, ls, marker in (("ema", "-", "o"), ("raw", ":", None)):
+                for ax, key in zip(axes, ("fd", "adherence", "noise")):
+                    ax.plot(kimg, [x[f"proxy_{key}_{tag}"] for x in pts], ls=ls, marker=marker, ms=2.6, lw=1.2,
+                            color=scale.colour(k))
+        n = f", {n_proxy} images" if n_proxy else ""
+        titles = ("FD to the data (lower is better)", "prompt adherence (higher is better)",
+                  "background noise (lower is better)")
+        ylabels = (f"proxy FD{n} (log scale)", f"proxy adherence{n}", "proxy noise (grey levels)")
+        for ax, title, ylabel in zip(axes, titles, ylabels):
+            ax.set_title(title, fontsize=8)
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel("training length (kimg)")
+            ax.margins(x=0.04, y=0.08)
+        axes[0].set_yscale("log")
+        axes[0].autoscale_view()
+        _log_ticks(axes[0], "y")
+        handles = [Line2D([], [], color="0.3", ls="-", marker="o", ms=2.6, label="EMA generator (the report's row)"),
+                   Line2D([], [], color="0.3", ls=":", label="raw generator")]
+        scale.colorbar(fig, list(axes), "guidance scale k", fraction=0.025, pad=0.015)
+        fig.legend(handles=handles, loc="outside lower center", ncols=2, handlelength=2.4)
+        fig.suptitle("Training curves, as measured (in-training proxies on fewer images than the table)")
+    return fig
+
+
+def _curves_figure(out: Path, curves) -> list[Path]:
+    """fd_curve.png (300 dpi) and .svg: see ``curves_figure``."""
+    return _save(curves_figure(curves), out, "fd_curve")
+
+
+def _sample_groups(rows: list[dict], grids: dict) -> list:
+    """Which rows of the sample grid belong together (a wider gap between groups): data, teacher, SiD per k."""
+    by = {r["sampler"]: r for r in rows}
+    out = []
+    for label in grids:
+        r = by.get(label)
+        if r is None:
+            out.append("reference")
+        elif r.get("group") == "distilled":
+            out.append(("distilled", r.get("k")))
+        else:
+            out.append(r.get("group"))
+    return out
+
+
+def _wrap_label(label: str, width: int = 28) -> str:
+    """Long row names on two lines, broken before a parenthesis where there is one."""
+    if len(label) <= width:
+        return label
+    if " (" in label and label.index(" (") >= 8:
+        i = label.index(" (")
+        return label[:i] + "\n" + label[i + 1:]
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label, width))
+
+
+def samples_figure(grids: dict, *, groups: list | None = None, scale: int = 5, gutter: int = 10,
+                   group_gap: int = 22, fontsize: float = 7.5,
+                   title: str | None = "Samples: one row per sampler; the generated rows share each column's prompt and seed"):
+    """The sample grid as a ``Figure`` laid out to the pixel at 300 dpi, and its layout.
+
+    Each image is enlarged ``scale`` times (nearest neighbour), ``gutter`` white pixels apart (``group_gap``
+    more between groups of rows); every row's name is drawn at its left, in the image. Returns
+    ``(fig, layout)``: layout has ``width``, ``height``, ``background``, ``tiles`` (row, col, y0, x0, y1, x1
+    in PNG pixels, origin top left, end exclusive), ``rows`` (y0, y1 of each row) and ``label_right`` (the
+    x where the names end). Save it with ``tight=False``, so that the PNG is exactly width x height.
+    """
+    import math
+
+    from sidbench.report import figstyle
 
     labels = list(grids)
-    fig, axes = plt.subplots(len(labels), 1, figsize=(10, 0.72 * len(labels) + 0.3))
-    for ax, label in zip(np.atleast_1d(axes), labels):
-        ims = grids[label]
-        gutter = np.full((ims.shape[1], 2, 3), 255, np.uint8)
-        strip = np.concatenate([x for im in ims for x in (im, gutter)][:-1], axis=1)
-        ax.imshow(strip, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        for sp in ax.spines.values():
-            sp.set_visible(False)
-    fig.tight_layout(h_pad=0.2)
-    _save(fig, out, "samples")
-    plt.close(fig)
+    if not labels:
+        raise SidbenchError("no sample rows to draw")
+    tiles = [np.asarray(grids[label]) for label in labels]
+    h0, w0 = tiles[0].shape[1:3]
+    th, tw = h0 * scale, w0 * scale
+    n_cols = max(len(t) for t in tiles)
+    dpi = figstyle.DPI
+    texts = [_wrap_label(label) for label in labels]
+    pad = int(0.06 * dpi)
+    with figstyle.style():
+        probe = figstyle.new_figure(1, 1, layout=None, dpi=dpi)
+        renderer = probe.canvas.get_renderer()
+        widths = [probe.text(0, 0, t, fontsize=fontsize).get_window_extent(renderer).width for t in texts]
+        tb = probe.text(0, 0, title or "", fontsize=fontsize + 0.5).get_window_extent(renderer) if title else None
+        title_w, title_h = (tb.width, tb.height) if tb is not None else (0, 0)
+    label_right = pad + math.ceil(max(widths))
+    x_tiles = label_right + pad
+    y = pad + (math.ceil(title_h) + pad if title else 0)
+    groups = groups if groups is not None and len(groups) == len(labels) else [None] * len(labels)
+    row_y = []
+    for i in range(len(labels)):
+        if i:
+            y += gutter + (group_gap if groups[i] != groups[i - 1] else 0)
+        row_y.append(y)
+        y += th
+    height = y + pad
+    width = x_tiles + n_cols * tw + (n_cols - 1) * gutter + pad
+    # The title starts above the first column, or at the left edge where it would not fit; never cut.
+    title_x = x_tiles if x_tiles + title_w + pad <= width else pad
+    width = max(width, title_x + math.ceil(title_w) + pad)
+    background = figstyle.BACKGROUND
+    canvas = np.empty((height, width, 3), np.uint8)
+    canvas[:] = background
+    boxes = []
+    for i, row in enumerate(tiles):
+        for j, im in enumerate(row):
+            x0 = x_tiles + j * (tw + gutter)
+            im = np.asarray(im, np.uint8)[..., :3]
+            canvas[row_y[i]:row_y[i] + th, x0:x0 + tw] = np.repeat(np.repeat(im, scale, 0), scale, 1)
+            boxes.append((i, j, row_y[i], x0, row_y[i] + th, x0 + tw))
+    with figstyle.style():
+        # The figure is the canvas, pixel for pixel at 300 dpi (a hair over, so that no rounding loses a row).
+        fig = figstyle.new_figure((width + 0.01) / dpi, (height + 0.01) / dpi, layout=None, dpi=dpi)
+        fig.figimage(canvas, 0, 0, origin="upper", resize=False, zorder=0)
+        for t, y0 in zip(texts, row_y):
+            fig.text((label_right) / width, 1 - (y0 + th / 2) / height, t, ha="right", va="center",
+                     fontsize=fontsize, color="0.1", linespacing=1.1)
+        if title:
+            fig.text(title_x / width, 1 - pad / height, title, ha="left", va="top", fontsize=fontsize + 0.5,
+                     color="0.1")
+    layout = {"width": width, "height": height, "background": background, "tiles": boxes,
+              "rows": [(y0, y0 + th) for y0 in row_y], "label_right": label_right, "gutter": gutter}
+    return fig, layout
+
+
+def _samples_figure(out: Path, grids, groups: list | None = None) -> list[Path]:
+    """samples.png (300 dpi) and .svg: one row per sampler, its name drawn at its left; samples.txt names the rows."""
+    fig, _ = samples_figure(grids, groups=groups)
+    written = _save(fig, out, "samples", tight=False)
     write_text(out / "samples.txt", "rows, top to bottom: " + "; ".join(grids) + "\n")
+    return written

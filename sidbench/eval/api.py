@@ -12,15 +12,14 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 
 from sidbench.core import distributed
 from sidbench.eval import reduce
 from sidbench.eval import results as R
 from sidbench.core.errors import SidbenchError, StatsMismatchError
-from sidbench.eval.extractors.registry import Extractor, build_extractor, default_fid_extractor
+from sidbench.eval.extractors.registry import Extractor, build_extractor, default_fid_extractor, get_spec, known_extractors
 from sidbench.eval.features import ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
-from sidbench.data.images import list_image_files, open_source, select_indices
+from sidbench.data.images import as_image_array, is_in_memory, list_image_files, open_source, select_indices
 from sidbench.data.stream import ImageStream
 from sidbench.gen.generate import GenerateConfig, generation_record
 from sidbench.eval.metrics.fid import frechet_distance
@@ -48,6 +47,7 @@ class EvalConfig:
     n: int | None = None                # use the first n generated images (error if fewer)
     ref_n: int | None = None            # use the first ref_n reference images
     value_range: str | None = None      # for float image arrays: "-1,1", "0,1" or "0,255"
+    layout: str | None = None           # for images in memory: NHWC | NCHW (default: where the 3 channels are)
     array_key: str | None = None        # the image array's name in an .npz holding several (applies to both sides)
     skip_bad: bool = False              # skip unreadable images (counted) instead of stopping
     kid_subsets: int = 100
@@ -55,6 +55,7 @@ class EvalConfig:
     kid_seed: int = 0
     cache_dir: str | None = None        # reference statistics cache ($SIDBENCH_CACHE or ~/.cache/sidbench/stats)
     use_cache: bool = True
+    cache_in_memory: bool = False       # also cache statistics of a reference given in memory (array, tensor)
     protocol: str = "custom"            # a name from sidbench.eval.protocols (custom: no published protocol)
     allow_deviation: bool = False       # run even if it breaks the protocol (marked not comparable)
     clip: bool = False                  # CLIP score (GigaGAN / SiD-LSG definition), needs prompts
@@ -83,6 +84,17 @@ def stats_cache_key(input_desc: dict, meta: dict, used: int) -> str:
     ident["used"] = used
     ident.update({k: meta.get(k) for k in COMPAT_KEYS})
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def resolved_mode(cfg: EvalConfig, extractor: Extractor | None = None) -> EvalConfig:
+    """A network that serves no FID mode (VGG16, the demo's world-cnn) takes images as they are: no 299 resize."""
+    name = extractor.name if extractor is not None else cfg.extractor
+    if name is None or name not in known_extractors() or get_spec(name).modes:
+        return cfg
+    if cfg.mode not in ("clean", "inside-network"):
+        raise SidbenchError(f"--mode {cfg.mode} is an Inception resize; the extractor {name} takes images as they "
+                            f"are (leave --mode at its default)")
+    return replace(cfg, mode="inside-network")
 
 
 def make_extractor(cfg: EvalConfig) -> Extractor:
@@ -134,8 +146,8 @@ def count_images(path, limit: int | None = None, array_key: str | None = None) -
     """How many images a side will contribute, without decoding any (for the protocol check)."""
     if hasattr(path, "batches"):  # images generated in memory
         n = len(path)
-    elif isinstance(path, np.ndarray):
-        n = path.shape[0]
+    elif is_in_memory(path):
+        n = len(path)
     elif is_stats_file(path):
         return stats_count(path)
     elif os.path.isdir(str(path)):
@@ -156,6 +168,25 @@ def check_prompt_pairing(source, n_images: int, prompts: list[str]) -> None:
             stem = os.path.splitext(os.path.relpath(f, source.path))[0]
             if stem != f"{i:06d}":
                 raise SidbenchError(f"CLIP score pairs caption i with image {{i:06d}}.png; image {i} is {f}")
+
+
+def _in_memory_as_array(x, cfg: EvalConfig, what: str):
+    """Tensors and lists of images become one numpy NHWC array; paths, arrays NHWC and streams pass through."""
+    if x is None or isinstance(x, (str, os.PathLike, ImageStream, GenerateConfig)):
+        return x
+    if is_in_memory(x):
+        return as_image_array(x, layout=cfg.layout, what=what)
+    raise SidbenchError(f"{what}: expected a folder, an array file, a statistics file, an array or tensor of "
+                        f"images, or a GenerateConfig; got a {type(x).__name__}")
+
+
+def _checked_prompt_list(prompts) -> list[str]:
+    if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+        raise SidbenchError("prompt_list must be a list of strings (caption i pairs with image i)")
+    bad = [i for i, p in enumerate(prompts) if not p.strip() or "\n" in p]
+    if bad:
+        raise SidbenchError(f"prompt_list: prompt {bad[0]} is empty or holds a newline")
+    return list(prompts)
 
 
 def _is_stats(path) -> bool:
@@ -265,9 +296,10 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
     source = _open_stream(ref, cfg)
     desc = source.describe()
     used = cfg.ref_n if cfg.ref_n is not None else len(source)
+    cacheable = cfg.use_cache and (desc.get("path") is not None or cfg.cache_in_memory)  # in memory: not unless asked
     for name, runner in runners.items():
         need_features = cfg.kid or not runner.moments
-        cache_file = _cache_file(cfg, desc, stats_meta(runner.extractor, runner.preprocess), used) if cfg.use_cache else None
+        cache_file = _cache_file(cfg, desc, stats_meta(runner.extractor, runner.preprocess), used) if cacheable else None
         if cache_file is not None and cache_file.is_file():
             stats = FeatureStats.load(cache_file)
             if not need_features or stats.features is not None:
@@ -293,7 +325,7 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
 
 def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor | None = None,
              out: str | None = None, save_stats: str | None = None, command: list[str] | None = None,
-             subject: dict | None = None, clip_scorer=None) -> dict:
+             subject: dict | None = None, clip_scorer=None, prompt_list: list[str] | None = None) -> dict:
     """Compare generated ``images`` with reference ``ref``; returns (and optionally writes) a results dict.
 
     ``images``: a folder, an .npy/.npz image array, a statistics .npz, an in-memory uint8 array, an open
@@ -302,9 +334,15 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     ``extractor``: inject any network (tests, the demo); otherwise built from the registry and local weights.
     ``clip_scorer``: a CLIP scorer already loaded (``load_clip_scorer``), reset and reused instead of loading one.
     ``subject``: what made the images (name, method, teacher, steps, guidance, kimg), for tables.
+    ``prompt_list``: the prompts as a list in memory, instead of ``cfg.prompts`` (a file).
+    Images in memory may also be torch tensors (any device), NCHW or NHWC (``cfg.layout``), or lists of images.
     """
     cfg = cfg or EvalConfig()
     subject = dict(subject or {})
+    if prompt_list is not None and cfg.prompts:
+        raise SidbenchError("give the prompts once: a file (prompts) or a list (prompt_list), not both")
+    images = _in_memory_as_array(images, cfg, "images")
+    ref = _in_memory_as_array(ref, cfg, "ref")
     if isinstance(images, GenerateConfig):
         from sidbench.gen.generate import open_generated
 
@@ -314,6 +352,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     proto = protocols.get_protocol(cfg.protocol)
     if proto.name != "custom" and cfg.pre_resize is None:
         cfg = replace(cfg, pre_resize=proto.pre_resize)  # the protocol's choice unless the user overrides it
+    cfg = resolved_mode(cfg, extractor)
     if not (cfg.fid or cfg.kid or cfg.clip or cfg.pr):
         raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip and/or --pr")
     prompts, prompts_md5 = None, None
@@ -322,6 +361,9 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
 
         prompts = read_prompts(cfg.prompts)
         prompts_md5 = hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
+    elif prompt_list is not None:
+        prompts = _checked_prompt_list(prompt_list)
+        prompts_md5 = hashlib.md5("".join(p + "\n" for p in prompts).encode()).hexdigest()  # = the file's, one per line
     if prompts is None and getattr(images, "prompts", None) is not None:
         prompts = images.prompts  # generated in memory: the producer's own prompts
     if cfg.clip and prompts is None:
@@ -437,7 +479,7 @@ def _fid_kid(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) 
 def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard: tuple[int, int] | None = None,
                        extractor: Extractor | None = None) -> FeatureStats:
     """``sidbench stats compute``: statistics of one input (or one shard of it) written to ``out``."""
-    cfg = cfg or EvalConfig()
+    cfg = resolved_mode(cfg or EvalConfig(), extractor)
     distributed.init_if_launched()
     extractor = extractor or make_extractor(cfg)
     runner = FeatureRunner(extractor, Preprocess(cfg.mode, cfg.pre_resize), batch_size=cfg.batch_size,

@@ -6,10 +6,11 @@ A results file is JSON: what was measured (``metrics``), on what (``inputs``), h
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 from sidbench.core.atomic import write_json
-from sidbench.core.errors import SidbenchError
+from sidbench.core.errors import SidbenchError, SidbenchWarning
 from sidbench.core.provenance import environment, git_commit, now_iso, package_versions
 
 SCHEMA = "sidbench.results/1"
@@ -36,7 +37,7 @@ def new_results(*, protocol: str = "custom", command: list[str] | None = None) -
     }
 
 
-SUBJECT_KEYS = ("name", "method", "teacher", "steps", "guidance", "kimg", "checkpoint")
+SUBJECT_KEYS = ("name", "method", "teacher", "steps", "guidance", "kimg", "checkpoint", "kind")  # kind: "reference" for data rows
 
 
 def subject(**fields) -> dict:
@@ -48,7 +49,9 @@ def subject(**fields) -> dict:
 
 
 def warn(results: dict, message: str) -> None:
+    """Into the results (they travel with the numbers) and through Python's ``warnings`` (API users see it)."""
     results["warnings"].append(message)
+    warnings.warn(message, SidbenchWarning, stacklevel=3)
 
 
 def mark_not_comparable(results: dict, reason: str) -> None:
@@ -68,16 +71,54 @@ def save(results: dict, path) -> None:
     write_json(path, validate(results))
 
 
+INCEPTION_EXTRACTORS = ("inception-v3-tf", "inception-v3-pt")   # FID's network (TF weights, or their port)
+KID_TITLE = "KID×10³"                                 # KID is printed x1000 (as in papers); results keep it raw
+
+
+def feature_network(extractor: dict | None) -> str | None:
+    """The network a Fréchet (and kernel) distance was computed on, as tables name it; None: Inception v3 (FID).
+
+    ``extractor``: ``results["extractors"]["fid"]`` (the extractor's ``describe()``). Inception v3 with random
+    weights stays FID's network (such results are marked not comparable); any other network is named, with its
+    seed when its weights are random. No extractor recorded (an older or hand-made file): taken as FID."""
+    if not extractor:
+        return None
+    name = str(extractor.get("name") or "unnamed network")
+    if name in INCEPTION_EXTRACTORS:
+        return None
+    weights = extractor.get("weights") or {}
+    if weights.get("random"):
+        seed = weights.get("seed")
+        return f"{name}, random weights" + ("" if seed is None else f" seed {seed}")
+    return name
+
+
+def kid_whole_set(kid: dict | None) -> bool:
+    """Every KID subset is the whole of both sides (subset size >= N): the std over subsets is 0 by
+    construction and measures nothing."""
+    kid = kid or {}
+    m, n_gen, n_ref = kid.get("subset_size"), kid.get("n_gen"), kid.get("n_ref")
+    return all(isinstance(v, (int, float)) for v in (m, n_gen, n_ref)) and m >= n_gen and m >= n_ref
+
+
+def _kid_whole_set_warning(kid: dict) -> str:
+    return (f"KID: every subset is the whole set (subset size {kid['subset_size']}, {kid['n_gen']} generated and "
+            f"{kid['n_ref']} reference images), so there is no spread over subsets to report (its std is 0 by "
+            f"construction); use --kid-subset-size below N for one")
+
+
 def table_rows(results: dict) -> list[tuple[str, str, str]]:
-    """(metric, value, note) rows for a readable table."""
+    """(metric, value, note) rows for a readable table. KID is x1000, as the report prints it."""
     rows = []
     m = results["metrics"]
+    net = feature_network((results.get("extractors") or {}).get("fid"))
+    not_inception = f"; {net} features, not Inception v3: not an FID" if net else ""
     if "fid" in m:
         f = m["fid"]
         note = f"N={f['n_gen']}/{f['n_ref']}, {f['mode']}"
         if f.get("singular_covariance"):
             note += ", N<=dim: singular covariance"
-        rows.append(("FID", f"{f['value']:.4f}", note))
+        rows.append(("FID" if net is None else f"FD ({net})", f"{f['value']:.4f}", note + not_inception))
     if "clip" in m:
         c = m["clip"]
         note = f"N={c['n']}, {c['variant']}, {c['model']['name']}"
@@ -92,8 +133,17 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
             rows.append(("Density / Coverage", f"{p['density']:.4f} / {p['coverage']:.4f}", f"k={p['k']}"))
     if "kid" in m:
         k = m["kid"]
-        rows.append(("KID", f"{k['mean']:.6f} ± {k['std']:.6f}",
-                     f"{k['num_subsets']} subsets of {k['subset_size']}, seed {k['seed']}"))
+        note = f"{k['num_subsets']} subsets of {k['subset_size']}, seed {k['seed']}"
+        if kid_whole_set(k):
+            value = f"{k['mean'] * 1e3:.4f}"
+            note += ": every subset is the whole set, no spread"
+        else:
+            value = f"{k['mean'] * 1e3:.4f} ± {k['std'] * 1e3:.4f}"
+            for side in ("n_gen", "n_ref"):
+                if isinstance(k.get(side), int) and k["subset_size"] >= k[side]:
+                    note += f"; every subset holds all {k[side]} {'generated' if side == 'n_gen' else 'reference'} images"
+        title = KID_TITLE if net is None else f"KD×10³ ({net})"
+        rows.append((title, value, note + (f"; kernel distance (KID's) on {net} features" if net else "")))
     return rows
 
 
@@ -114,3 +164,6 @@ def print_table(results: dict, console=None) -> None:
         console.print(f"[yellow]not comparable:[/] {d}")
     for w in results["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
+    kid = results["metrics"].get("kid")
+    if kid and kid_whole_set(kid) and not any(w.startswith("KID: every subset") for w in results["warnings"]):
+        console.print(f"[yellow]warning:[/] {_kid_whole_set_warning(kid)}", highlight=False)

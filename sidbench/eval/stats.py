@@ -142,6 +142,28 @@ class FeatureStats:
         out.meta["merged_from"] = shards
         return out
 
+    def extended(self, other: "FeatureStats") -> "FeatureStats":
+        """These images followed by ``other``'s (the streaming metrics' merge): sums added, ``other``'s kept
+        features renumbered after this one's, so the result is one set whatever the two came from."""
+        self.compatible_with(other, what="the two metrics' statistics")
+        if self.moments != other.moments or self.keep_features != other.keep_features:
+            raise SidbenchError("cannot extend statistics that keep different things (moments / features)")
+        out = FeatureStats(self.dim, n=self.n + other.n, keep_features=self.keep_features, moments=self.moments,
+                           meta=dict(self.meta))
+        if self.moments:
+            out.sum, out.outer = self.sum + other.sum, self.outer + other.outer
+        if self.keep_features:
+            feats, idx, offset = [], [], 0
+            for part in (self, other):
+                part._flush()
+                if part.features is not None and len(part.indices):
+                    feats.append(part.features)
+                    idx.append(part.indices + offset)
+                    offset = int(idx[-1].max()) + 1
+            if feats:
+                out.features, out.indices = np.concatenate(feats), np.concatenate(idx)
+        return out
+
     # -- files ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write an .npz: sums for exact merging, mu/sigma for clean-fid users, provenance as JSON."""
