@@ -18,7 +18,7 @@ def readme_commands() -> list[str]:
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     found = []
     for line in lines:
-        line = line.split("  #")[0].strip()
+        line = line.split("  #")[0].split(" | ")[0].strip()  # a comment or a pipe ends the command
         m = re.search(r"(?:^|\s)(?:-m\s+)?sidbench\s+(\S.*)$", line)
         if m and not line.startswith(("sidbench/", "#")) and "..." not in line:
             found.append(m.group(1))

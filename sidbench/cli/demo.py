@@ -23,6 +23,7 @@ def demo_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="A reduced run for CI (targets not expected).")] = False,
     sweep: Annotated[bool, typer.Option("--sweep", help="Train k = 1, 1.5, 2, 3 at one budget and draw the trade-off (~16 min on 2 cores).")] = False,
     rebuild_teacher: Annotated[bool, typer.Option("--rebuild-teacher", help="Retrain the shipped teacher and metric network (~10 min).")] = False,
+    replot: Annotated[bool, typer.Option("--replot", help="Redraw the figures of an earlier run's --out folder from its figure_data.json (no training).")] = False,
     threads: Threads = None,
 ):
     """SiD-LSG end to end, offline: distil a small world's teacher, evaluate, and write a report."""
@@ -32,5 +33,11 @@ def demo_cmd(
 
     with user_errors():
         set_threads(threads)
+        if replot:
+            from sidbench.demo.run import replot as redraw
+
+            for p in redraw(Path(out or ("reports/demo-sweep" if sweep else "reports/demo"))):
+                console.print(f"figure written to {p}")
+            return
         run_demo(Path(out or ("reports/demo-sweep" if sweep else "reports/demo")), quick=quick, sweep=sweep,
                  rebuild_teacher=rebuild_teacher, console=console)

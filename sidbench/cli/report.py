@@ -16,7 +16,7 @@ from sidbench.core.errors import SidbenchError
 FORMATS = ("md", "latex", "csv", "html")
 
 def report_cmd(
-    results: Annotated[list[str], typer.Argument(metavar="RESULTS.json", help="Results JSON files (sidbench.results/1) to put in the table.")],
+    results: Annotated[Optional[list[str]], typer.Argument(metavar="RESULTS.json", help="Results JSON files (sidbench.results/1) to put in the table; none with --protocol: the published rows alone.")] = None,
     against: Annotated[str, typer.Option("--against", rich_help_panel="Rows", metavar="ROWS", help="Published rows: 'published' (the rows shipped with sidbench, from published.csv), a CSV path, or 'none'.")] = "published",
     protocol: Annotated[Optional[str], typer.Option("--protocol", rich_help_panel="Rows", metavar="NAME", help="Only results of this protocol, next to all its published rows; results of any other are listed apart, never mixed in. Default: every result, each with its protocol, and the published rows of those protocols.")] = None,
     fmt: Annotated[Literal["md", "latex", "csv", "html"], typer.Option("--format", rich_help_panel="Output", help="Table format (html: one page with table, plots and samples).")] = "md",
@@ -36,7 +36,10 @@ def report_cmd(
 
     if out == "-":
         out = None  # stdout, as without --out
+    results = results or []
     try:
+        if not results and protocol is None:
+            raise SidbenchError("give results files, or --protocol NAME for that protocol's published rows alone")
         if fmt not in FORMATS:
             raise SidbenchError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
         if fmt == "html" and out is None:
@@ -86,6 +89,8 @@ def report_cmd(
 EXAMPLES = """Examples:
 
   sidbench report results/*.json --out table.md
+
+  sidbench report --protocol coco2014-30k --plots-dir docs/report --out docs/report/coco2014-30k.md
 
   sidbench report results/*.json --protocol coco2014-30k --format latex --out table.tex --plots-dir figs/
 """

@@ -6,23 +6,23 @@ from typing import Annotated, Optional
 import typer
 
 from sidbench.cli.console import console, stdout, user_errors
-from sidbench.cli.options import ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
+from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
 
 stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
 
 
 @stats_app.command("compute", epilog="Examples:\n\n  sidbench stats compute --images coco2014_val/ --pre-resize 256 --out coco2014-30k.npz --kid\n\n  sidbench stats compute --images coco/ --shard 0/4 --out part0.npz\n")
 def stats_compute(
-    images: Annotated[str, typer.Option("--images", metavar="PATH", help="Folder or image array.")],
-    out: Annotated[str, typer.Option("--out", metavar="PATH", help="Statistics file (.npz) to write.")],
-    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only images whose index % N == I.")] = None,
-    kid: Annotated[bool, typer.Option("--kid", help="Keep per-image features (needed for KID).")] = False,
+    images: Annotated[str, typer.Option("--images", metavar="PATH", rich_help_panel=INPUTS, help="Folder or image array.")],
+    out: Annotated[str, typer.Option("--out", metavar="PATH", rich_help_panel=OUTPUT, help="Statistics file (.npz) to write.")],
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", rich_help_panel=PERFORMANCE, help="Only images whose index % N == I.")] = None,
+    kid: Annotated[bool, typer.Option("--kid", rich_help_panel=OUTPUT, help="Keep per-image features (needed for KID).")] = False,
     mode: Mode = "clean",
     pre_resize: PreResize = None,
     extractor: ExtractorOpt = None,
     weights: WeightsOpt = None,
     random_weights: RandomWeights = False,
-    n: Annotated[Optional[int], typer.Option("--n", help="Use the first N images (before sharding).")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", rich_help_panel=INPUTS, help="Use the first N images (before sharding).")] = None,
     batch: Batch = 32,
     threads: Threads = None,
     device: Device = "cpu",

@@ -474,6 +474,8 @@ def _fid_kid(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) 
         res["metrics"]["kid"] = dict(kernel_inception_distance(
             gen.ordered_features(), refs.ordered_features(), num_subsets=cfg.kid_subsets,
             max_subset_size=cfg.kid_subset_size, seed=cfg.kid_seed), n_gen=gen.n, n_ref=refs.n)
+        if R.kid_whole_set(res["metrics"]["kid"]):
+            R.warn(res, R.kid_whole_set_warning(res["metrics"]["kid"]))
 
 
 def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard: tuple[int, int] | None = None,

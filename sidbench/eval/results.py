@@ -101,7 +101,7 @@ def kid_whole_set(kid: dict | None) -> bool:
     return all(isinstance(v, (int, float)) for v in (m, n_gen, n_ref)) and m >= n_gen and m >= n_ref
 
 
-def _kid_whole_set_warning(kid: dict) -> str:
+def kid_whole_set_warning(kid: dict) -> str:
     return (f"KID: every subset is the whole set (subset size {kid['subset_size']}, {kid['n_gen']} generated and "
             f"{kid['n_ref']} reference images), so there is no spread over subsets to report (its std is 0 by "
             f"construction); use --kid-subset-size below N for one")
@@ -166,4 +166,4 @@ def print_table(results: dict, console=None) -> None:
         console.print(f"[yellow]warning:[/] {w}")
     kid = results["metrics"].get("kid")
     if kid and kid_whole_set(kid) and not any(w.startswith("KID: every subset") for w in results["warnings"]):
-        console.print(f"[yellow]warning:[/] {_kid_whole_set_warning(kid)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {kid_whole_set_warning(kid)}", highlight=False)
