@@ -27,7 +27,7 @@ from sidbench.core import distributed, logkeys
 from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
-from sidbench.gen.diffusion import Diffusion, parse_interval
+from sidbench.gen.diffusion import parse_interval, schedule_of
 from sidbench.gen.sampling import encode_prompts
 
 # Settings that define the training trajectory: a resume must not change them.
@@ -110,7 +110,7 @@ class Trainer:
         self.opt_fake = self._adam(self.fake, cfg.lr_fake)
         self.prompts = read_prompts(cfg.prompts)
         self.embed = EmbeddingCache(self.base)
-        self.diffusion = Diffusion.of(self.base)
+        self.diffusion = schedule_of(self.base)  # the family's maths: DDPM or rectified flow
         self.loss = SiDLoss(self.diffusion, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake, k4=cfg.cfg_eval_real,
                             alpha=cfg.alpha, w_min=cfg.w_min, interval1=parse_interval(cfg.cfg_train_fake_interval),
                             interval2=parse_interval(cfg.cfg_eval_fake_interval),

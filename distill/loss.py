@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sidbench.gen.diffusion import Diffusion, Interval, guided_output, snr
+from sidbench.gen.diffusion import Diffusion, FlowMatching, Interval, guided_output
 
 # Timestep bands of the per-band diagnostics (low / mid / high noise).
 T_BANDS = (("low", 0, 332), ("mid", 333, 665), ("high", 666, 999))
@@ -24,7 +24,7 @@ T_BANDS = (("low", 0, 332), ("mid", 333, 665), ("high", 666, 999))
 
 @dataclass
 class SiDLoss:
-    diffusion: Diffusion
+    diffusion: Diffusion | FlowMatching
     k1: float = 1.5                       # fake score, phase A
     k2: float = 1.5                       # fake score, phase B
     k4: float = 1.5                       # teacher, phase B
@@ -42,11 +42,11 @@ class SiDLoss:
         d = self.diffusion
         x0 = x_g.detach().float()
         x_t = d.add_noise(x0, eps, t)
-        pred = guided_output(fake, x_t, t, cond, uncond, self.k1, self.interval1)
+        pred = guided_output(fake, x_t, t, cond, uncond, self.k1, self.interval1, net_t=d.net_timestep(t))
         per_sample = ((pred - d.target(x0, eps, t)) ** 2).flatten(1).sum(1)
-        if d.prediction_type == "v_prediction":  # the reference weights the v loss by snr / (snr + 1)
-            s = snr(self.abar(t, x0)).flatten()
-            per_sample = per_sample * s / (s + 1)
+        weight = d.fake_loss_weight(t, x0)  # the family's own (v: snr / (snr + 1), as the reference)
+        if weight is not None:
+            per_sample = per_sample * weight
         bad = torch.isnan(pred).flatten(1).any(1) | ~torch.isfinite(per_sample)
         return per_sample[~bad].sum() / global_batch, bad, per_sample.detach()
 

@@ -1,13 +1,19 @@
 """The diffusion maths in one place: noising, guided network outputs, x0 estimates, the one-step generator.
 
 The samplers, the trainer, the losses and the tests all call these functions, so what is trained and what is
-evaluated cannot drift apart. DDPM discrete time: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``.
+evaluated cannot drift apart. Two families share one interface (``schedule_of(base)`` picks it), each with the
+trainer's integer time grid t in 0..N-1 and the rule ``x_t = a_t x0 + s_t eps``:
+- ``Diffusion``, DDPM discrete time (SD1.5, SD2.1, SDXL): a = sqrt(abar_t), s = sqrt(1 - abar_t); the network
+  predicts eps, v or x0 and takes t itself.
+- ``FlowMatching``, rectified flow (SD3/SD3.5, FLUX.1, SANA): a = 1 - sigma_t, s = sigma_t; the network
+  predicts the velocity eps - x0 and takes sigma_t * N, on the grid of diffusers' FlowMatchEulerDiscreteScheduler.
 
 x0 follows the model's own scheduler config as ``DDPMScheduler.step(...).pred_original_sample`` does (the
 reference computes every x0 that way): ``thresholding`` (dynamic, per sample) or else ``clip_sample``.
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import torch
@@ -54,16 +60,18 @@ def net_dtype(net: torch.nn.Module) -> torch.dtype:
 
 
 def guided_output(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-                  k: float, interval: Interval = None) -> torch.Tensor:
+                  k: float, interval: Interval = None, net_t: torch.Tensor | None = None) -> torch.Tensor:
     """out_u + k (out_c - out_u) from one batched call; the conditional call alone where k = 1 for every sample.
 
+    ``t`` is the grid index (intervals are on it); ``net_t`` what the network takes as its time (default t).
     The input is cast to the network's dtype and the output returned in float32, as the reference does.
     """
     dtype = net_dtype(net)
     k_t = guidance_scale_per_sample(k, t, interval)
+    net_t = t if net_t is None else net_t
     if bool((k_t == 1).all()):
-        return net(x_t.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
-    both = net(torch.cat([x_t, x_t]).to(dtype), torch.cat([t, t]),
+        return net(x_t.to(dtype), net_t, encoder_hidden_states=cond.to(dtype)).sample.float()
+    both = net(torch.cat([x_t, x_t]).to(dtype), torch.cat([net_t, net_t]),
                encoder_hidden_states=torch.cat([uncond.expand_as(cond), cond]).to(dtype)).sample.float()
     out_u, out_c = both.chunk(2)
     return out_u + k_t.view(-1, *([1] * (out_u.dim() - 1))) * (out_c - out_u)
@@ -144,6 +152,17 @@ class Diffusion:
     def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return training_target(x0, eps, self.abar(t, x0), self.prediction_type)
 
+    def net_timestep(self, t: torch.Tensor) -> torch.Tensor:
+        return t  # DDPM networks take the grid index itself
+
+    def fake_loss_weight(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample weight of the phase-A squared error (None: 1): the reference weights the v loss by
+        snr / (snr + 1), and leaves the eps loss unweighted."""
+        if self.prediction_type != "v_prediction":
+            return None
+        s = snr(self.abar(t, like)).flatten()
+        return s / (s + 1)
+
     def generator_input(self, z: torch.Tensor, t_init: int) -> torch.Tensor:
         """x_in = add_noise(0, z, t_init) = sqrt(1 - abar) z: the one-step generator's input."""
         abar = self.alphas_cumprod[t_init].to(z.device, torch.float32)
@@ -159,3 +178,87 @@ class Diffusion:
         dtype = net_dtype(generator)
         out = generator(x_in.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
         return self.x0(out, x_in, t)
+
+
+class FlowMatching:
+    """Rectified flow: x_t = (1 - sigma_t) x0 + sigma_t eps, the network predicting the velocity v = eps - x0.
+
+    Grid index t in 0..N-1 has sigma_t = shift((t + 1) / N), the training grid of diffusers'
+    ``FlowMatchEulerDiscreteScheduler`` (its ``sigmas``, read from the high end): the static shift
+    shift * s / (1 + (shift - 1) s) (SD3: 3.0), or with ``mu`` FLUX's exponential time shift
+    e^mu / (e^mu + 1/s - 1). The network takes sigma_t * N as its timestep. x0 = x_t - sigma_t v.
+    """
+
+    prediction_type = "flow"
+
+    def __init__(self, shift: float = 1.0, num_train_timesteps: int = 1000, mu: float | None = None,
+                 scheduler_config: Mapping | None = None):
+        n = int(num_train_timesteps)
+        s = torch.arange(1, n + 1, dtype=torch.float64) / n
+        if mu is not None:
+            s = math.exp(mu) / (math.exp(mu) + (1 / s - 1))
+        elif shift != 1.0:
+            s = shift * s / (1 + (shift - 1) * s)
+        self.sigmas = s  # float64, index t -> sigma_t, increasing in t
+        self.num_train_timesteps, self.shift, self.mu = n, float(shift), mu
+        self.scheduler_config = dict(scheduler_config or {})
+
+    @classmethod
+    def from_config(cls, config: Mapping, *, image_seq_len: int | None = None) -> "FlowMatching":
+        """From a FlowMatchEulerDiscreteScheduler config; dynamic shifting (FLUX) needs the image's token count."""
+        config = dict(config)
+        mu = None
+        if config.get("use_dynamic_shifting", False):
+            if image_seq_len is None:
+                raise SidbenchError("this flow-matching scheduler shifts time by the image size (FLUX's dynamic "
+                                    "shifting): give the image's token count (image_seq_len)")
+            lo, hi = int(config.get("base_image_seq_len", 256)), int(config.get("max_image_seq_len", 4096))
+            b0, b1 = float(config.get("base_shift", 0.5)), float(config.get("max_shift", 1.15))
+            mu = b0 + (b1 - b0) * (image_seq_len - lo) / (hi - lo)
+        return cls(float(config.get("shift", 1.0)), int(config.get("num_train_timesteps", 1000)), mu, config)
+
+    def sigma(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """sigma_t per sample as float32 [B, 1, ...] on ``like``'s device."""
+        return self.sigmas.to(like.device)[t].to(torch.float32).view(-1, *([1] * (like.dim() - 1)))
+
+    def net_timestep(self, t: torch.Tensor) -> torch.Tensor:
+        return (self.sigmas.to(t.device)[t] * self.num_train_timesteps).to(torch.float32)
+
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        s = self.sigma(t, x0)
+        return (1 - s) * x0 + s * eps
+
+    def x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return x_t.float() - self.sigma(t, x_t) * output
+
+    def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return eps - x0
+
+    def fake_loss_weight(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
+        return None  # the velocity loss unweighted, as flow-matching teachers are trained
+
+    def x0_estimate(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                    uncond: torch.Tensor, k: float, interval: Interval = None) -> torch.Tensor:
+        out = guided_output(net, x_t, t, cond, uncond, k, interval, net_t=self.net_timestep(t))
+        return self.x0(out, x_t, t)
+
+    def generator_input(self, z: torch.Tensor, t_init: int) -> torch.Tensor:
+        """x_in = add_noise(0, z, t_init) = sigma z: the one-step generator's input."""
+        return self.sigmas[t_init].to(z.device, torch.float32) * z.float()
+
+    def one_step(self, generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, t_init: int) -> torch.Tensor:
+        """x_g = x_in - sigma G(x_in, sigma N, c) with x_in = sigma z (differentiable; float32)."""
+        if not 0 <= t_init < self.num_train_timesteps:
+            raise SidbenchError(f"t_init must be in [0, {self.num_train_timesteps - 1}], got {t_init}")
+        x_in = self.generator_input(z, t_init)
+        t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
+        dtype = net_dtype(generator)
+        out = generator(x_in.to(dtype), self.net_timestep(t), encoder_hidden_states=cond.to(dtype)).sample.float()
+        return self.x0(out, x_in, t)
+
+
+def schedule_of(base) -> "Diffusion | FlowMatching":
+    """The family's maths for a loaded base model: rectified flow when its scheduler is a flow-matching one."""
+    if "FlowMatch" in type(base.scheduler).__name__:
+        return FlowMatching.from_config(base.scheduler.config, image_seq_len=getattr(base, "image_seq_len", None))
+    return Diffusion.of(base)

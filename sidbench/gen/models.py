@@ -50,6 +50,8 @@ class BaseModel:
 
     @property
     def prediction_type(self) -> str:
+        if "FlowMatch" in type(self.scheduler).__name__:
+            return "flow"  # a rectified-flow model predicts the velocity eps - x0
         return self.scheduler.config.get("prediction_type", "epsilon")
 
     @property

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sidbench.gen.diffusion import Diffusion, guided_output
+from sidbench.gen.diffusion import FlowMatching, guided_output, schedule_of
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel
 
@@ -81,13 +81,13 @@ class OneStepSampler(Sampler):
     def __post_init__(self):
         if self.generator is None:
             raise SidbenchError("OneStepSampler needs a generator UNet")
-        n = len(self.base.alphas_cumprod)
+        self._diffusion = schedule_of(self.base)  # the trainer's schedule and x0 rule, built once
+        n = len(self._diffusion.sigmas) if isinstance(self._diffusion, FlowMatching) else len(self.base.alphas_cumprod)
         if not 0 <= self.t_init < n:
             raise SidbenchError(f"t_init must be in [0, {n - 1}], got {self.t_init}")
         self.generator.requires_grad_(False).eval().to(self.base.device)
         if next(self.generator.parameters()).dtype != self.base.dtype:
             self.generator.to(self.base.dtype)
-        self._diffusion = Diffusion.of(self.base)  # the trainer's schedule and x0 rule, built once
 
     def latents(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The trainer's own one-step formula (sidbench.gen.diffusion), without gradients."""
@@ -99,6 +99,8 @@ class OneStepSampler(Sampler):
         return self.decode(self.latents(self.noise(seeds), cond))
 
     def describe(self) -> dict:
+        if isinstance(self._diffusion, FlowMatching):
+            return {"kind": "one-step", "t_init": self.t_init, "sigma_t_init": float(self._diffusion.sigmas[self.t_init])}
         return {"kind": "one-step", "t_init": self.t_init,
                 "abar_t_init": float(self.base.alphas_cumprod[self.t_init])}
 
