@@ -62,6 +62,10 @@ class DistillConfig:
     t_init: int = setting(625, "Generator timestep (EDM sigma_init = 2.5).", trajectory=True, panel="Method")
     t_min: int = setting(20, "Training timesteps t ~ U{t_min..t_max}, per sample.", trajectory=True, panel="Method")
     t_max: int = setting(979, "Upper end of the training timesteps t ~ U{t_min..t_max} (the reference: 979).", trajectory=True, panel="Method")
+    t_sampling: str = setting("uniform", "How training times are drawn: uniform grid times t ~ U{t_min..t_max} (SiD-LSG), or logit-normal sigma = sigmoid(n), n ~ N(t_logit_mean, t_logit_std^2), at the nearest grid time in t_min..t_max (the SiD-DiT code; flow-matching teachers only).", trajectory=True, panel="Method", choices=("uniform", "logit-normal"))
+    t_logit_mean: float = setting(0.6931471805599453, "Logit-normal time sampling: mean of n (log 2 in the SiD-DiT code: median sigma 2/3).", trajectory=True, panel="Method")
+    t_logit_std: float = setting(1.6, "Logit-normal time sampling: std of n (1.6 in the SiD-DiT code).", trajectory=True, panel="Method")
+    gen_weighting: str = setting("sid", "Phase-B per-sample weight: sid (1/w, w = mean |x_g - y_real|, SiD-LSG) or 1-minus-sigma (100 (1 - sigma), the SiD-DiT code's default; flow-matching teachers only).", trajectory=True, panel="Method", choices=("sid", "1-minus-sigma"))
     w_min: float = setting(1e-5, "Clamp of the per-sample loss weight.", trajectory=True, panel="Method")
     # Optimisation.
     lr_gen: float = setting(1e-6, "Generator learning rate (Adam).", trajectory=True, panel="Optimisation")
@@ -116,6 +120,12 @@ class DistillConfig:
         bad = sorted(set(tracker_names(self.trackers)) - set(TRACKERS))
         if bad:
             problems.append(f"unknown tracker(s) {', '.join(bad)}; expected a comma list of {', '.join(TRACKERS)} or none")
+        if self.t_sampling not in ("uniform", "logit-normal"):
+            problems.append(f"t_sampling must be uniform or logit-normal, got {self.t_sampling!r}")
+        if self.gen_weighting not in ("sid", "1-minus-sigma"):
+            problems.append(f"gen_weighting must be sid or 1-minus-sigma, got {self.gen_weighting!r}")
+        if not self.t_logit_std > 0:
+            problems.append("t_logit_std must be positive")
         if not 0 <= self.prompt_dropout < 1:
             problems.append("prompt_dropout must be in [0, 1)")
         if problems:

@@ -27,7 +27,7 @@ from sidbench.core import distributed, logkeys
 from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
-from sidbench.gen.diffusion import parse_interval, schedule_of
+from sidbench.gen.diffusion import FlowMatching, parse_interval, schedule_of
 from sidbench.gen.sampling import encode_prompts
 
 # Settings that define the training trajectory: a resume must not change them.
@@ -114,7 +114,16 @@ class Trainer:
         self.loss = SiDLoss(self.diffusion, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake, k4=cfg.cfg_eval_real,
                             alpha=cfg.alpha, w_min=cfg.w_min, interval1=parse_interval(cfg.cfg_train_fake_interval),
                             interval2=parse_interval(cfg.cfg_eval_fake_interval),
-                            interval4=parse_interval(cfg.cfg_eval_real_interval))
+                            interval4=parse_interval(cfg.cfg_eval_real_interval), weighting=cfg.gen_weighting)
+        flow_only = [f"{k} {getattr(cfg, k)}" for k, plain in (("t_sampling", "uniform"), ("gen_weighting", "sid"))
+                     if getattr(cfg, k) != plain]
+        if flow_only and not isinstance(self.diffusion, FlowMatching):
+            raise SidbenchError(f"{', '.join(flow_only)}: defined for flow-matching teachers (sigma); "
+                                f"{self.base.source} is a DDPM model (prediction {self.base.prediction_type})")
+        self._t_of_normal = None
+        if cfg.t_sampling == "logit-normal":
+            m, sd, fm = cfg.t_logit_mean, cfg.t_logit_std, self.diffusion
+            self._t_of_normal = lambda n: fm.index_of(1 / (1 + math.exp(-(m + sd * n))))
         self.latent_shape = self.base.latent_shape()
         self.iteration, self.cur_nimg, self.nonfinite_streak = 0, 0, 0
         self.proxy_tools: dict = {}  # proxy FID extractor and CLIP scorer, loaded at the first proxy
@@ -149,7 +158,8 @@ class Trainer:
 
     def _batch(self, phase: int, idx: list[int], dropout: float):
         c = self.cfg
-        z, eps, t, drop = draws(c.seed, self.iteration, phase, idx, self.latent_shape, c.t_min, c.t_max, dropout)
+        z, eps, t, drop = draws(c.seed, self.iteration, phase, idx, self.latent_shape, c.t_min, c.t_max, dropout,
+                                t_of_normal=self._t_of_normal)
         texts = [self.prompts[j] for j in prompt_indices(c.seed, self.iteration, phase, c.batch, idx, len(self.prompts))]
         texts = ["" if d else p for p, d in zip(texts, drop)]
         dev = self.base.device

@@ -33,6 +33,7 @@ class SiDLoss:
     interval1: Interval = None            # where k1 applies (None: every t)
     interval2: Interval = None            # where k2 applies
     interval4: Interval = None            # where k4 applies
+    weighting: str = "sid"                # phase-B weight: "sid" (1/w) or "1-minus-sigma" (100 (1 - sigma), SiD-DiT)
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.diffusion.abar(t, like)
@@ -61,7 +62,10 @@ class SiDLoss:
         keep = ~bad
         x_g32, y_real, y_fake = x_g32[keep], y_real[keep], y_fake[keep]
         with torch.no_grad():
-            w = (x_g32 - y_real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(self.w_min)
+            if self.weighting == "1-minus-sigma":  # the SiD-DiT code: data-independent, x100 ("lsg")
+                w = 1 / (100 * (1 - d.sigma(t[keep], x_g32))).clamp_min(self.w_min)
+            else:
+                w = (x_g32 - y_real).abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(self.w_min)
         diff = y_real - y_fake
         loss = (diff * ((y_real - x_g32) - self.alpha * diff) / w).sum() / global_batch
         return loss, {"w": w.detach().flatten(), "gap": diff.detach().abs().mean(dim=(1, 2, 3)), "t": t[keep],

@@ -16,14 +16,21 @@ def _gen(seed: int, iteration: int, phase: int, index: int, stream: int) -> torc
     return torch.Generator().manual_seed(int(key[0] % (2**63 - 1)))
 
 
-def draws(seed: int, iteration: int, phase: int, indices, latent_shape, t_min: int, t_max: int, dropout: float):
-    """Per sample: z, eps (latent-shaped normals), t in [t_min, t_max], and whether its prompt is dropped."""
+def draws(seed: int, iteration: int, phase: int, indices, latent_shape, t_min: int, t_max: int, dropout: float,
+          t_of_normal=None):
+    """Per sample: z, eps (latent-shaped normals), t in [t_min, t_max], and whether its prompt is dropped.
+
+    ``t_of_normal``: instead of a uniform t, a function of one standard normal draw giving t (logit-normal
+    time sampling), clamped to [t_min, t_max]."""
     z, eps, t, drop = [], [], [], []
     for i in indices:
         g = _gen(seed, iteration, phase, int(i), 0)
         z.append(torch.randn(latent_shape, generator=g))
         eps.append(torch.randn(latent_shape, generator=g))
-        t.append(int(torch.randint(t_min, t_max + 1, (1,), generator=g)))
+        if t_of_normal is None:
+            t.append(int(torch.randint(t_min, t_max + 1, (1,), generator=g)))
+        else:
+            t.append(min(max(int(t_of_normal(float(torch.randn((), generator=g)))), t_min), t_max))
         drop.append(bool(torch.rand((), generator=g) < dropout))
     return torch.stack(z), torch.stack(eps), torch.tensor(t, dtype=torch.long), drop
 

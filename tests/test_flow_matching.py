@@ -78,8 +78,11 @@ MEANS = [[-1.0, 0.0], [1.0, 0.5]]
 VARIANCES = [[0.09, 0.25], [0.16, 0.04]]
 
 
-def test_sid_moves_a_one_step_generator_to_each_class_mean_and_variance_under_a_flow_teacher(tmp_path):
-    """Known answer through the real Trainer: with the exact velocity as teacher, k = 1 SiD reaches the data."""
+@pytest.mark.parametrize("settings", [{}, dict(t_sampling="logit-normal", gen_weighting="1-minus-sigma", t_min=0,
+                                                t_max=999)], ids=["sid-lsg", "sid-dit-time-and-weight"])
+def test_sid_moves_a_one_step_generator_to_each_class_mean_and_variance_under_a_flow_teacher(tmp_path, settings):
+    """Known answer through the real Trainer: with the exact velocity as teacher, k = 1 SiD reaches the data, with
+    SiD-LSG's uniform times and 1/w, and with the SiD-DiT code's logit-normal times and 100 (1 - sigma) weight."""
     from distill.config import resolve
     from distill.loop import Trainer
 
@@ -88,7 +91,7 @@ def test_sid_moves_a_one_step_generator_to_each_class_mean_and_variance_under_a_
     prompts.write_text("\n".join(world.prompts()) + "\n")
     cfg = resolve(overrides=dict(base="flow-world", prompts=str(prompts), run_dir=str(tmp_path / "run"), lsg=1.0,
                                  batch=64, batch_per_device=64, lr_gen=1e-2, lr_fake=3e-2, ema_mimg=0.0,
-                                 trackers="none"))
+                                 trackers="none", **settings))
     tr = Trainer(cfg, base=world.base, generator=world.generator, fake=world.fake)
     start_mean, start_var = world.sample_stats(tr.generator)
     means, variances = [], []
@@ -102,3 +105,57 @@ def test_sid_moves_a_one_step_generator_to_each_class_mean_and_variance_under_a_
     assert not torch.allclose(start_var.log(), world.variances.log(), atol=0.35)  # it had somewhere to go
     assert torch.allclose(mean, world.means, atol=0.1), (start_mean, mean)
     assert torch.allclose(var.log(), world.variances.log(), atol=0.35), (start_var, var)
+
+
+def test_logit_normal_times_follow_the_sid_dit_distribution():
+    """sigma = sigmoid(n), n ~ N(log 2, 1.6^2): quartiles 0.405 / 0.667 / 0.855 (known), on the nearest grid time."""
+    from distill.randomness import draws
+
+    fm = FlowMatching(shift=1.0)
+    t_of_normal = lambda n: fm.index_of(1 / (1 + math.exp(-(math.log(2) + 1.6 * n))))  # noqa: E731
+    _, _, t, _ = draws(0, 0, 0, range(4000), (1, 1, 1), 0, 999, 0.0, t_of_normal=t_of_normal)
+    sig = fm.sigmas[t]
+    q = torch.quantile(sig, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    torch.testing.assert_close(q, torch.tensor([0.405, 2 / 3, 0.855], dtype=torch.float64), atol=0.03, rtol=0)
+    again = draws(0, 0, 0, range(4000), (1, 1, 1), 0, 999, 0.0, t_of_normal=t_of_normal)[2]
+    assert torch.equal(t, again)  # a function of (seed, iteration, phase, index) like every draw
+    clamped = draws(0, 0, 0, range(500), (1, 1, 1), 100, 800, 0.0, t_of_normal=t_of_normal)[2]
+    assert int(clamped.min()) == 100 and int(clamped.max()) == 800
+
+
+def test_the_sid_dit_phase_b_weight_is_a_literal_restatement():
+    """loss = sum 100 (1 - sigma) (y_real - y_fake) ((y_real - x_g) - alpha (y_real - y_fake)) / B."""
+    from distill.loss import SiDLoss
+
+    world = FlowWorld(MEANS, VARIANCES)
+    fm = schedule_of(world.base)
+    loss_fn = SiDLoss(fm, k1=1.0, k2=1.0, k4=1.0, alpha=1.2, weighting="1-minus-sigma")
+    g = torch.Generator().manual_seed(1)
+    x_g, eps = torch.randn(5, 2, 1, 1, generator=g), torch.randn(5, 2, 1, 1, generator=g)
+    t = torch.tensor([50, 300, 500, 700, 950])
+    cond = world.base.text_encoder(torch.tensor([[0], [1], [0], [1], [0]]))[0]
+    uncond = world.base.text_encoder(torch.full((1, 1), world.C))[0]
+    loss, _ = loss_fn.generator_loss(world.fake, world.teacher, x_g, t, eps, cond, uncond, global_batch=8)
+    s = fm.sigmas[t].float().view(-1, 1, 1, 1)
+    x_t = (1 - s) * x_g + s * eps
+    y_fake = x_t - s * world.fake(x_t, s.flatten() * 1000, cond).sample
+    y_real = x_t - s * world.teacher(x_t, s.flatten() * 1000, cond).sample
+    d = y_real - y_fake
+    expected = (100 * (1 - s) * d * ((y_real - x_g) - 1.2 * d)).sum() / 8
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_flow_only_settings_are_refused_for_a_ddpm_teacher(tmp_path):
+    from distill.config import resolve
+    from distill.loop import Trainer
+    from sidbench.core.errors import SidbenchError
+
+    from gmm_world import GMMWorld
+
+    world = GMMWorld(MEANS, VARIANCES)
+    (tmp_path / "p.txt").write_text("class0\nclass1\n")
+    for extra in (dict(t_sampling="logit-normal"), dict(gen_weighting="1-minus-sigma")):
+        cfg = resolve(overrides=dict(base="gmm-world", prompts=str(tmp_path / "p.txt"), run_dir=str(tmp_path / "r"),
+                                     batch=4, batch_per_device=4, trackers="none", **extra))
+        with pytest.raises(SidbenchError, match="flow-matching teachers"):
+            Trainer(cfg, base=world.base, generator=world.generator, fake=world.fake)

@@ -224,6 +224,12 @@ class FlowMatching:
     def net_timestep(self, t: torch.Tensor) -> torch.Tensor:
         return (self.sigmas.to(t.device)[t] * self.num_train_timesteps).to(torch.float32)
 
+    def index_of(self, sigma: float) -> int:
+        """The grid time whose sigma is nearest to ``sigma``."""
+        i = int(torch.searchsorted(self.sigmas, torch.tensor([float(sigma)], dtype=torch.float64)))
+        near = [j for j in (i - 1, i) if 0 <= j < len(self.sigmas)]
+        return min(near, key=lambda j: abs(float(self.sigmas[j]) - sigma))
+
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         s = self.sigma(t, x0)
         return (1 - s) * x0 + s * eps
