@@ -12,7 +12,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-
 from sidbench.core import distributed
 from sidbench.eval import reduce
 from sidbench.eval import results as R
