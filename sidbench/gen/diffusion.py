@@ -119,12 +119,35 @@ def clip_x0(x0: torch.Tensor, config: Mapping | None) -> torch.Tensor:
     return x0
 
 
-class Diffusion:
+class _Family:
+    """What both families do the same way from their own rules (``x0``, ``net_timestep``, ``generator_input``)."""
+
+    grid_size: int
+
+    def x0_estimate(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                    uncond: torch.Tensor, k: float, interval: Interval = None) -> torch.Tensor:
+        """The guided network's x0 estimate at (x_t, t), vectorised over the batch."""
+        out = guided_output(net, x_t, t, cond, uncond, k, interval, net_t=self.net_timestep(t))
+        return self.x0(out, x_t, t)
+
+    def one_step(self, generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, t_init: int) -> torch.Tensor:
+        """x_g = the x0 estimate of G at t_init from x_in = add_noise(0, z, t_init) (differentiable; float32)."""
+        if not 0 <= t_init < self.grid_size:
+            raise SidbenchError(f"t_init must be in [0, {self.grid_size - 1}], got {t_init}")
+        x_in = self.generator_input(z, t_init)
+        t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
+        dtype = net_dtype(generator)
+        out = generator(x_in.to(dtype), self.net_timestep(t), encoder_hidden_states=cond.to(dtype)).sample.float()
+        return self.x0(out, x_in, t)
+
+
+class Diffusion(_Family):
     """A base model's schedule and parametrisation: what every x0 estimate and noising needs."""
 
     def __init__(self, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
                  scheduler_config: Mapping | None = None):
         self.alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.grid_size = len(self.alphas_cumprod)
         self.prediction_type = prediction_type
         self.scheduler_config = dict(scheduler_config or {})
 
@@ -143,11 +166,6 @@ class Diffusion:
         """x0 from a network output, clipped as the scheduler config says."""
         raw = x0_from_output(output, x_t.float(), self.abar(t, x_t), self.prediction_type)
         return clip_x0(raw, self.scheduler_config)
-
-    def x0_estimate(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                    uncond: torch.Tensor, k: float, interval: Interval = None) -> torch.Tensor:
-        """The guided network's x0 estimate at (x_t, t), vectorised over the batch."""
-        return self.x0(guided_output(net, x_t, t, cond, uncond, k, interval), x_t, t)
 
     def target(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return training_target(x0, eps, self.abar(t, x0), self.prediction_type)
@@ -168,19 +186,8 @@ class Diffusion:
         abar = self.alphas_cumprod[t_init].to(z.device, torch.float32)
         return (1 - abar).sqrt() * z.float()
 
-    def one_step(self, generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, t_init: int) -> torch.Tensor:
-        """x_g = x0 estimate of G at t_init from x_in = sqrt(1 - abar) z (differentiable; float32)."""
-        n = len(self.alphas_cumprod)
-        if not 0 <= t_init < n:
-            raise SidbenchError(f"t_init must be in [0, {n - 1}], got {t_init}")
-        x_in = self.generator_input(z, t_init)
-        t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
-        dtype = net_dtype(generator)
-        out = generator(x_in.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample.float()
-        return self.x0(out, x_in, t)
 
-
-class FlowMatching:
+class FlowMatching(_Family):
     """Rectified flow: x_t = (1 - sigma_t) x0 + sigma_t eps, the network predicting the velocity v = eps - x0.
 
     Grid index t in 0..N-1 has sigma_t = shift((t + 1) / N), the training grid of diffusers'
@@ -201,6 +208,7 @@ class FlowMatching:
             s = shift * s / (1 + (shift - 1) * s)
         self.sigmas = s  # float64, index t -> sigma_t, increasing in t
         self.num_train_timesteps, self.shift, self.mu = n, float(shift), mu
+        self.grid_size = n
         self.scheduler_config = dict(scheduler_config or {})
 
     @classmethod
@@ -243,24 +251,9 @@ class FlowMatching:
     def fake_loss_weight(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor | None:
         return None  # the velocity loss unweighted, as flow-matching teachers are trained
 
-    def x0_estimate(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                    uncond: torch.Tensor, k: float, interval: Interval = None) -> torch.Tensor:
-        out = guided_output(net, x_t, t, cond, uncond, k, interval, net_t=self.net_timestep(t))
-        return self.x0(out, x_t, t)
-
     def generator_input(self, z: torch.Tensor, t_init: int) -> torch.Tensor:
         """x_in = add_noise(0, z, t_init) = sigma z: the one-step generator's input."""
         return self.sigmas[t_init].to(z.device, torch.float32) * z.float()
-
-    def one_step(self, generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, t_init: int) -> torch.Tensor:
-        """x_g = x_in - sigma G(x_in, sigma N, c) with x_in = sigma z (differentiable; float32)."""
-        if not 0 <= t_init < self.num_train_timesteps:
-            raise SidbenchError(f"t_init must be in [0, {self.num_train_timesteps - 1}], got {t_init}")
-        x_in = self.generator_input(z, t_init)
-        t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
-        dtype = net_dtype(generator)
-        out = generator(x_in.to(dtype), self.net_timestep(t), encoder_hidden_states=cond.to(dtype)).sample.float()
-        return self.x0(out, x_in, t)
 
 
 def schedule_of(base) -> "Diffusion | FlowMatching":

@@ -82,7 +82,7 @@ class OneStepSampler(Sampler):
         if self.generator is None:
             raise SidbenchError("OneStepSampler needs a generator UNet")
         self._diffusion = schedule_of(self.base)  # the trainer's schedule and x0 rule, built once
-        n = len(self._diffusion.sigmas) if isinstance(self._diffusion, FlowMatching) else len(self.base.alphas_cumprod)
+        n = self._diffusion.grid_size
         if not 0 <= self.t_init < n:
             raise SidbenchError(f"t_init must be in [0, {n - 1}], got {self.t_init}")
         self.generator.requires_grad_(False).eval().to(self.base.device)
