@@ -18,7 +18,6 @@ import sidbench  # noqa: F401
 from distill.config import resolve
 from distill.loop import Trainer
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
-from sidbench.gen.sampling import encode_prompts
 from sidbench.gen.tiny import build_tiny_sd
 
 
@@ -28,7 +27,7 @@ def reference_iteration(tr: Trainer, it: int, G, fake, teacher, opt_f, opt_g) ->
     sched = copy.deepcopy(base.scheduler)
 
     def emb(texts):  # re-encoded every call
-        return encode_prompts(base, texts)
+        return base.encode(texts).tensors["encoder_hidden_states"]
 
     def guided(net, x, t, texts, k):
         e_c = net(x, t, encoder_hidden_states=emb(texts)).sample

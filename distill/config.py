@@ -16,7 +16,7 @@ from sidbench.core.errors import SidbenchError
 TRACKERS = ("tensorboard", "wandb")
 PRECISIONS = ("fp32", "bf16", "fp16", "fp16-pure")
 INTERVAL_KEYS = ("cfg_train_fake_interval", "cfg_eval_fake_interval", "cfg_eval_real_interval")
-PRESETS = ("lsg", "guidance_interval")  # keys that set several fields at once
+PRESETS = ("lsg", "guidance_interval", "preset")  # keys that set several fields at once
 
 
 def setting(default, help: str, *, trajectory: bool = False, panel: str = "Run", choices: tuple[str, ...] | None = None,
@@ -44,7 +44,7 @@ def tracker_names(spec: str) -> list[str]:
 @dataclass
 class DistillConfig:
     # What to distil, from what, where to write.
-    base: str = setting("", "Stable Diffusion folder (diffusers layout) or hub id: the teacher.", trajectory=True, panel="Inputs", metavar="PATH")
+    base: str = setting("", "The teacher: a diffusers folder or hub id of SD1.5/2.1, SDXL, SD3/3.5, FLUX.1 or SANA.", trajectory=True, panel="Inputs", metavar="PATH")
     prompts: str = setting("", "Training prompts, one a line (published runs: Aesthetics 6+ LAION captions).", trajectory=True, panel="Inputs", metavar="PATH")
     run_dir: str = setting("", "Run folder: config, logs, checkpoints, snapshots.", panel="Inputs", metavar="PATH")
     # Guidance (LSG): the four scales, kept separate; --lsg K sets them all.
@@ -56,6 +56,7 @@ class DistillConfig:
     cfg_train_fake_interval: str = setting("", "Where k1 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
     cfg_eval_fake_interval: str = setting("", "Where k2 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
     cfg_eval_real_interval: str = setting("", "Where k4 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
+    embedded_guidance: float | None = setting(None, "FLUX.1-dev's guidance input (a network input, not CFG) for all three networks; default: the pipeline's 3.5. Teachers without a guidance embedding refuse it.", trajectory=True, panel="Guidance (LSG)")
     prompt_dropout: float = setting(0.1, 'Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).', trajectory=True, panel="Guidance (LSG)")
     # The method.
     alpha: float = setting(1.0, "SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).", trajectory=True, panel="Method")
@@ -192,11 +193,17 @@ def apply_interval(values: dict, spec: str | None) -> dict:
 def resolve(file: str | None = None, overrides: dict | None = None, lsg: float | None = None) -> DistillConfig:
     """File values, then CLI overrides (None means "not given"); unknown keys are an error.
 
-    Presets (``lsg``, ``guidance_interval``) expand into their fields; an explicit field beats a preset at the
+    ``preset`` (a published setting, ``distill/presets.py``) gives the values below everything else. Presets
+    (``lsg``, ``guidance_interval``) expand into their fields; an explicit field beats a preset at the
     same level, and a CLI preset beats the file's fields.
     """
     values = read_config_file(file) if file else {}
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    preset = given.pop("preset", None) or values.pop("preset", None)
+    if preset:  # a named published setting: below the file and the flags
+        from distill.presets import preset_values
+
+        values = {**preset_values(preset), **values}
     unknown = (set(values) | set(given)) - field_names() - set(PRESETS)
     if unknown:
         raise SidbenchError(f"unknown config key(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(field_names()))}")

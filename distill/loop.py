@@ -28,7 +28,7 @@ from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
 from sidbench.gen.diffusion import FlowMatching, parse_interval, schedule_of
-from sidbench.gen.sampling import encode_prompts
+from sidbench.gen.families import Conditioning
 
 # Settings that define the training trajectory: a resume must not change them.
 
@@ -51,28 +51,31 @@ def grad_norm(params) -> float:
 
 
 class EmbeddingCache:
-    """Text embeddings of prompts seen (LRU, bounded), and the empty-prompt embedding once."""
+    """Text conditionings of prompts seen (LRU, bounded), and the unconditional one ("" or the family's zeros) once.
 
-    def __init__(self, base: BaseModel, capacity: int = 4096):
-        self.base, self.capacity = base, capacity
-        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.empty = encode_prompts(base, [""])
+    Each prompt is encoded on its own (one encoder call per new prompt), so its conditioning does not depend on
+    which prompts happened to be new at the same time."""
 
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
-        missing = list(dict.fromkeys(p for p in prompts if p not in self.cache and p != ""))
-        if missing:
-            for p, e in zip(missing, encode_prompts(self.base, missing)):
-                self.cache[p] = e
+    def __init__(self, base: BaseModel, capacity: int = 4096, embedded_guidance: float | None = None):
+        self.base, self.capacity, self.embedded_guidance = base, capacity, embedded_guidance
+        self.cache: OrderedDict[str, Conditioning] = OrderedDict()
+        self.empty = base.unconditional().with_embedded_guidance(embedded_guidance)
+
+    def __call__(self, prompts: list[str]) -> Conditioning:
+        for p in dict.fromkeys(p for p in prompts if p not in self.cache and p != ""):
+            # Alone, not batched with whatever else is new: a projection's bits depend on the batch, and a resumed
+            # run (cold cache) or another process count must see the same conditioning.
+            self.cache[p] = self.base.encode([p]).with_embedded_guidance(self.embedded_guidance)
         out = []
         for p in prompts:
             if p == "":
-                out.append(self.empty[0])
+                out.append(self.empty)
             else:
                 self.cache.move_to_end(p)
                 out.append(self.cache[p])
         while len(self.cache) > self.capacity:
             self.cache.popitem(last=False)
-        return torch.stack(out)
+        return Conditioning.cat(out)
 
 
 class Trainer:
@@ -97,7 +100,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
         self.base = base or load_base(cfg.base, device=cfg.device)
         self.pure_fp16 = cfg.precision == "fp16-pure"
-        self.teacher = self.base.unet.requires_grad_(False).eval()
+        self.teacher = self.base.net.requires_grad_(False).eval()
         if self.pure_fp16:  # the reference's fp16 mode: every network in fp16, no autocast, no loss scaling
             self.teacher = copy.deepcopy(self.teacher).half()
         self.generator = copy.deepcopy(generator if generator is not None else self.teacher).requires_grad_(True).train()
@@ -109,7 +112,10 @@ class Trainer:
         self.opt_gen = self._adam(self.generator, cfg.lr_gen)
         self.opt_fake = self._adam(self.fake, cfg.lr_fake)
         self.prompts = read_prompts(cfg.prompts)
-        self.embed = EmbeddingCache(self.base)
+        if cfg.embedded_guidance is not None and "guidance" not in self.base.unconditional().tensors:
+            raise SidbenchError(f"embedded_guidance {cfg.embedded_guidance}: {self.base.source} "
+                                f"({type(self.base.net).__name__}) has no guidance input; use the CFG scales")
+        self.embed = EmbeddingCache(self.base, embedded_guidance=cfg.embedded_guidance)
         self.diffusion = schedule_of(self.base)  # the family's maths: DDPM or rectified flow
         self.loss = SiDLoss(self.diffusion, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake, k4=cfg.cfg_eval_real,
                             alpha=cfg.alpha, w_min=cfg.w_min, interval1=parse_interval(cfg.cfg_train_fake_interval),
@@ -474,7 +480,7 @@ def _save(trainer: Trainer, run: Path, main: bool) -> None:
 
 
 def snapshot(trainer: Trainer, run: Path) -> Path:
-    """Export the EMA generator as a diffusers UNet folder that `sidbench generate` reads directly."""
+    """Export the EMA generator as a diffusers network folder that `sidbench generate` reads directly."""
     out = run / "snapshots" / f"ema-{trainer.iteration:08d}"
     if not out.exists():
         export_generator(trainer.ema, out, "diffusers", made_by={
@@ -491,7 +497,8 @@ def sample_grid(trainer: Trainer, path: Path, n: int = 16) -> None:
     from sidbench.core.atomic import atomic_path
     from sidbench.gen.sampling import OneStepSampler
 
-    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=trainer.cfg.t_init)
+    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=trainer.cfg.t_init,
+                             embedded_guidance=trainer.cfg.embedded_guidance)
     prompts = [trainer.prompts[i % len(trainer.prompts)] for i in range(n)]
     images = sampler.sample(prompts, list(range(n)))
     side = int(math.ceil(math.sqrt(n)))
@@ -522,7 +529,8 @@ def proxy_metrics(trainer: Trainer) -> dict:
     if c.proxy_clip and "clip" not in tools:
         tools["clip"] = load_clip_scorer(ecfg.clip_variant, ecfg.clip_model, weights=ecfg.clip_weights,
                                          random_weights=ecfg.random_weights, seed=ecfg.weights_seed, device=c.device)
-    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=c.t_init)
+    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=c.t_init,
+                             embedded_guidance=c.embedded_guidance)
     prompts = trainer.prompts[:c.proxy_prompts]
     res = evaluate(GeneratedImages(sampler, prompts, batch_size=max(1, c.batch_per_device)), c.proxy_ref, ecfg,
                    extractor=tools["extractor"], clip_scorer=tools.get("clip"))

@@ -40,7 +40,7 @@ def section_table(text: str, script: str) -> tuple[list[str], list[list[str]]]:
 
 
 # ~16-30 s each on 2 shared cores, over half of it importing diffusers/transformers in the fresh process
-@pytest.mark.parametrize("script", ["gpu_distill_sd15.py", "gpu_eval_30k.py"])
+@pytest.mark.parametrize("script", ["gpu_distill_sd15.py", "gpu_eval_30k.py", "gpu_distill_families.py"])
 def test_gpu_benchmark_smoke_run_records_a_row(script, tmp_path):
     original = (BENCH / "RESULTS.md").read_text(encoding="utf-8")
     results = tmp_path / "RESULTS.md"

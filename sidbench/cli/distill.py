@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from distill.config import DistillConfig
+from distill.presets import PRESETS
 from sidbench.cli.console import console, user_errors
 from sidbench.core.errors import SidbenchError
 from sidbench.core.threads import set_threads
@@ -72,6 +73,8 @@ def _verb_options() -> list[inspect.Parameter]:
     return [
         opt("config", Optional[str], None, "--config", metavar="PATH",
             help="TOML/YAML/JSON file of settings; flags override it."),
+        opt("preset", Optional[str], None, "--preset", metavar="NAME",
+            help="Published settings or a starting point (below --config and flags): " + ", ".join(PRESETS) + "."),
         opt("lsg", Optional[float], None, "--lsg", panel="Guidance (LSG)",
             help="LSG preset: k1 = k2 = k3 = k4 = K (per-scale flags still win)."),
         opt("guidance_interval", Optional[str], None, "--guidance-interval", metavar="T_LO,T_HI", panel="Guidance (LSG)",
@@ -91,15 +94,18 @@ EXAMPLES = """Examples:
   sidbench distill --base sd15/ --prompts aesthetics6.txt --run-dir runs/lsg15 --lsg 1.5
 
   sidbench distill --config runs/lsg15/config.json --resume auto --threads 8
+
+  sidbench distill --base sd3-medium/ --preset sd3-start --prompts prompts.txt --run-dir runs/sd3
 """
 
 
 def distill_cmd(**kw):
-    """Distil a Stable Diffusion teacher into a one-step generator with SiD-LSG (resumable)."""
+    """Distil a text-to-image teacher (SD, SDXL, SD3, FLUX.1, SANA) into a one-step generator with SiD (resumable)."""
     from distill.config import resolve
     from distill.loop import train
 
     config, lsg, resume, quiet = kw.pop("config"), kw.pop("lsg"), kw.pop("resume"), kw.pop("quiet")
+    kw["preset"] = kw.pop("preset")
     threads = kw.pop("threads")
     with user_errors():
         set_threads(threads)

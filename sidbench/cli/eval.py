@@ -10,7 +10,7 @@ import typer
 from sidbench.cli.console import console, print_json, user_errors
 from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch,
                                   Device, ExtractorOpt, GeneratorOpt, Mode, PreResize, Precision, Quiet, RandomWeights,
-                                  Scheduler, SkipBad, Threads, ValueRange, WeightsOpt, Which)
+                                  Scheduler, SkipBad, TInit, EmbeddedGuidance, Threads, ValueRange, WeightsOpt, Which)
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 
 LABELS = "Labels for reports"
@@ -61,8 +61,9 @@ def eval_cmd(
     clip_weights: Annotated[Optional[str], _opt("--clip-weights", metavar="PATH", panel=EXTRACTOR, help="Local CLIP weights: open_clip file, or a transformers folder (torchmetrics).")] = None,
     steps: Annotated[Optional[int], _opt("--steps", panel=GENERATION, help="Sampling steps of the evaluated generator: the teacher runs them with --base (default 50); with --images they are recorded (the sidecar's when there is one).")] = None,
     cfg_scale: Annotated[float, _opt("--cfg", metavar="SCALE", panel=GENERATION, help="Teacher guidance scale (with --base and no --generator).")] = 1.0,
-    scheduler: Scheduler = "ddim",
-    t_init: Annotated[int, _opt("--t-init", metavar="T", panel=GENERATION, help="One-step generator timestep.")] = 625,
+    scheduler: Scheduler = None,
+    t_init: TInit = None,
+    embedded_guidance: EmbeddedGuidance = None,
     seed_offset: Annotated[int, _opt("--seed-offset", panel=GENERATION, help="Image i from seed offset + i.")] = 0,
     precision: Precision = "fp32",
     gen_batch: Annotated[int, _opt("--gen-batch", panel=PERFORMANCE, help="Images generated per call (in-memory evaluation).")] = 8,
@@ -111,7 +112,7 @@ def eval_cmd(
             raise SidbenchError(f"--generator is a one-step generator; --steps {steps} would describe another")
         if base is not None:  # generated in memory: the API builds the sampler from this description
             images = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps or 50, cfg=cfg_scale,
-                                    scheduler=scheduler, t_init=t_init, n=n, batch_size=gen_batch,
+                                    scheduler=scheduler, t_init=t_init, embedded_guidance=embedded_guidance, n=n, batch_size=gen_batch,
                                     seed_offset=seed_offset, precision=precision, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SidbenchWarning)  # the table below lists them, once

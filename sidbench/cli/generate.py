@@ -6,7 +6,8 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from sidbench.cli.console import console, user_errors
-from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, GeneratorOpt, Precision, Quiet, Scheduler,
+from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, EmbeddedGuidance, GeneratorOpt, Precision,
+                                  Quiet, Scheduler, TInit,
                                   Threads, Which)
 
 GENERATE_EXAMPLES = """Examples:
@@ -25,17 +26,18 @@ EXPORT_EXAMPLES = """Examples:
 
 
 def generate_cmd(
-    base: Annotated[str, typer.Option("--base", metavar="PATH", rich_help_panel=INPUTS, help="Stable Diffusion folder (diffusers layout) or hub id.")],
+    base: Annotated[str, typer.Option("--base", metavar="PATH", rich_help_panel=INPUTS, help="Model folder in diffusers layout (SD, SDXL, SD3, FLUX.1, SANA) or hub id.")],
     prompts: Annotated[str, typer.Option("--prompts", metavar="PATH", rich_help_panel=INPUTS, help="One prompt a line; prompt i -> {i:06d}.png.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", rich_help_panel=OUTPUT, help="Output folder.")],
     generator: GeneratorOpt = None,
     which: Which = "ema",
     n: Annotated[Optional[int], typer.Option("--n", rich_help_panel=INPUTS, help="First N prompts (default: all).")] = None,
     seed_offset: Annotated[int, typer.Option("--seed-offset", rich_help_panel=GENERATION, help="Image i from seed offset + i.")] = 0,
-    t_init: Annotated[int, typer.Option("--t-init", metavar="T", rich_help_panel=GENERATION, help="One-step generator timestep.")] = 625,
+    t_init: TInit = None,
+    embedded_guidance: EmbeddedGuidance = None,
     steps: Annotated[int, typer.Option("--steps", rich_help_panel=GENERATION, help="Teacher sampling steps (without --generator).")] = 50,
     cfg_scale: Annotated[float, typer.Option("--cfg", metavar="SCALE", rich_help_panel=GENERATION, help="Teacher classifier-free guidance scale.")] = 1.0,
-    scheduler: Scheduler = "ddim",
+    scheduler: Scheduler = None,
     precision: Precision = "fp32",
     batch: Annotated[int, typer.Option("--batch", rich_help_panel=PERFORMANCE, help="Images per sampler call.")] = 8,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", rich_help_panel=PERFORMANCE, help="Only images whose index % N == I (run N of these side by side).")] = None,
@@ -53,7 +55,7 @@ def generate_cmd(
     with user_errors():
         set_threads(threads)
         cfg = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps, cfg=cfg_scale,
-                             scheduler=scheduler, t_init=t_init, n=n, batch_size=batch, seed_offset=seed_offset,
+                             scheduler=scheduler, t_init=t_init, embedded_guidance=embedded_guidance, n=n, batch_size=batch, seed_offset=seed_offset,
                              precision=precision, device=device)
         side = generate(cfg, out, shard=parse_shard(shard), progress=not quiet, overwrite=overwrite)
     r = side["this_run"]
@@ -64,7 +66,7 @@ def export_cmd(
     generator: Annotated[str, typer.Option("--generator", metavar="PATH", help="Generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", help="Output folder (diffusers) or .safetensors file.")],
     fmt: Annotated[Literal["diffusers", "safetensors"], typer.Option("--format", help="What to write.")] = "diffusers",
-    base: Annotated[Optional[str], typer.Option("--base", metavar="PATH", help="Base SD folder (needed to read a .safetensors generator or a checkpoint).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", metavar="PATH", help="Base model folder (needed to read a .safetensors generator or a checkpoint).")] = None,
     which: Which = "ema",
 ):
     """Convert a generator (e.g. a released .pkl) to a diffusers folder or a safetensors file."""

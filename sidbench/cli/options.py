@@ -40,6 +40,11 @@ Which = Annotated[WhichName, typer.Option("--which", rich_help_panel=INPUTS,
                                           help="Of a run folder or training checkpoint: the EMA generator or the raw trained one.")]
 GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", metavar="PATH", rich_help_panel=INPUTS,
                                                      help="One-step generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")]
-Scheduler = Annotated[SchedulerName, typer.Option("--scheduler", help="Teacher sampler.", rich_help_panel=GENERATION)]
+Scheduler = Annotated[Optional[SchedulerName], typer.Option("--scheduler", rich_help_panel=GENERATION,
+                                                           help="Teacher sampler (default: ddim; flow teachers: their own, euler or dpm++).")]
+TInit = Annotated[Optional[int], typer.Option("--t-init", metavar="T", rich_help_panel=GENERATION,
+                                              help="One-step generator timestep (default: its training run's, else 625 DDPM / 999 flow).")]
+EmbeddedGuidance = Annotated[Optional[float], typer.Option("--embedded-guidance", metavar="SCALE", rich_help_panel=GENERATION,
+                                                           help="FLUX.1-dev's guidance input, not CFG (default: the run's, else 3.5).")]
 Precision = Annotated[PrecisionName, typer.Option("--precision", rich_help_panel=GENERATION,
                                                   help="Generation precision (metric networks stay fp32).")]

@@ -105,14 +105,13 @@ def train_teacher(folder: Path, *, steps: int = 2000, batch: int = 64, lr: float
 
     from sidbench.gen.diffusion import add_noise, training_target
     from sidbench.gen.models import load_base
-    from sidbench.gen.sampling import encode_prompts
 
     torch.manual_seed(seed)
     unet, enc = teacher_unet(seed), text_encoder(seed + 1)
     write_base(folder, unet, enc, prediction_type)  # so the text stack loads through the real path
     base = load_base(folder)
     captions = all_captions()
-    table = encode_prompts(base, captions + [""])  # 97 embeddings, computed once
+    table = base.encode(captions + [""]).tensors["encoder_hidden_states"]  # 97 embeddings, computed once
     index = {c: i for i, c in enumerate(captions)}
     abar = DDPMScheduler(**SD_SCHEDULER).alphas_cumprod.float()
     ema = copy.deepcopy(unet).requires_grad_(False)

@@ -19,6 +19,7 @@ from typing import Mapping
 import torch
 
 from sidbench.core.errors import SidbenchError
+from sidbench.gen.families import Conditioning, as_conditioning
 
 Interval = tuple[int, int] | None  # inclusive timestep range where guidance applies; None: every t
 
@@ -59,21 +60,23 @@ def net_dtype(net: torch.nn.Module) -> torch.dtype:
     return p.dtype if p is not None else torch.float32
 
 
-def guided_output(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-                  k: float, interval: Interval = None, net_t: torch.Tensor | None = None) -> torch.Tensor:
+def guided_output(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond, uncond, k: float,
+                  interval: Interval = None, net_t: torch.Tensor | None = None) -> torch.Tensor:
     """out_u + k (out_c - out_u) from one batched call; the conditional call alone where k = 1 for every sample.
 
-    ``t`` is the grid index (intervals are on it); ``net_t`` what the network takes as its time (default t).
-    The input is cast to the network's dtype and the output returned in float32, as the reference does.
+    ``cond`` and ``uncond`` are Conditionings (``sidbench.gen.families``; a bare tensor is SD's hidden states),
+    ``uncond`` one row or a batch. ``t`` is the grid index (intervals are on it); ``net_t`` what the network
+    takes as its time (default t). The input is cast to the network's dtype and the output returned in float32,
+    as the reference does.
     """
     dtype = net_dtype(net)
+    cond = as_conditioning(cond)
     k_t = guidance_scale_per_sample(k, t, interval)
     net_t = t if net_t is None else net_t
     if bool((k_t == 1).all()):
-        return net(x_t.to(dtype), net_t, encoder_hidden_states=cond.to(dtype)).sample.float()
-    both = net(torch.cat([x_t, x_t]).to(dtype), torch.cat([net_t, net_t]),
-               encoder_hidden_states=torch.cat([uncond.expand_as(cond), cond]).to(dtype)).sample.float()
-    out_u, out_c = both.chunk(2)
+        return cond.to(dtype=dtype).call(net, x_t.to(dtype), net_t).float()
+    both = Conditioning.cat([as_conditioning(uncond).expand(len(cond)), cond]).to(dtype=dtype)
+    out_u, out_c = both.call(net, torch.cat([x_t, x_t]).to(dtype), torch.cat([net_t, net_t])).float().chunk(2)
     return out_u + k_t.view(-1, *([1] * (out_u.dim() - 1))) * (out_c - out_u)
 
 
@@ -124,20 +127,20 @@ class _Family:
 
     grid_size: int
 
-    def x0_estimate(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                    uncond: torch.Tensor, k: float, interval: Interval = None) -> torch.Tensor:
+    def x0_estimate(self, net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond, uncond,
+                    k: float, interval: Interval = None) -> torch.Tensor:
         """The guided network's x0 estimate at (x_t, t), vectorised over the batch."""
         out = guided_output(net, x_t, t, cond, uncond, k, interval, net_t=self.net_timestep(t))
         return self.x0(out, x_t, t)
 
-    def one_step(self, generator: torch.nn.Module, z: torch.Tensor, cond: torch.Tensor, t_init: int) -> torch.Tensor:
+    def one_step(self, generator: torch.nn.Module, z: torch.Tensor, cond, t_init: int) -> torch.Tensor:
         """x_g = the x0 estimate of G at t_init from x_in = add_noise(0, z, t_init) (differentiable; float32)."""
         if not 0 <= t_init < self.grid_size:
             raise SidbenchError(f"t_init must be in [0, {self.grid_size - 1}], got {t_init}")
         x_in = self.generator_input(z, t_init)
         t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
         dtype = net_dtype(generator)
-        out = generator(x_in.to(dtype), self.net_timestep(t), encoder_hidden_states=cond.to(dtype)).sample.float()
+        out = as_conditioning(cond).to(dtype=dtype).call(generator, x_in.to(dtype), self.net_timestep(t)).float()
         return self.x0(out, x_in, t)
 
 
@@ -256,8 +259,18 @@ class FlowMatching(_Family):
         return self.sigmas[t_init].to(z.device, torch.float32) * z.float()
 
 
+def is_flow_scheduler(scheduler) -> bool:
+    """A rectified-flow training grid: FlowMatch* schedulers, or DPM-Solver on flow sigmas (SANA's folders)."""
+    config = scheduler.config
+    return "FlowMatch" in type(scheduler).__name__ or bool(config.get("use_flow_sigmas")) \
+        or config.get("prediction_type") == "flow_prediction"
+
+
 def schedule_of(base) -> "Diffusion | FlowMatching":
     """The family's maths for a loaded base model: rectified flow when its scheduler is a flow-matching one."""
-    if "FlowMatch" in type(base.scheduler).__name__:
-        return FlowMatching.from_config(base.scheduler.config, image_seq_len=getattr(base, "image_seq_len", None))
+    if is_flow_scheduler(base.scheduler):
+        config = dict(base.scheduler.config)
+        if "flow_shift" in config and "shift" not in config:  # DPMSolverMultistepScheduler's name for it
+            config["shift"] = config["flow_shift"]
+        return FlowMatching.from_config(config, image_seq_len=getattr(base, "image_seq_len", None))
     return Diffusion.of(base)

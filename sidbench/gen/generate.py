@@ -30,14 +30,15 @@ SIDECAR = "sidbench_generate.json"
 
 @dataclass
 class GenerateConfig:
-    base: str                           # Stable Diffusion folder (diffusers layout) or hub id
+    base: str                           # a model folder in diffusers layout (SD, SDXL, SD3, FLUX, SANA) or a hub id
     prompts: str | None                 # one prompt a line; prompt i -> image i
     generator: str | None = None        # one-step generator: run folder, snapshot, checkpoint, .safetensors, .pkl; None: the teacher
     which: str = "ema"                 # of a run folder or checkpoint: the EMA generator, or the raw (trained) one
     steps: int = 50                     # teacher only: sampling steps
     cfg: float = 1.0                    # teacher only: classifier-free guidance scale
-    scheduler: str = "ddim"             # teacher only: ddim | dpm++ | euler
-    t_init: int = 625                   # one-step only: the generator's fixed timestep
+    scheduler: str | None = None        # teacher only: ddim | dpm++ | euler (flow teachers: euler | dpm++); None: the family's
+    t_init: int | None = None           # one-step only: the generator's timestep; None: its training run's, else the family's
+    embedded_guidance: float | None = None  # FLUX.1-dev's guidance input; None: the run's, else the pipeline's 3.5
     n: int | None = None                # first n prompts (default: all)
     batch_size: int = 8
     seed_offset: int = 0                # image i from seed seed_offset + i
@@ -59,12 +60,20 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
         resolved, kind = resolve_generator(cfg.generator, cfg.which)
         made_by: dict = {}
         unet = load_generator_unet(resolved, base, cfg.which, meta=made_by)
-        sampler: Sampler = OneStepSampler(base, height=cfg.height, generator=unet, t_init=cfg.t_init)
+        trained = made_by.get("config") or {}  # what the run used, where the generator says
+        if cfg.t_init is None:
+            cfg.t_init = int(trained.get("t_init", base.family.default_t_init))
+        if cfg.embedded_guidance is None:
+            cfg.embedded_guidance = trained.get("embedded_guidance")
+        sampler: Sampler = OneStepSampler(base, height=cfg.height, generator=unet, t_init=cfg.t_init,
+                                          embedded_guidance=cfg.embedded_guidance)
         info["generator"] = {"path": os.path.abspath(cfg.generator), "resolved": os.path.abspath(resolved),
                              "kind": kind, "which": cfg.which if kind == "checkpoint" else "ema",
                              "sha256": fingerprint(resolved), "made_by": made_by or None}
     else:
-        sampler = TeacherSampler(base, height=cfg.height, steps=cfg.steps, cfg=cfg.cfg, scheduler_name=cfg.scheduler)
+        sampler = TeacherSampler(base, height=cfg.height, steps=cfg.steps, cfg=cfg.cfg, scheduler_name=cfg.scheduler,
+                                 embedded_guidance=cfg.embedded_guidance)
+        cfg.scheduler = sampler.scheduler_name  # resolved, so the sidecar says which
         info["generator"] = None
     info["sampler"] = sampler.describe()
     return sampler, info
@@ -121,7 +130,7 @@ def _valid_png(path: Path) -> bool:
 
 # What must match for images already in a folder to belong with new ones (not n, batch size or device).
 IDENTITY = ("base", "generator_sha256", "which", "steps", "cfg", "scheduler", "t_init", "seed_offset", "precision",
-            "height", "prompts_md5")
+            "height", "prompts_md5", "embedded_guidance")
 
 
 def _identity(sidecar: dict) -> dict:
@@ -131,7 +140,8 @@ def _identity(sidecar: dict) -> dict:
     base = os.path.abspath(base) if base and os.path.exists(base) else base
     out = {"base": base, "generator_sha256": gen.get("sha256"),
            "which": gen.get("which") if one_step else None, "prompts_md5": sidecar.get("prompts", {}).get("md5"),
-           "seed_offset": c.get("seed_offset"), "precision": c.get("precision"), "height": c.get("height")}
+           "seed_offset": c.get("seed_offset"), "precision": c.get("precision"), "height": c.get("height"),
+           "embedded_guidance": c.get("embedded_guidance")}
     for k in ("steps", "cfg", "scheduler"):      # the teacher's sampler; a one-step generator has none
         out[k] = None if one_step else c.get(k)
     out["t_init"] = c.get("t_init") if one_step else None

@@ -1,7 +1,7 @@
-"""Loading a Stable Diffusion base model and one-step generators in every form users bring.
+"""Loading a base model of any supported family and one-step generators in every form users bring.
 
-- Base: a diffusers folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
-  ``scheduler/``) or a hub id when online (SD1.5: ``stable-diffusion-v1-5/stable-diffusion-v1-5``).
+- Base: a diffusers folder (``model_index.json`` naming the pipeline class, and its components' folders) or a
+  hub id when online (SD1.5: ``stable-diffusion-v1-5/stable-diffusion-v1-5``); families in ``families.py``.
 - Generator: a diffusers UNet folder, a ``.safetensors`` state dict (the base UNet's architecture), or a
   released SiD-LSG ``.pkl`` (a pickled dict with key ``ema`` holding a ``UNet2DConditionModel``), read
   through a restricted unpickler that admits only the classes such a file needs.
@@ -13,16 +13,19 @@ import io
 import json
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from sidbench.core.device import check_device
 from sidbench.core.errors import SidbenchError
+from sidbench.gen.diffusion import is_flow_scheduler
+from sidbench.gen.families import SD, Conditioning, Family, family_of_index
 
-BASE_COMPONENTS = ("unet", "text_encoder", "tokenizer", "scheduler")  # vae/ too, unless pixel space
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Libraries a model_index.json may name for a component: classes are looked up in these only.
+COMPONENT_LIBRARIES = ("diffusers", "transformers")
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -33,16 +36,23 @@ def parse_dtype(name: str) -> torch.dtype:
 
 @dataclass
 class BaseModel:
-    """The frozen pieces of a Stable Diffusion model that sampling and distillation need."""
+    """The frozen pieces of a text-to-image model that sampling and distillation need, and its family's rules."""
 
-    unet: torch.nn.Module          # the teacher
+    net: torch.nn.Module           # the teacher: a UNet (SD, SDXL) or a transformer (SD3, FLUX, SANA)
     vae: torch.nn.Module | None    # None: a pixel-space model (the latent is the image in [-1, 1])
     text_encoder: torch.nn.Module
     tokenizer: object
-    scheduler: object              # the training (DDPM) scheduler config: alphas_cumprod, prediction type
+    scheduler: object              # the training scheduler: DDPM (alphas_cumprod, prediction type) or flow matching
     source: str                    # folder path or hub id
     device: torch.device
     dtype: torch.dtype
+    family: Family = SD
+    components: dict = field(default_factory=dict)  # the family's further text encoders and tokenizers, by name
+    index: dict = field(default_factory=dict)       # model_index.json
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        return self.net  # the name SD users know
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
@@ -50,7 +60,7 @@ class BaseModel:
 
     @property
     def prediction_type(self) -> str:
-        if "FlowMatch" in type(self.scheduler).__name__:
+        if is_flow_scheduler(self.scheduler):
             return "flow"  # a rectified-flow model predicts the velocity eps - x0
         return self.scheduler.config.get("prediction_type", "epsilon")
 
@@ -58,63 +68,129 @@ class BaseModel:
     def latent_scale(self) -> float:
         return float(self.vae.config.scaling_factor) if self.vae is not None else 1.0
 
+    @property
+    def latent_shift(self) -> float:
+        """The VAE's latent shift (SD3, FLUX); 0 for SD's VAE."""
+        return float(getattr(self.vae.config, "shift_factor", None) or 0.0) if self.vae is not None else 0.0
+
     def latent_shape(self, height: int | None = None) -> tuple[int, int, int]:
-        """(C, h, w) of the latent for images of ``height`` pixels (default: the UNet's sample size)."""
-        down = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
-        side = (height // down) if height else int(self.unet.config.sample_size)
-        return (int(self.unet.config.in_channels), side, side)
+        """(C, h, w) of the latent for images of ``height`` pixels (default: the size the model was trained at)."""
+        return self.family.latent_shape(self, height)
+
+    @property
+    def image_seq_len(self) -> int | None:
+        """The packed image token count at the default size (FLUX's dynamic time shift needs it)."""
+        return self.family.image_seq_len(self.latent_shape())
+
+    def encode(self, prompts: list[str], height: int | None = None) -> Conditioning:
+        """The prompts' conditioning as this family's network takes it."""
+        return self.family.encode(self, list(prompts), height)
+
+    def unconditional(self, height: int | None = None) -> Conditioning:
+        """The one-row conditioning of CFG's unconditional branch (and of dropped prompts)."""
+        return self.family.unconditional(self, height)
 
     def describe(self) -> dict:
-        return {"source": self.source, "prediction_type": self.prediction_type, "dtype": str(self.dtype).replace("torch.", ""),
-                "latent_scale": self.latent_scale, "unet_sample_size": int(self.unet.config.sample_size)}
+        out = {"source": self.source, "family": self.family.name, "network": type(self.net).__name__,
+               "prediction_type": self.prediction_type, "dtype": str(self.dtype).replace("torch.", ""),
+               "latent_scale": self.latent_scale, "unet_sample_size": getattr(self.net.config, "sample_size", None)}
+        if self.latent_shift:
+            out["latent_shift"] = self.latent_shift
+        return out
+
+
+def read_model_index(src: str, offline: bool | None = None) -> dict:
+    """model_index.json of a local folder, or of a hub id (fetched, or from the cache offline)."""
+    if os.path.isdir(src):
+        path = Path(src, "model_index.json")
+        if not path.is_file():
+            raise SidbenchError(f"{src} is not a model folder in diffusers layout: no model_index.json")
+        try:
+            return json.loads(path.read_text())
+        except ValueError as e:
+            raise SidbenchError(f"{path}: not valid JSON ({e})") from None
+    if os.path.exists(src) or src.startswith((".", "/")):
+        raise SidbenchError(f"base model not found: {src} (expected a diffusers folder or a hub id)")
+    from diffusers import DiffusionPipeline
+
+    try:
+        return dict(DiffusionPipeline.load_config(src, **({"local_files_only": bool(offline)} if offline is not None else {})))
+    except (OSError, ValueError) as e:
+        raise SidbenchError(f"cannot read model_index.json of {src}: {e}. Offline, give a local diffusers folder.") from None
+
+
+def _component_class(index: dict, name: str, where: str):
+    """The class model_index.json names for component ``name``; None where it is [null, null]."""
+    entry = index.get(name)
+    if not entry or entry[0] is None:
+        return None
+    library, cls = entry
+    if library not in COMPONENT_LIBRARIES:
+        raise SidbenchError(f"{where}: component {name} comes from {library!r}; only {', '.join(COMPONENT_LIBRARIES)} "
+                            f"classes are loaded")
+    import importlib
+
+    found = getattr(importlib.import_module(library), cls, None)
+    if found is None:
+        raise SidbenchError(f"{where}: component {name} names {library}.{cls}, which this {library} does not have")
+    return found
+
+
+def _ddpm_training_scheduler(config: dict):
+    """DDPMScheduler on the shipped scheduler's betas. x0 is clipped only where that config asks: DDPMScheduler's
+    own default (clip_sample=True) must not switch clipping on for an Euler config that never clips (SDXL)."""
+    from diffusers import DDPMScheduler
+
+    config = dict(config)
+    config.update(clip_sample=bool(config.get("clip_sample", False)), thresholding=bool(config.get("thresholding", False)))
+    return DDPMScheduler.from_config(config)
 
 
 def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
               offline: bool | None = None) -> BaseModel:
-    """A Stable Diffusion folder in diffusers layout (or a hub id when online), all parts frozen."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    """A model folder in diffusers layout (or a hub id when online), all parts frozen.
 
+    The family comes from model_index.json's pipeline class (``sidbench.gen.families``); each component is
+    loaded with the class that file names. DDPM families get the DDPM training scheduler from their scheduler
+    config (SD ships PNDM, SDXL Euler: same betas); flow families keep their own.
+    """
     check_device(device)  # before minutes of loading
-
     src = str(source)
-    if os.path.isdir(src):
-        missing = [c for c in BASE_COMPONENTS if not os.path.isdir(os.path.join(src, c))]
-        pixel_space = _pixel_space(src)
-        if not pixel_space and not os.path.isdir(os.path.join(src, "vae")):
-            missing.append("vae")
-        if missing or not os.path.isfile(os.path.join(src, "model_index.json")):
-            raise SidbenchError(f"{src} is not a Stable Diffusion folder in diffusers layout: expected model_index.json "
-                                f"and {', '.join(BASE_COMPONENTS)}/ (missing: {', '.join(missing) or 'model_index.json'})")
-    elif os.path.exists(src) or src.startswith((".", "/")):
-        raise SidbenchError(f"base model not found: {src} (expected a diffusers folder or a hub id)")
+    index = read_model_index(src, offline)
+    family = family_of_index(index, src)
+    pixel_space = index.get("vae", ["x"])[0] is None
+    needed = [family.net_name, "scheduler", *family.text_components] + ([] if pixel_space else ["vae"])
+    missing = [c for c in needed if c not in family.optional_components
+               and (not index.get(c) or index[c][0] is None or (os.path.isdir(src) and not os.path.isdir(os.path.join(src, c))))]
+    if missing:
+        raise SidbenchError(f"{src} is not a {index['_class_name']} folder in diffusers layout: expected "
+                            f"model_index.json and {', '.join(needed)}/ (missing: {', '.join(missing)})")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    kw = {"local_files_only": bool(offline)} if offline is not None else {}
+    loaded = {}
     try:
-        kw = {"local_files_only": bool(offline)} if offline is not None else {}
-        unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dtype, **kw)
-        vae = None if (os.path.isdir(src) and _pixel_space(src)) else AutoencoderKL.from_pretrained(
-            src, subfolder="vae", torch_dtype=dtype, **kw)
-        text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", torch_dtype=dtype, **kw)
-        tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
-        scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler", **kw)
+        for name in needed:
+            cls = _component_class(index, name, src)
+            if cls is None or (name in family.optional_components and os.path.isdir(src)
+                               and not os.path.isdir(os.path.join(src, name))):
+                loaded[name] = None
+                continue
+            if name == "scheduler" and family.ddpm:
+                loaded[name] = _ddpm_training_scheduler(cls.load_config(src, subfolder=name, **kw))
+                continue
+            typed = {"torch_dtype": dtype} if issubclass(cls, torch.nn.Module) else {}
+            loaded[name] = cls.from_pretrained(src, subfolder=name, **typed, **kw)
     except OSError as e:
         raise SidbenchError(f"cannot load the base model {src}: {e}. Offline, give a local diffusers folder.") from None
     device = torch.device(device)
-    for m in (unet, vae, text_encoder):
-        if m is not None:
+    for m in loaded.values():
+        if isinstance(m, torch.nn.Module):
             m.requires_grad_(False).eval().to(device)
-    return BaseModel(unet, vae, text_encoder, tokenizer, scheduler, src, device, dtype)
-
-
-def _pixel_space(src: str) -> bool:
-    """model_index.json with "vae": [null, null]: the UNet works on pixels (the demo's small world)."""
-    try:
-        index = json.loads(Path(src, "model_index.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return index.get("vae", ["x"])[0] is None
+    net, vae, scheduler = loaded.pop(family.net_name), loaded.pop("vae", None), loaded.pop("scheduler")
+    text_encoder, tokenizer = loaded.pop("text_encoder"), loaded.pop("tokenizer")
+    return BaseModel(net, vae, text_encoder, tokenizer, scheduler, src, device, dtype, family, loaded, index)
 
 
 # --- restricted unpickling of released .pkl checkpoints -------------------------------------------------
@@ -220,17 +296,29 @@ def resolve_generator(path: str | os.PathLike, which: str = "ema") -> tuple[Path
 
 
 def _from_state(state: dict, base: BaseModel | None, what: str) -> torch.nn.Module:
-    """A UNet of the base's architecture holding ``state``; every key must match."""
-    from diffusers import UNet2DConditionModel
-
+    """A network of the base's architecture (UNet or transformer) holding ``state``; every key must match."""
     if base is None:
-        raise SidbenchError(f"{what} takes the base UNet's architecture: give --base")
-    net = UNet2DConditionModel.from_config(base.unet.config)
+        raise SidbenchError(f"{what} takes the base network's architecture: give --base")
+    net = type(base.net).from_config(base.net.config)
     missing, unexpected = net.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise SidbenchError(f"{what}: does not match the base UNet ({len(missing)} missing keys, e.g. "
-                            f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
+        raise SidbenchError(f"{what}: does not match the base {type(base.net).__name__} ({len(missing)} missing "
+                            f"keys, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
     return net
+
+
+def _network_folder_class(folder: Path):
+    """The diffusers model class a saved network folder's config.json names (UNet or transformer)."""
+    import diffusers
+
+    try:
+        name = json.loads((folder / "config.json").read_text()).get("_class_name", "UNet2DConditionModel")
+    except (OSError, ValueError) as e:
+        raise SidbenchError(f"{folder / 'config.json'}: cannot read it ({e})") from None
+    cls = getattr(diffusers, name, None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, diffusers.ModelMixin)):
+        raise SidbenchError(f"{folder}: config.json names {name!r}, not a diffusers model class")
+    return cls
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -257,26 +345,31 @@ def load_checkpoint_generator(path: str | os.PathLike, base: BaseModel | None, w
 
 def load_generator_unet(path: str | os.PathLike, base: BaseModel | None = None, which: str = "ema",
                         meta: dict | None = None) -> torch.nn.Module:
-    """A one-step generator's UNet from a run folder, a snapshot (diffusers folder), a training checkpoint, a
-    safetensors file, or a SiD-LSG .pkl (see ``resolve_generator``). ``meta`` gets what made it, where known
-    (a checkpoint's iteration, kimg and config; a snapshot's ``sidbench_export.json``)."""
-    from diffusers import UNet2DConditionModel
-
+    """A one-step generator's network (a UNet, or the transformer of a DiT family) from a run folder, a snapshot
+    (diffusers folder), a training checkpoint, a safetensors file, or a SiD-LSG .pkl (see ``resolve_generator``).
+    ``meta`` gets what made it, where known (a checkpoint's iteration, kimg and config; a snapshot's
+    ``sidbench_export.json``)."""
     p, kind = resolve_generator(path, which)
     if kind == "checkpoint":
         return load_checkpoint_generator(p, base, which, meta)
     if kind == "snapshot" and meta is not None and (p / "sidbench_export.json").is_file():
         meta.update(json.loads((p / "sidbench_export.json").read_text()).get("made_by") or {})
     if p.is_dir():
-        sub = p / "unet" if (p / "unet" / "config.json").is_file() else p
+        sub = next((p / d for d in ("unet", "transformer") if (p / d / "config.json").is_file()), p)
         if not (sub / "config.json").is_file():
-            raise SidbenchError(f"{p}: expected a diffusers UNet folder (config.json + weights)")
-        return UNet2DConditionModel.from_pretrained(str(sub))
+            raise SidbenchError(f"{p}: expected a diffusers network folder (config.json + weights)")
+        return _network_folder_class(sub).from_pretrained(str(sub))
     if not p.is_file():
         raise SidbenchError(f"generator not found: {p}")
     if kind == "safetensors":
+        from safetensors import safe_open
         from safetensors.torch import load_file
 
+        if meta is not None:  # what made it, as export_generator wrote it
+            with safe_open(str(p), "pt") as f:
+                made = (f.metadata() or {}).get("sidbench_made_by")
+            if made:
+                meta.update(json.loads(made) or {})
         return _from_state(load_file(str(p)), base, f"{p} (a safetensors generator)")
     return load_sid_pickle(p)
 
@@ -310,7 +403,7 @@ def export_generator(unet: torch.nn.Module, out: str | os.PathLike, fmt: str = "
 
             shutil.rmtree(tmp)
         unet.save_pretrained(str(tmp), safe_serialization=True)
-        (tmp / "sidbench_export.json").write_text(json.dumps({"format": "diffusers UNet2DConditionModel",
+        (tmp / "sidbench_export.json").write_text(json.dumps({"format": f"diffusers {type(unet).__name__}",
                                                               "made_by": made_by}, indent=1) + "\n")
         if out.exists():
             raise SidbenchError(f"{out} exists: not overwriting an export")

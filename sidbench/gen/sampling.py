@@ -1,8 +1,8 @@
 """Sampling: the SiD-LSG one-step generator and N-step teacher baselines, behind one interface.
 
 Image i is made from seed ``seed_offset + i`` whatever the batch size, shard or process count: its
-initial noise is drawn alone on the CPU from its own generator. Prompt embeddings are computed once per
-batch; the empty-prompt embedding once per sampler.
+initial noise is drawn alone on the CPU from its own generator. Prompt conditionings are computed once per
+batch (through the base's family, ``sidbench.gen.families``); the unconditional one once per sampler.
 """
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sidbench.gen.diffusion import FlowMatching, guided_output, schedule_of
+from sidbench.gen.diffusion import FlowMatching, guided_output, is_flow_scheduler, schedule_of
+from sidbench.gen.families import Conditioning
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel
 
-SCHEDULERS = ("ddim", "dpm++", "euler")
+SCHEDULERS = ("ddim", "dpm++", "euler")      # DDPM teachers
+FLOW_SCHEDULERS = ("euler", "dpm++")         # flow-matching teachers
 
 
 def initial_noise(seeds, shape: tuple[int, ...]) -> torch.Tensor:
@@ -26,14 +28,6 @@ def initial_noise(seeds, shape: tuple[int, ...]) -> torch.Tensor:
     return out
 
 
-def encode_prompts(base: BaseModel, prompts: list[str]) -> torch.Tensor:
-    """CLIP text encoder hidden states, as Stable Diffusion conditions on them (padded to max length)."""
-    limit = min(int(base.tokenizer.model_max_length), int(base.text_encoder.config.max_position_embeddings))
-    tok = base.tokenizer(list(prompts), padding="max_length", max_length=limit, truncation=True, return_tensors="pt")
-    with torch.no_grad():
-        return base.text_encoder(tok.input_ids.to(base.device))[0]
-
-
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[-1, 1] NCHW -> uint8 NHWC via clip(x * 127.5 + 128), truncating (SiD-LSG / EDM convention)."""
     x = (images.float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
@@ -42,27 +36,42 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 @dataclass
 class Sampler:
-    """Common machinery: prompt embeddings, the empty-prompt embedding (cached), VAE decoding."""
+    """Common machinery: prompt conditioning, the unconditional conditioning (cached), VAE decoding.
+
+    ``embedded_guidance``: FLUX.1-dev's guidance input for every network call (None: the family's default)."""
 
     base: BaseModel
     height: int | None = None
-    _uncond: torch.Tensor | None = field(default=None, repr=False)
+    embedded_guidance: float | None = None
+    _uncond: Conditioning | None = field(default=None, repr=False)
 
-    def uncond(self, batch: int) -> torch.Tensor:
+    def encode(self, prompts: list[str]) -> Conditioning:
+        return self.base.encode(prompts, self.height).with_embedded_guidance(self.embedded_guidance)
+
+    def uncond(self, batch: int) -> Conditioning:
         if self._uncond is None:
-            self._uncond = encode_prompts(self.base, [""])
-        return self._uncond.expand(batch, -1, -1)
+            self._uncond = self.base.unconditional(self.height).with_embedded_guidance(self.embedded_guidance)
+        return self._uncond.expand(batch)
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         vae = self.base.vae
         if vae is None:  # pixel space: the latent is the image
             return to_uint8(latents)
-        with torch.no_grad():
-            img = vae.decode((latents / self.base.latent_scale).to(vae.dtype)).sample
+        with torch.no_grad():  # the pipelines' rule: latents / scaling_factor + shift_factor
+            img = vae.decode((latents / self.base.latent_scale + self.base.latent_shift).to(vae.dtype)).sample
         return to_uint8(img)
 
     def noise(self, seeds) -> torch.Tensor:
         return initial_noise(seeds, self.base.latent_shape(self.height)).to(self.base.device)
+
+    def schedule(self):
+        """The family's maths at this sampler's image size (FLUX's time shift depends on it)."""
+        shape = self.base.latent_shape(self.height)
+        if isinstance(schedule_of(self.base), FlowMatching):
+            config = dict(self.base.scheduler.config)
+            config.setdefault("shift", config.get("flow_shift", 1.0))
+            return FlowMatching.from_config(config, image_seq_len=self.base.family.image_seq_len(shape))
+        return schedule_of(self.base)
 
     def describe(self) -> dict:
         raise NotImplementedError
@@ -73,15 +82,15 @@ class Sampler:
 
 @dataclass
 class OneStepSampler(Sampler):
-    """SiD-LSG: x_g = (x_in - sqrt(1-abar) G(x_in, t_init, c)) / sqrt(abar), x_in = sqrt(1-abar) z."""
+    """SiD: x_g = the x0 estimate of G at t_init from x_in = add_noise(0, z, t_init) (DDPM: sqrt(1-abar) z)."""
 
     generator: torch.nn.Module | None = None
     t_init: int = 625
 
     def __post_init__(self):
         if self.generator is None:
-            raise SidbenchError("OneStepSampler needs a generator UNet")
-        self._diffusion = schedule_of(self.base)  # the trainer's schedule and x0 rule, built once
+            raise SidbenchError("OneStepSampler needs a generator network")
+        self._diffusion = self.schedule()  # the trainer's schedule and x0 rule, built once
         n = self._diffusion.grid_size
         if not 0 <= self.t_init < n:
             raise SidbenchError(f"t_init must be in [0, {n - 1}], got {self.t_init}")
@@ -89,58 +98,103 @@ class OneStepSampler(Sampler):
         if next(self.generator.parameters()).dtype != self.base.dtype:
             self.generator.to(self.base.dtype)
 
-    def latents(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def latents(self, z: torch.Tensor, cond: Conditioning) -> torch.Tensor:
         """The trainer's own one-step formula (sidbench.gen.diffusion), without gradients."""
         with torch.no_grad():
             return self._diffusion.one_step(self.generator, z, cond, self.t_init)
 
     def sample(self, prompts: list[str], seeds) -> np.ndarray:
-        cond = encode_prompts(self.base, prompts)
-        return self.decode(self.latents(self.noise(seeds), cond))
+        return self.decode(self.latents(self.noise(seeds), self.encode(prompts)))
 
     def describe(self) -> dict:
+        out = {"kind": "one-step", "t_init": self.t_init}
         if isinstance(self._diffusion, FlowMatching):
-            return {"kind": "one-step", "t_init": self.t_init, "sigma_t_init": float(self._diffusion.sigmas[self.t_init])}
-        return {"kind": "one-step", "t_init": self.t_init,
-                "abar_t_init": float(self.base.alphas_cumprod[self.t_init])}
+            out["sigma_t_init"] = float(self._diffusion.sigmas[self.t_init])
+        else:
+            out["abar_t_init"] = float(self.base.alphas_cumprod[self.t_init])
+        if "guidance" in self.uncond(1).tensors:
+            out["embedded_guidance"] = float(self.uncond(1).tensors["guidance"][0])
+        return out
+
+
+def default_scheduler(base: BaseModel) -> str:
+    """The teacher sampler a base gets by default: DDIM (DDPM families), its own flow solver otherwise."""
+    if not is_flow_scheduler(base.scheduler):
+        return "ddim"
+    return "dpm++" if "DPMSolver" in type(base.scheduler).__name__ else "euler"
 
 
 @dataclass
 class TeacherSampler(Sampler):
-    """N-step sampling of the base UNet with a diffusers scheduler and batched classifier-free guidance."""
+    """N-step sampling of the base network with a diffusers scheduler and batched classifier-free guidance.
+
+    DDPM families: ddim, dpm++ or euler on their training schedule. Flow families: euler
+    (FlowMatchEulerDiscreteScheduler) or dpm++ (DPM-Solver on flow sigmas, as SANA ships), with the base's shift
+    (FLUX: its dynamic shift at this image size)."""
 
     steps: int = 50
     cfg: float = 1.0
-    scheduler_name: str = "ddim"
+    scheduler_name: str | None = None
 
     def __post_init__(self):
-        if self.scheduler_name not in SCHEDULERS:
-            raise SidbenchError(f"unknown scheduler {self.scheduler_name!r}; expected one of {', '.join(SCHEDULERS)}")
+        if self.scheduler_name is None:
+            self.scheduler_name = default_scheduler(self.base)
+        flow = is_flow_scheduler(self.base.scheduler)
+        allowed = FLOW_SCHEDULERS if flow else SCHEDULERS
+        if self.scheduler_name not in allowed:
+            raise SidbenchError(f"scheduler {self.scheduler_name!r} is not one for "
+                                f"{'a flow-matching' if flow else 'a DDPM'} teacher; expected one of {', '.join(allowed)}")
         if self.steps < 1:
             raise SidbenchError(f"--steps must be at least 1, got {self.steps}")
 
     def make_scheduler(self):
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+        from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+                               FlowMatchEulerDiscreteScheduler)
 
-        cls = {"ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
-        sch = cls[self.scheduler_name].from_config(self.base.scheduler.config)
-        sch.set_timesteps(self.steps, device=self.base.device)
+        config, device = dict(self.base.scheduler.config), self.base.device
+        if not is_flow_scheduler(self.base.scheduler):
+            cls = {"ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+            sch = cls[self.scheduler_name].from_config(config)
+            sch.set_timesteps(self.steps, device=device)
+            return sch
+        fm = self.schedule()
+        if self.scheduler_name == "euler":
+            if "FlowMatch" in type(self.base.scheduler).__name__:
+                sch = FlowMatchEulerDiscreteScheduler.from_config(config)
+            else:
+                sch = FlowMatchEulerDiscreteScheduler(num_train_timesteps=fm.num_train_timesteps, shift=fm.shift)
+        else:
+            sch = DPMSolverMultistepScheduler(num_train_timesteps=fm.num_train_timesteps, use_flow_sigmas=True,
+                                              prediction_type="flow_prediction", flow_shift=fm.shift, **(
+                                                  {k: config[k] for k in ("algorithm_type", "solver_order")
+                                                   if k in config} if "DPMSolver" in type(self.base.scheduler).__name__ else {}))
+        kw = {"mu": fm.mu} if fm.mu is not None else {}
+        sigmas = self.base.family.inference_sigmas(self.steps)  # FLUX's pipeline gives its own
+        if sigmas is not None and self.scheduler_name == "euler":
+            kw["sigmas"] = sigmas
+        sch.set_timesteps(self.steps, device=device, **kw)
         return sch
 
-    def guided_eps(self, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
-        """eps_u + k (eps_c - eps_u) in one batched call; k = 1: the conditional call alone."""
+    def guided_output(self, x: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
+        """out_u + k (out_c - out_u) in one batched call; k = 1: the conditional call alone."""
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
-        return guided_output(self.base.unet, x, t, cond, self.uncond(x.shape[0]), self.cfg)
+        return guided_output(self.base.net, x, t, cond, self.uncond(x.shape[0]), self.cfg)
 
-    def sample(self, prompts: list[str], seeds) -> np.ndarray:
-        cond = encode_prompts(self.base, prompts)
+    def latents(self, z: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """The sampler's final latent from initial noise z (as the family's diffusers pipeline computes it)."""
         sch = self.make_scheduler()
-        x = self.noise(seeds) * sch.init_noise_sigma
+        x = z * getattr(sch, "init_noise_sigma", 1.0)  # flow schedulers start at sigma 1: none
         with torch.no_grad():
             for t in sch.timesteps:
-                eps = self.guided_eps(sch.scale_model_input(x, t), t, cond)
-                x = sch.step(eps, t, x).prev_sample
-        return self.decode(x)
+                out = self.guided_output(sch.scale_model_input(x, t) if hasattr(sch, "scale_model_input") else x, t, cond)
+                x = sch.step(out, t, x).prev_sample
+        return x
+
+    def sample(self, prompts: list[str], seeds) -> np.ndarray:
+        return self.decode(self.latents(self.noise(seeds), self.encode(prompts)))
 
     def describe(self) -> dict:
-        return {"kind": "teacher", "steps": self.steps, "cfg": self.cfg, "scheduler": self.scheduler_name}
+        out = {"kind": "teacher", "steps": self.steps, "cfg": self.cfg, "scheduler": self.scheduler_name}
+        if "guidance" in self.uncond(1).tensors:
+            out["embedded_guidance"] = float(self.uncond(1).tensors["guidance"][0])
+        return out
