@@ -6,7 +6,9 @@ and the reports go through the same command line in this process (typer's runner
 distill (a few iterations) -> its EMA snapshot -> generate -> eval --fid --kid --clip --pr (random-weight
 networks) -> report in md, LaTeX, CSV and HTML with --curves on the run's own log.jsonl and --plots-dir;
 and the same generator evaluated in memory (eval --base --generator), which must give the same numbers.
-Run on the demo teacher (pixel space, shipped in the package) and on the tiny SD (latent space).
+Run on the tiny SD (latent space). The demo teacher (pixel space, shipped in the package) ran here too until
+issue 15; it now goes distill -> eval through `sidbench demo --quick` from the wheel (test_wheel), and the newer
+families go distill -> resume -> export -> generate -> eval in tests/test_families.py, so the suite stays in time.
 """
 import csv
 import json
@@ -46,7 +48,7 @@ def _cli_ok(args):
     return out, err
 
 
-@pytest.fixture(params=["pixel", "latent"])
+@pytest.fixture(params=["latent"])
 def world(request, tmp_path, tiny_sd):
     """(teacher folder, prompt file, reference folder) for the demo teacher or the tiny SD."""
     if request.param == "pixel":
