@@ -3,7 +3,8 @@
 Same classes and code paths as the real thing (UNet2DConditionModel, AutoencoderKL, CLIPTextModel with
 the real CLIP BPE tokenizer, the SD DDPM schedule), a few hundred thousand parameters. ``build_tiny_sdxl``,
 ``build_tiny_sd3``, ``build_tiny_flux`` and ``build_tiny_sana`` do the same for the newer families; their T5 and
-Gemma tokenizers are built offline over a small vocabulary, since no SentencePiece model is available.
+Gemma tokenizers are built offline over a small vocabulary, since no SentencePiece model is available (this
+uses the ``vocab=`` constructors of transformers 5; transformers 4.x cannot build them this way).
 """
 from __future__ import annotations
 
