@@ -67,7 +67,17 @@ class EvalConfig:
     pr_k: int = 3
     pr_weights: str | None = None       # local torchvision vgg16-397923af.pth (else the weights folder)
     density_coverage: bool = False      # also density / coverage (Naeem et al. 2020) from the same distances
+    fid_infinity: bool = False          # FID-infinity (Chong & Forsyth 2020): FID_N at several N, extrapolated to 1/N = 0
+    vendi: bool = False                 # Vendi score of the generated images (cosine kernel on the FID features)
+    bootstrap: int = 0                  # replicates of a percentile bootstrap over images for FID and CLIP; 0: none
+    bootstrap_seed: int = 0
+    confidence: float = 0.95            # the bootstrap interval's level
     progress: bool = True
+
+    @property
+    def keep_generated_features(self) -> bool:
+        """Per-image features of the generated side are needed (not only their sums)."""
+        return self.kid or self.fid_infinity or self.vendi or self.bootstrap > 0
 
 
 def cache_dir(cfg: EvalConfig) -> Path:
@@ -235,7 +245,7 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
         if cfg.clip:
             raise SidbenchError(f"CLIP score needs the images, not the statistics file {images}")
         meta = stats_meta(fid_runner.extractor, fid_runner.preprocess)
-        stats = load_checked_stats(str(images), meta, need_features=cfg.kid, side="generated")
+        stats = load_checked_stats(str(images), meta, need_features=cfg.keep_generated_features, side="generated")
         if cfg.n is not None and cfg.n != stats.n:
             raise SidbenchError(f"{images}: statistics over {stats.n} images, but {cfg.n} were asked for")
         res["inputs"]["generated"] = {"kind": "stats", "path": os.path.abspath(str(images)), "n": stats.n,
@@ -244,14 +254,14 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
     source = _open_stream(images, cfg)
     consumers, out = [], {}
     if fid_runner is not None:
-        consumers.append(fid_runner.consumer(fid_runner.new_stats(cfg.kid)))
+        consumers.append(fid_runner.consumer(fid_runner.new_stats(cfg.keep_generated_features)))
     if pr_runner is not None:
         consumers.append(pr_runner.consumer(pr_runner.new_stats(True)))
     scorer = None
     if cfg.clip:
         check_prompt_pairing(source, n_gen, prompts)
         scorer = _clip_scorer(cfg, clip_scorer)
-        consumers.append(ClipConsumer(scorer, prompts))
+        consumers.append(ClipConsumer(scorer, prompts, keep_per_image=cfg.bootstrap > 0))
     in_memory = getattr(source, "kind", None) == "generated in memory"
     identity = source.describe()
     skipped = _stream_pass(source, consumers, cfg, limit=cfg.n, identity=identity,
@@ -268,6 +278,13 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
             k += 1
     if scorer is not None:
         _record_clip(res, scorer)
+        if cfg.bootstrap:
+            from sidbench.eval.bootstrap import bootstrap_mean
+
+            clip_c = next(c for c in consumers if isinstance(c, ClipConsumer))
+            values = clip_c.values if distributed.process_shard() is None else reduce.gather_values(clip_c.values)
+            res["metrics"]["clip"]["interval"] = bootstrap_mean([values[i] for i in sorted(values)], cfg.bootstrap,
+                                                                cfg.bootstrap_seed, cfg.confidence)
     return out
 
 
@@ -352,6 +369,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if proto.name != "custom" and cfg.pre_resize is None:
         cfg = replace(cfg, pre_resize=proto.pre_resize)  # the protocol's choice unless the user overrides it
     cfg = resolved_mode(cfg, extractor)
+    if (cfg.fid_infinity or cfg.vendi) and not cfg.fid:
+        cfg = replace(cfg, fid=True)  # they read the FID features
     if not (cfg.fid or cfg.kid or cfg.clip or cfg.pr):
         raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip and/or --pr")
     prompts, prompts_md5 = None, None
@@ -469,6 +488,22 @@ def _fid_kid(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) 
                                  "n_gen": gen.n, "n_ref": refs.n, "mode": cfg.mode,
                                  "singular_covariance": singular, "covariance": "unbiased (N-1), float64 sums",
                                  "sqrtm": "symmetric eigen route, float64, negative eigenvalues clipped"}
+    if cfg.fid and cfg.bootstrap:
+        from sidbench.eval.bootstrap import bootstrap_fd
+
+        res["metrics"]["fid"]["interval"] = bootstrap_fd(gen.ordered_features(), refs.mean, refs.cov, cfg.bootstrap,
+                                                         cfg.bootstrap_seed, cfg.confidence)
+    if cfg.fid_infinity:
+        from sidbench.eval.metrics.fid_infinity import fid_infinity
+
+        res["metrics"]["fid_infinity"] = dict(fid_infinity(gen.ordered_features(), refs.mean, refs.cov,
+                                                           seed=cfg.bootstrap_seed), n_gen=gen.n, n_ref=refs.n)
+    if cfg.vendi:
+        from sidbench.eval.metrics.vendi import vendi_score
+
+        res["metrics"]["vendi"] = {"value": vendi_score(gen.ordered_features()), "q": 1, "kernel": "cosine",
+                                   "features": res["extractors"]["fid"].get("name"), "n": gen.n,
+                                   "definition": "exp(entropy of the eigenvalues of K/n), Friedman & Dieng 2023"}
     if cfg.kid:
         res["metrics"]["kid"] = dict(kernel_inception_distance(
             gen.ordered_features(), refs.ordered_features(), num_subsets=cfg.kid_subsets,

@@ -126,15 +126,18 @@ class FeatureConsumer:
 class ClipConsumer:
     """The CLIP score's share of a pass: image i is scored against prompt i (the scorer does its own resize)."""
 
-    def __init__(self, scorer, prompts: Sequence[str]):
+    def __init__(self, scorer, prompts: Sequence[str], keep_per_image: bool = False):
         self.scorer, self.prompts = scorer, prompts
+        self.values: dict[int, float] | None = {} if keep_per_image else None  # image index -> its score
 
     @staticmethod
     def prepare(img: np.ndarray) -> np.ndarray:
         return img
 
     def consume(self, indices: list[int], items: list[np.ndarray]) -> None:
-        self.scorer.update(items, [self.prompts[i] for i in indices])
+        cos = self.scorer.update(items, [self.prompts[i] for i in indices])
+        if self.values is not None:
+            self.values.update(zip(indices, cos.double().cpu().tolist()))
 
 
 def single_pass(source: ImageStream, consumers: Sequence, indices: Iterable[int] | None = None, *,

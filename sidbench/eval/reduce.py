@@ -41,6 +41,13 @@ def all_reduce_clip(scorer) -> None:
     scorer.total, scorer.n, scorer.truncated = float(t[0]), int(t[1]), int(t[2])
 
 
+def gather_values(values: dict) -> dict:
+    """Every process's per-image values (index -> value), merged (all processes get them)."""
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, values)
+    return {k: v for g in gathered for k, v in g.items()}
+
+
 def gather_skipped(skipped: list) -> list:
     """Every process's list of skipped inputs, concatenated in rank order (all processes get it)."""
     gathered: list = [None] * dist.get_world_size()

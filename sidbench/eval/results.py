@@ -107,6 +107,18 @@ def kid_whole_set_warning(kid: dict) -> str:
             f"construction); use --kid-subset-size below N for one")
 
 
+def _interval_text(metric: dict) -> str:
+    """' ± h' with h the half-width of the bootstrap interval, where there is one."""
+    ci = metric.get("interval")
+    return "" if not ci else f" ± {(ci['high'] - ci['low']) / 2:.4f}"
+
+
+def _interval_note(metric: dict) -> str:
+    ci = metric.get("interval")
+    return "" if not ci else (f"; {100 * ci['level']:g}% bootstrap [{ci['low']:.4f}, {ci['high']:.4f}], "
+                              f"B={ci['replicates']}, seed {ci['seed']}")
+
+
 def table_rows(results: dict) -> list[tuple[str, str, str]]:
     """(metric, value, note) rows for a readable table. KID is x1000, as the report prints it."""
     rows = []
@@ -118,13 +130,22 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         note = f"N={f['n_gen']}/{f['n_ref']}, {f['mode']}"
         if f.get("singular_covariance"):
             note += ", N<=dim: singular covariance"
-        rows.append(("FID" if net is None else f"FD ({net})", f"{f['value']:.4f}", note + not_inception))
+        rows.append(("FID" if net is None else f"FD ({net})", f"{f['value']:.4f}" + _interval_text(f),
+                     note + not_inception + _interval_note(f)))
+    if "fid_infinity" in m:
+        fi = m["fid_infinity"]
+        rows.append(("FID∞" if net is None else f"FD∞ ({net})", f"{fi['value']:.4f}",
+                     f"fit of FID_N = FID∞ + c/N over N = {fi['ns'][0]}..{fi['ns'][-1]} ({len(fi['ns'])} sizes), "
+                     f"c = {fi['slope']:.4g}"))
     if "clip" in m:
         c = m["clip"]
         note = f"N={c['n']}, {c['variant']}, {c['model']['name']}"
         if c.get("prompts_truncated"):
             note += f", {c['prompts_truncated']} prompts truncated"
-        rows.append(("CLIP", f"{c['value']:.4f}", note))
+        rows.append(("CLIP", f"{c['value']:.4f}" + _interval_text(c), note + _interval_note(c)))
+    if "vendi" in m:
+        v = m["vendi"]
+        rows.append(("Vendi", f"{v['value']:.3f}", f"N={v['n']}, cosine kernel on {v['features']} features, q={v['q']}"))
     if "pr" in m:
         p = m["pr"]
         rows.append(("Precision / Recall", f"{p['precision']:.4f} / {p['recall']:.4f}",

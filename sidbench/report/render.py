@@ -85,6 +85,10 @@ def _display(t: ReportTable) -> tuple[pd.DataFrame, pd.DataFrame]:
     values = _value_columns(t)
     for c in values:
         disp[c.title] = r[c.key].map(lambda v, nd=c.decimals: _num(v, nd))
+        pm = f"{c.key}_pm"
+        if pm in r and r[pm].notna().any():  # "8.15 ± 0.07": the bootstrap interval's half-width
+            disp[c.title] = [cell + (f" ± {_num(h, c.decimals)}" if pd.notna(h) and cell != "—" else "")
+                             for cell, h in zip(disp[c.title], r[pm])]
     for key, title in _delta_columns(t):
         nd = DECIMALS.get(key, DECIMALS["delta_fid"])
         disp[title] = [("ref." if x.is_ref else _num(v, nd, True)) for x, v in zip(r.itertuples(index=False), r[key])]
@@ -201,15 +205,17 @@ def to_csv(t: ReportTable) -> str:
     network; delta_* beside them; best_* per value column."""
     values = [c.key for c in t.columns]
     deltas = [k for k in ("delta_fid", "delta_clip", *(f"delta_{c.key}" for c in t.network_columns)) if k in t.rows]
+    pms = [f"{k}_pm" for k in values if f"{k}_pm" in t.rows and t.rows[f"{k}_pm"].notna().any()]
     cols = ["protocol", "group", "label", "method", "name", "teacher", "steps", "guidance", "kimg", "prompts",
-            *values, *deltas, *(f"best_{k}" for k in values), "is_ref", "reference", "ours", "comparable",
+            *values, *pms, *deltas, *(f"best_{k}" for k in values), "is_ref", "reference", "ours", "comparable",
             "source", "note"]
     out = t.rows[cols].copy()
     for col in ("steps", "kimg", "prompts"):
         out[col] = out[col].astype("Int64")
     decimals = dict(DECIMALS, **{c.key: c.decimals for c in t.columns},
                     **{f"delta_{c.key}": c.decimals for c in t.network_columns})
-    for c in (*values, *deltas):
+    decimals.update({p: decimals[p[:-3]] for p in pms})  # a half-width to its value's decimals
+    for c in (*values, *pms, *deltas):
         nd = decimals[c]
         out[c] = out[c].map(lambda v, nd=nd: "" if pd.isna(v) else f"{v:.{nd}f}")
     return out.to_csv(index=False, lineterminator="\n")

@@ -154,6 +154,9 @@ def load_results(paths: Iterable[str | Path], *, relative_to: str | Path | None 
             "deviations": "; ".join(proto.get("deviations") or []),
             "fid": fid.get("value") if net is None else None,
             "clip": clip.get("value"),
+            "fid_pm": _half_width(fid) if net is None else None,
+            "clip_pm": _half_width(clip),
+            "fd_pm": _half_width(fid),
             "kid": kid.get("mean") if net is None else None,
             "fd": fid.get("value"),
             "kd": kid.get("mean"),
@@ -167,14 +170,21 @@ def load_results(paths: Iterable[str | Path], *, relative_to: str | Path | None 
             "path": str(path),
         })
     df = pd.DataFrame(rows, columns=["name", "method", "teacher", "steps", "guidance", "kimg", "protocol",
-                                     "comparable", "deviations", "fid", "clip", "kid", "fd", "kd", "fd_network",
+                                     "comparable", "deviations", "fid", "clip", "fid_pm", "clip_pm", "fd_pm", "kid", "fd",
+                                     "kd", "fd_network",
                                      "kid_std", "kid_whole_set", "reference", "reference_set", "n_gen", "source",
                                      "path"])
-    for col in ("steps", "kimg", "fid", "clip", "kid", "fd", "kd", "kid_std", "n_gen"):
+    for col in ("steps", "kimg", "fid", "clip", "fid_pm", "clip_pm", "fd_pm", "kid", "fd", "kd", "kid_std", "n_gen"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["reference"] = df["reference"].astype(bool)
     df["kid_whole_set"] = df["kid_whole_set"].astype(bool)
     return df
+
+
+def _half_width(metric: dict) -> float | None:
+    """Half the width of a metric's bootstrap interval (shown as ``value ± h``), where it has one."""
+    ci = metric.get("interval")
+    return None if not ci else (ci["high"] - ci["low"]) / 2
 
 
 def load_published(path: str | Path | None = None) -> pd.DataFrame:
@@ -327,6 +337,7 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
         kept.append({"label": label, "protocol": r.protocol, "group": group, "method": method or r.name,
                      "name": r.name, "teacher": r.teacher, "steps": r.steps, "guidance": r.guidance,
                      "kimg": r.kimg, "prompts": r.n_gen, "fid": r.fid, "clip": r.clip,
+                     "fid_pm": r.fid_pm, "clip_pm": r.clip_pm, "fd_pm": r.fd_pm,
                      "kid_x1000": None if pd.isna(r.kid) else r.kid * 1000, "fd": r.fd,
                      "kd_x1000": None if pd.isna(r.kd) else r.kd * 1000, "fd_network": net,
                      "reference": bool(r.reference), "ours": True, "comparable": comparable,
@@ -346,7 +357,8 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
             kept.append({"label": None, "protocol": r.protocol, "group": r.group, "method": r.method,
                          "name": r.method, "teacher": r.teacher or None, "steps": r.steps,
                          "guidance": r.guidance or None, "kimg": r.kimg, "prompts": r.prompts, "fid": r.fid,
-                         "clip": r.clip, "kid_x1000": None, "fd": None, "kd_x1000": None, "fd_network": None,
+                         "clip": r.clip, "fid_pm": None, "clip_pm": None, "fd_pm": None, "kid_x1000": None, "fd": None,
+                         "kd_x1000": None, "fd_network": None,
                          "reference": False, "ours": False, "comparable": True, "deviations": "",
                          "source": r.source, "note": r.note, "path": None, "_refset": None, "_whole": False})
     networks = list(dict.fromkeys(k["fd_network"] for k in kept if k["fd_network"] is not None))
@@ -356,15 +368,17 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
             fd_col, kd_col = network_columns(n)
             mine = k["fd_network"] == n
             k[fd_col.key], k[kd_col.key] = (k["fd"], k["kd_x1000"]) if mine else (None, None)
+            k[f"{fd_col.key}_pm"] = k["fd_pm"] if mine else None
     value_keys = [c.key for c in columns]
+    pm_keys = ["fid_pm", "clip_pm", *(f"{network_columns(n)[0].key}_pm" for n in networks)]  # interval half-widths
     cols = ["label", "protocol", "group", "method", "name", "teacher", "steps", "guidance", "kimg", "prompts",
-            *value_keys, "fd_network", "reference", "ours", "comparable", "deviations", "source", "note", "path",
-            "_refset", "_whole"]
+            *value_keys, *pm_keys, "fd_network", "reference", "ours", "comparable", "deviations", "source", "note",
+            "path", "_refset", "_whole"]
     if not kept:  # still a report: the empty table says why, and the apart list gives every reason
         notes.append(f"No row in this {protocol} table: every result is listed apart (below), and no published "
                      f"row was given for it." if filtered else "No row in this table: no result was given.")
     rows = pd.DataFrame(kept, columns=cols)
-    for col in ("steps", "kimg", "prompts", *value_keys):
+    for col in ("steps", "kimg", "prompts", *value_keys, *pm_keys):
         rows[col] = pd.to_numeric(rows[col], errors="coerce").astype("float64")
     for c in columns:
         rows[c.key] = rows[c.key].round(c.decimals)
