@@ -158,3 +158,51 @@ def test_report_shows_value_plus_minus_half_width_where_an_interval_exists(tmp_p
     r = CliRunner().invoke(app, ["report", str(tmp_path / "with.json"), "--format", "csv", "--out", str(tmp_path / "t.csv")])
     header = (tmp_path / "t.csv").read_text().splitlines()[0].split(",")
     assert r.exit_code == 0 and any(h.startswith("fd_") and h.endswith("_pm") for h in header), header
+
+
+def test_paired_comparison_known_cases_and_null_calibration():
+    from sidbench.eval.compare import paired_compare
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(0.3, 0.05, size=200)
+    same = paired_compare(a, a.copy(), r_perm=999)
+    assert same["difference"] == 0 and same["p_value"] == 1.0
+    better = paired_compare(a, a + 0.01 + rng.normal(0, 0.005, size=200), r_perm=999)
+    assert better["p_value"] == pytest.approx(1 / 1000) and better["interval"]["low"] > 0
+    # Under the null (B and A exchangeable per pair), p is uniform: ~5% of p-values fall below 0.05.
+    small = sum(paired_compare(a, a + rng.normal(0, 0.01, size=200), r_perm=199, b_boot=10, seed=s)["p_value"] < 0.05
+                for s in range(100))
+    assert 0 <= small <= 12, small
+
+
+def test_eval_per_sample_then_compare_on_the_command_line(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import random_images, write_images
+    from sidbench.cli.app import app
+
+    write_images(tmp_path / "gen", random_images(12, 1))
+    (tmp_path / "p.txt").write_text("".join(f"a photo of thing {i}\n" for i in range(12)))
+    r = CliRunner().invoke(app, ["eval", "--images", str(tmp_path / "gen"), "--clip", "--prompts", str(tmp_path / "p.txt"),
+                                 "--random-weights", "--clip-model", "ViT-B-32", "--per-sample", str(tmp_path / "a.csv"),
+                                 "--out", str(tmp_path / "a.json"), "-q"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "a.json").read_text())
+    rows = (tmp_path / "a.csv").read_text().splitlines()
+    assert rows[0] == "index,file,prompt,clip" and len(rows) == 13 and rows[1].startswith("0,000000.png,a photo of thing 0,")
+    clip = [float(x.split(",")[-1]) for x in rows[1:]]
+    assert np.mean(clip) == pytest.approx(res["metrics"]["clip"]["value"], rel=1e-9)
+    assert res["outputs"]["per_sample"] == str((tmp_path / "a.csv").resolve())
+    shifted = [rows[0]] + [",".join([*x.split(",")[:-1], repr(float(x.split(",")[-1]) + 0.01)]) for x in rows[1:]]
+    (tmp_path / "b.csv").write_text("\n".join(shifted) + "\n")
+    r = CliRunner().invoke(app, ["compare", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--json",
+                                 "--permutations", "999"])
+    assert r.exit_code == 0, r.output
+    (cmp,) = json.loads(r.stdout)
+    # 12 pairs all shifted alike: the exact sign-flip p is 2 / 2^12; 999 Monte Carlo draws put it below 0.01
+    assert cmp["difference"] == pytest.approx(0.01) and cmp["p_value"] < 0.01
+    (tmp_path / "c.csv").write_text("\n".join(rows[:6]) + "\n")
+    r = CliRunner().invoke(app, ["compare", str(tmp_path / "a.csv"), str(tmp_path / "c.csv")])
+    assert r.exit_code == 2 and "same images" in r.output

@@ -9,6 +9,7 @@ import sidbench.demo  # noqa: F401  (registers the demo world's extractor, world
 from sidbench import __version__
 from sidbench.cli import help as _help
 from sidbench.cli.console import install_warning_printer, stdout
+from sidbench.cli.compare import EXAMPLES as compare_examples, compare_cmd
 from sidbench.cli.demo import EXAMPLES as demo_examples, demo_cmd
 from sidbench.cli.distill import EXAMPLES as distill_examples, distill_cmd
 from sidbench.cli.eval import EXAMPLES as eval_examples, eval_cmd
@@ -27,6 +28,7 @@ app.command("generate", epilog=generate_examples)(generate_cmd)
 app.command("export", epilog=export_examples)(export_cmd)
 app.command("distill", epilog=distill_examples)(distill_cmd)
 app.command("report", epilog=report_examples)(report_cmd)
+app.command("compare", epilog=compare_examples)(compare_cmd)
 app.command("demo", epilog=demo_examples)(demo_cmd)
 app.add_typer(stats_app, name="stats")
 app.add_typer(weights_app, name="weights")

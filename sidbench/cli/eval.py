@@ -79,6 +79,7 @@ def eval_cmd(
     no_cache: Annotated[bool, _opt("--no-cache", panel=PERFORMANCE, help="Neither read nor write the reference cache.")] = False,
     out: Annotated[Optional[str], _opt("--out", metavar="PATH", panel=OUTPUT, help="Results JSON (written atomically); - for stdout.")] = None,
     as_json: Annotated[bool, _opt("--json", panel=OUTPUT, help="Print the results object as JSON on stdout (the table still goes to stderr).")] = False,
+    per_sample: Annotated[Optional[str], _opt("--per-sample", metavar="PATH", panel=OUTPUT, help="Every image's scores (index, file, prompt, CLIP) as CSV, for sidbench compare.")] = None,
     save_stats: Annotated[Optional[str], _opt("--save-stats", metavar="PATH", panel=OUTPUT, help="Also write the generated side's statistics here.")] = None,
     quiet: Quiet = False,
     name: Annotated[Optional[str], _opt("--name", metavar="TEXT", panel=LABELS, help="Row label (default: the images' folder name).")] = None,
@@ -109,7 +110,7 @@ def eval_cmd(
                          threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range, array_key=array_key,
                          skip_bad=skip_bad, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                          kid_seed=kid_seed, fid_infinity=fid_infinity, vendi=vendi, bootstrap=bootstrap,
-                         bootstrap_seed=bootstrap_seed, confidence=confidence, cache_dir=cache_dir,
+                         bootstrap_seed=bootstrap_seed, confidence=confidence, per_sample=per_sample, cache_dir=cache_dir,
                          use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,
                                          kimg=kimg).items() if v is not None}

@@ -72,6 +72,7 @@ class EvalConfig:
     bootstrap: int = 0                  # replicates of a percentile bootstrap over images for FID and CLIP; 0: none
     bootstrap_seed: int = 0
     confidence: float = 0.95            # the bootstrap interval's level
+    per_sample: str | None = None       # write every image's scores (index, file, prompt, CLIP) to this CSV
     progress: bool = True
 
     @property
@@ -261,7 +262,7 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
     if cfg.clip:
         check_prompt_pairing(source, n_gen, prompts)
         scorer = _clip_scorer(cfg, clip_scorer)
-        consumers.append(ClipConsumer(scorer, prompts, keep_per_image=cfg.bootstrap > 0))
+        consumers.append(ClipConsumer(scorer, prompts, keep_per_image=cfg.bootstrap > 0 or bool(cfg.per_sample)))
     in_memory = getattr(source, "kind", None) == "generated in memory"
     identity = source.describe()
     skipped = _stream_pass(source, consumers, cfg, limit=cfg.n, identity=identity,
@@ -278,13 +279,23 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
             k += 1
     if scorer is not None:
         _record_clip(res, scorer)
+        values = None
+        if cfg.bootstrap or cfg.per_sample:
+            clip_c = next(c for c in consumers if isinstance(c, ClipConsumer))
+            values = clip_c.values if distributed.process_shard() is None else reduce.gather_values(clip_c.values)
         if cfg.bootstrap:
             from sidbench.eval.bootstrap import bootstrap_mean
 
-            clip_c = next(c for c in consumers if isinstance(c, ClipConsumer))
-            values = clip_c.values if distributed.process_shard() is None else reduce.gather_values(clip_c.values)
             res["metrics"]["clip"]["interval"] = bootstrap_mean([values[i] for i in sorted(values)], cfg.bootstrap,
                                                                 cfg.bootstrap_seed, cfg.confidence)
+        if cfg.per_sample and distributed.is_main():
+            from sidbench.eval.compare import write_per_sample
+
+            files = [os.path.relpath(f, source.path) for f in source.files] if getattr(source, "files", None) else None
+            path = write_per_sample(cfg.per_sample, sorted(values), prompts, files, {"clip": values})
+            res.setdefault("outputs", {})["per_sample"] = os.path.abspath(path)
+    elif cfg.per_sample:
+        raise SidbenchError("--per-sample writes per-image scores: ask for one (--clip)")
     return out
 
 
