@@ -13,6 +13,8 @@ from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT
                                   Scheduler, SkipBad, TInit, EmbeddedGuidance, Threads, ValueRange, WeightsOpt, Which)
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 
+INTERVALS, DIVERSITY = "Intervals and extrapolation", "Diversity"
+
 LABELS = "Labels for reports"
 
 EXAMPLES = """Examples:
@@ -48,11 +50,11 @@ def eval_cmd(
     kid_subsets: Annotated[int, _opt("--kid-subsets", panel=METRICS, help="KID: number of subsets.")] = 100,
     kid_subset_size: Annotated[int, _opt("--kid-subset-size", panel=METRICS, help="KID: largest subset size.")] = 1000,
     kid_seed: Annotated[int, _opt("--kid-seed", panel=METRICS, help="KID: subset sampling seed.")] = 0,
-    fid_infinity: Annotated[bool, _opt("--fid-infinity", panel=METRICS, help="FID-infinity (Chong & Forsyth 2020): FID at 15 subset sizes, extrapolated in 1/N.")] = False,
-    vendi: Annotated[bool, _opt("--vendi", panel=METRICS, help="Vendi score of the generated images (cosine kernel on the FID features).")] = False,
-    bootstrap: Annotated[int, _opt("--bootstrap", metavar="B", panel=METRICS, help="Percentile bootstrap intervals over images for FID and CLIP, B replicates (0: none).")] = 0,
-    bootstrap_seed: Annotated[int, _opt("--bootstrap-seed", panel=METRICS, help="Seed of the bootstrap draws (and of FID-infinity's subsets).")] = 0,
-    confidence: Annotated[float, _opt("--confidence", metavar="LEVEL", panel=METRICS, help="Level of the bootstrap intervals.")] = 0.95,
+    fid_infinity: Annotated[bool, _opt("--fid-infinity", panel=INTERVALS, help="FID-infinity (Chong & Forsyth 2020): FID at 15 subset sizes, extrapolated in 1/N.")] = False,
+    vendi: Annotated[bool, _opt("--vendi", panel=DIVERSITY, help="Vendi score of the generated images (cosine kernel on the FID features).")] = False,
+    bootstrap: Annotated[int, _opt("--bootstrap", metavar="B", panel=INTERVALS, help="Percentile bootstrap intervals over images for FID and CLIP, B replicates (0: none).")] = 0,
+    bootstrap_seed: Annotated[int, _opt("--bootstrap-seed", panel=INTERVALS, help="Seed of the bootstrap draws (and of FID-infinity's subsets).")] = 0,
+    confidence: Annotated[float, _opt("--confidence", metavar="LEVEL", panel=INTERVALS, help="Level of the bootstrap intervals.")] = 0.95,
     clip_variant: Annotated[Literal["gigagan", "torchmetrics"], _opt("--clip-variant", panel=METRICS, help="gigagan: the coco2014-30k definition; torchmetrics: CLIPScore (x100).")] = "gigagan",
     protocol: Annotated[Literal["custom", "coco2014-30k", "coco2017-5k"], _opt("--protocol", panel=PROTOCOL, help="A published protocol refuses runs that break it; custom checks nothing.")] = "custom",
     allow_deviation: Annotated[bool, _opt("--allow-deviation", panel=PROTOCOL, help="Run even if the protocol is broken; the result is marked not comparable.")] = False,
