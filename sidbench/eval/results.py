@@ -108,15 +108,20 @@ def kid_whole_set_warning(kid: dict) -> str:
 
 
 def _interval_text(metric: dict) -> str:
-    """' ± h' with h the half-width of the bootstrap interval, where there is one."""
+    """' ± z std' (the bootstrap's sampling spread at this N), where there is an interval."""
+    from sidbench.eval.bootstrap import spread
+
     ci = metric.get("interval")
-    return "" if not ci else f" ± {(ci['high'] - ci['low']) / 2:.4f}"
+    return "" if not ci else f" ± {spread(ci):.4f}"
 
 
 def _interval_note(metric: dict) -> str:
     ci = metric.get("interval")
-    return "" if not ci else (f"; {100 * ci['level']:g}% bootstrap [{ci['low']:.4f}, {ci['high']:.4f}], "
-                              f"B={ci['replicates']}, seed {ci['seed']}")
+    if not ci:
+        return ""
+    kind = "basic" if ci["method"].startswith("basic") else "percentile"
+    return (f"; ± = z x bootstrap std; {100 * ci['level']:g}% {kind} bootstrap interval [{ci['low']:.4f}, "
+            f"{ci['high']:.4f}], bias {ci['bias']:+.4f}, B={ci['replicates']}, seed {ci['seed']}")
 
 
 def table_rows(results: dict) -> list[tuple[str, str, str]]:

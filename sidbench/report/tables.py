@@ -182,9 +182,11 @@ def load_results(paths: Iterable[str | Path], *, relative_to: str | Path | None 
 
 
 def _half_width(metric: dict) -> float | None:
-    """Half the width of a metric's bootstrap interval (shown as ``value ± h``), where it has one."""
+    """The ± of ``value ± h`` where a metric has a bootstrap interval: z x its bootstrap std (its spread at N)."""
+    from sidbench.eval.bootstrap import spread
+
     ci = metric.get("interval")
-    return None if not ci else (ci["high"] - ci["low"]) / 2
+    return None if not ci else spread(ci)
 
 
 def load_published(path: str | Path | None = None) -> pd.DataFrame:
