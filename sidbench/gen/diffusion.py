@@ -266,11 +266,14 @@ def is_flow_scheduler(scheduler) -> bool:
         or config.get("prediction_type") == "flow_prediction"
 
 
-def schedule_of(base) -> "Diffusion | FlowMatching":
-    """The family's maths for a loaded base model: rectified flow when its scheduler is a flow-matching one."""
+def schedule_of(base, image_seq_len: int | None = None) -> "Diffusion | FlowMatching":
+    """The family's maths for a loaded base model: rectified flow when its scheduler is a flow-matching one.
+
+    ``image_seq_len``: the image token count FLUX's dynamic shift depends on (default: the base's own size)."""
     if is_flow_scheduler(base.scheduler):
         config = dict(base.scheduler.config)
         if "flow_shift" in config and "shift" not in config:  # DPMSolverMultistepScheduler's name for it
             config["shift"] = config["flow_shift"]
-        return FlowMatching.from_config(config, image_seq_len=getattr(base, "image_seq_len", None))
+        seq = image_seq_len if image_seq_len is not None else getattr(base, "image_seq_len", None)
+        return FlowMatching.from_config(config, image_seq_len=seq)
     return Diffusion.of(base)

@@ -66,12 +66,7 @@ class Sampler:
 
     def schedule(self):
         """The family's maths at this sampler's image size (FLUX's time shift depends on it)."""
-        shape = self.base.latent_shape(self.height)
-        if isinstance(schedule_of(self.base), FlowMatching):
-            config = dict(self.base.scheduler.config)
-            config.setdefault("shift", config.get("flow_shift", 1.0))
-            return FlowMatching.from_config(config, image_seq_len=self.base.family.image_seq_len(shape))
-        return schedule_of(self.base)
+        return schedule_of(self.base, self.base.family.image_seq_len(self.base.latent_shape(self.height)))
 
     def describe(self) -> dict:
         raise NotImplementedError
