@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,8 +26,8 @@ from types import SimpleNamespace
 
 import torch
 
-from gpu_distill_sd15 import (PEAK_TFLOPS, RESULTS, command_line, fmt, is_cuda, machine, peak_memory_gib,  # bench/ on sys.path
-                              record_row, reset_peak_memory, sync)
+from gpu_distill_sd15 import (PEAK_TFLOPS, finish, fmt, is_cuda, peak_memory_gib, reset_peak_memory,  # bench/ on sys.path
+                              sync, training_cell)
 
 SECTION = "SiD training per teacher family at real size (GPU)"
 FAMILIES = {"sdxl": "SDXL UNet", "sd3": "SD3-Medium MMDiT", "sana": "SANA 1600M", "flux": "FLUX.1-dev"}
@@ -173,21 +171,13 @@ def main(argv=None) -> None:
         else:
             print(f"| {FAMILIES[fam]} | {r['params'] / 1e9:.3g}B | {fmt(r['static'])} | {fmt(r['ips'])} | "
                   f"{fmt(r['mem'])} | {fmt(r['tflops'])} | {r['frac']} |")
-    cells = []
+    figures = []
     for fam in FAMILIES:
         r = results.get(fam, "skip")
-        cells.append("not run" if r == "skip" else "OOM" if r is None else
-                     f"{fmt(r['ips'])} img/s, {fmt(r['mem'])} GiB{'' if is_cuda(dev) else ' RSS'}, "
-                     f"{fmt(r['tflops'])} TFLOP/s" + ("" if r["frac"] == "?" else f" ({r['frac']} of peak)"))
-    command = (f"`{command_line(sys.argv if argv is None else [__file__, *argv])}` "
-               f"(per-device batch {args.batch_per_device}, {args.iters} timed iteration(s), {precision}, presets, "
-               f"{what}, {dev})")
-    cells = [datetime.date.today().isoformat(), machine(dev, args.smoke), command, *cells]
-    if args.results is None and args.smoke:
-        print("| " + " | ".join(cells) + " |   (smoke: not recorded; --results FILE records it)")
-        return
-    row = record_row(args.results or str(RESULTS), Path(__file__).name, SECTION, HEADER, cells)
-    print(f"recorded in {args.results or RESULTS}:\n{row}")
+        figures.append("not run" if r == "skip" else "OOM" if r is None else
+                       training_cell(r["ips"], r["mem"], r["tflops"], r["frac"], dev))
+    finish(args, argv, __file__, SECTION, HEADER, f"per-device batch {args.batch_per_device}, {args.iters} timed "
+           f"iteration(s), {precision}, presets, {what}, {dev}", figures)
 
 
 if __name__ == "__main__":

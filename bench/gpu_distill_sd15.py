@@ -138,6 +138,26 @@ def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
+def training_cell(ips, mem, tflops, frac, device: str) -> str:
+    """One configuration's figures as a RESULTS.md cell (OOM where it did not fit)."""
+    if ips is None:
+        return "OOM"
+    return (f"{fmt(ips)} img/s, {fmt(mem)} GiB{'' if is_cuda(device) else ' RSS'}, {fmt(tflops)} TFLOP/s"
+            + ("" if frac == "?" else f" ({frac} of peak)"))
+
+
+def finish(args, argv, script: str, section: str, header: list[str], detail: str, figures: list[str]) -> None:
+    """The row (date, machine, command with ``detail``, figures): printed, and recorded unless a smoke run
+    without --results."""
+    command = f"`{command_line(sys.argv if argv is None else [script, *argv])}` ({detail})"
+    cells = [datetime.date.today().isoformat(), machine(args.device, args.smoke), command, *figures]
+    if args.results is None and args.smoke:
+        print("| " + " | ".join(cells) + " |   (smoke: not recorded; --results FILE records it)")
+        return
+    row = record_row(args.results or str(RESULTS), Path(script).name, section, header, cells)
+    print(f"recorded in {args.results or RESULTS}:\n{row}")
+
+
 # --- this benchmark ----------------------------------------------------------------------------------------
 def build_sd15(folder: Path) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -233,17 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|")
     for p, c, ips, m, tf, frac in rows:
         print(f"| {p} | {'on' if c else 'off'} | {fmt(ips)} | {fmt(m)} | {fmt(tf)} | {frac} |")
-    cells = ["OOM" if ips is None else f"{fmt(ips)} img/s, {fmt(m)} GiB{'' if is_cuda(dev) else ' RSS'}, "
-             f"{fmt(tf)} TFLOP/s" + ("" if frac == "?" else f" ({frac} of peak)") for _, _, ips, m, tf, frac in rows]
-    command = (f"`{command_line(sys.argv if argv is None else [__file__, *argv])}` "
-               f"(per-device batch {args.batch_per_device}, {args.iters} timed iteration(s), LSG k = 1.5, "
-               f"{what} random weights, {dev})")
-    cells = [datetime.date.today().isoformat(), machine(dev, args.smoke), command, *cells]
-    if args.results is None and args.smoke:
-        print("| " + " | ".join(cells) + " |   (smoke: not recorded; --results FILE records it)")
-        return
-    row = record_row(args.results or str(RESULTS), Path(__file__).name, SECTION, HEADER, cells)
-    print(f"recorded in {args.results or RESULTS}:\n{row}")
+    finish(args, argv, __file__, SECTION, HEADER,
+           f"per-device batch {args.batch_per_device}, {args.iters} timed iteration(s), LSG k = 1.5, {what} random "
+           f"weights, {dev}", [training_cell(ips, m, tf, frac, dev) for _, _, ips, m, tf, frac in rows])
 
 
 if __name__ == "__main__":

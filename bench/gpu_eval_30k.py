@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import datetime
 import json
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -40,9 +38,8 @@ from pathlib import Path
 
 import torch
 
-from gpu_distill_sd15 import build_base, command_line, fmt, is_cuda, machine, record_row, sync  # bench/ is on sys.path
+from gpu_distill_sd15 import build_base, finish, fmt, is_cuda, sync  # bench/ is on sys.path
 
-RESULTS = Path(__file__).resolve().with_name("RESULTS.md")
 SECTION = "Whole coco2014-30k evaluation of a one-step generator (GPU)"
 HEADER = ["date", "machine", "command", "one-step generation + VAE decode", "FID Inception", "CLIP",
           "rest (resize, statistics, FID)", "total wall"]
@@ -213,16 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"FID {res['metrics']['fid']['value']:.4g}, CLIP {res['metrics']['clip']['value']:.4g} "
           f"(random networks: sanity only); evaluate's own timing {res['timing']['seconds']} s")
     stage_cells = [f"{t.get(k, 0.0):.3g} s ({fmt(n / t[k]) if t.get(k) else '-'} img/s)" for k, _ in STAGES]
-    command = (f"`{command_line(sys.argv if argv is None else [__file__, *argv])}` "
-               f"({n} images, batch {args.batch}, generation {args.precision}, {what}, FID Inception 299 px, "
-               f"random weights, {args.threads} resize threads, reference: statistics file, {dev})")
-    cells = [datetime.date.today().isoformat(), machine(dev, args.smoke), command, *stage_cells,
-              f"{rest:.3g} s", f"{total:.3g} s ({fmt(n / total)} img/s)"]
-    if args.results is None and args.smoke:
-        print("| " + " | ".join(cells) + " |   (smoke: not recorded; --results FILE records it)")
-        return
-    row = record_row(args.results or str(RESULTS), Path(__file__).name, SECTION, HEADER, cells)
-    print(f"recorded in {args.results or RESULTS}:\n{row}")
+    finish(args, argv, __file__, SECTION, HEADER,
+           f"{n} images, batch {args.batch}, generation {args.precision}, {what}, FID Inception 299 px, random "
+           f"weights, {args.threads} resize threads, reference: statistics file, {dev}",
+           [*stage_cells, f"{rest:.3g} s", f"{total:.3g} s ({fmt(n / total)} img/s)"])
 
 
 if __name__ == "__main__":
