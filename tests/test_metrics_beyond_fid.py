@@ -230,3 +230,51 @@ def test_eval_per_sample_then_compare_on_the_command_line(tmp_path):
     (tmp_path / "c.csv").write_text("\n".join(rows[:6]) + "\n")
     r = CliRunner().invoke(app, ["compare", str(tmp_path / "a.csv"), str(tmp_path / "c.csv")])
     assert r.exit_code == 2 and "same images" in r.output
+
+
+def test_aesthetic_head_is_one_affine_map_of_the_normalised_embedding():
+    import torch
+
+    from sidbench.eval.metrics.aesthetic import AestheticHead
+
+    torch.manual_seed(0)
+    head = AestheticHead(12).eval()
+    L = [m for m in head.layers if isinstance(m, torch.nn.Linear)]
+    w, b = L[0].weight.T, L[0].bias
+    for lin in L[1:]:  # no activations between the layers: the product of the weights, the biases carried
+        w, b = w @ lin.weight.T, b @ lin.weight.T + lin.bias
+    x = torch.randn(5, 12)
+    assert torch.allclose(head(x), x @ w + b, atol=1e-5)
+    keys = set(head.state_dict())  # the reference MLP's state-dict keys, so its .pth loads as it is
+    assert keys == {f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")}
+
+
+def test_eval_aesthetic_equals_a_literal_restatement_per_image(tmp_path, monkeypatch):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from conftest import random_images, write_images
+    from sidbench.eval.api import EvalConfig, evaluate
+    imgs = random_images(6, 3)
+    write_images(tmp_path / "gen", imgs)
+    cfg = EvalConfig(fid=False, aesthetic=True, random_weights=True, per_sample=str(tmp_path / "a.csv"),
+                     bootstrap=20, progress=False)
+    import sidbench.eval.metrics.aesthetic as A
+
+    real_loader = A.load_aesthetic_scorer
+    monkeypatch.setattr(A, "load_aesthetic_scorer", lambda **kw: real_loader(**{**kw, "model_name": "ViT-B-32"}))
+    res = evaluate(str(tmp_path / "gen"), None, cfg)  # the same seeded random weights as ``ref``: a smaller CLIP
+    ref = real_loader(random_weights=True, model_name="ViT-B-32")
+    with torch.no_grad():  # the reference's simple_inference.py, restated: preprocess, encode, normalise, MLP
+        lit = []
+        for im in imgs:
+            e = ref.clip.encode_image(ref.preprocess(Image.fromarray(im)).unsqueeze(0)).float()
+            lit.append(float(ref.head(e / e.norm(dim=-1, keepdim=True))))
+    a = res["metrics"]["aesthetic"]
+    assert a["value"] == pytest.approx(np.mean(lit), rel=1e-5) and a["n"] == 6 and "interval" in a
+    rows = (tmp_path / "a.csv").read_text().splitlines()
+    assert rows[0] == "index,file,prompt,aesthetic"
+    assert [float(r.split(",")[-1]) for r in rows[1:]] == pytest.approx(lit, rel=1e-5)
+    assert not res["protocol"]["comparable"]  # random weights

@@ -41,7 +41,7 @@ def eval_cmd(
     skip_bad: SkipBad = False,
     n: Annotated[Optional[int], _opt("--n", panel=INPUTS, help="Use the first N generated images (error if fewer).")] = None,
     ref_n: Annotated[Optional[int], _opt("--ref-n", metavar="N", panel=INPUTS, help="Use the first N reference images.")] = None,
-    fid: Annotated[Optional[bool], _opt("--fid/--no-fid", panel=METRICS, help="Fréchet Inception Distance (on unless only --clip or --pr).")] = None,
+    fid: Annotated[Optional[bool], _opt("--fid/--no-fid", panel=METRICS, help="Fréchet Inception Distance (on unless only --clip, --pr or --aesthetic).")] = None,
     kid: Annotated[bool, _opt("--kid", panel=METRICS, help="Kernel Inception Distance (mean and std over subsets; shown x10^3).")] = False,
     clip: Annotated[bool, _opt("--clip", panel=METRICS, help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
     pr: Annotated[bool, _opt("--pr", panel=METRICS, help="Precision/recall (pr50k3: VGG16 fc2, k=3), from per-image features.")] = False,
@@ -51,6 +51,9 @@ def eval_cmd(
     kid_subset_size: Annotated[int, _opt("--kid-subset-size", panel=METRICS, help="KID: largest subset size.")] = 1000,
     kid_seed: Annotated[int, _opt("--kid-seed", panel=METRICS, help="KID: subset sampling seed.")] = 0,
     fid_infinity: Annotated[bool, _opt("--fid-infinity", panel=INTERVALS, help="FID-infinity (Chong & Forsyth 2020): FID at 15 subset sizes, extrapolated in 1/N.")] = False,
+    aesthetic: Annotated[bool, _opt("--aesthetic", panel=METRICS, help="LAION aesthetic predictor v2 (CLIP ViT-L/14 OpenAI + linear head), per image and mean.")] = False,
+    aesthetic_clip_weights: Annotated[Optional[str], _opt("--aesthetic-clip-weights", metavar="PATH", panel=EXTRACTOR, help="Local OpenAI ViT-L-14.pt for --aesthetic.")] = None,
+    aesthetic_head_weights: Annotated[Optional[str], _opt("--aesthetic-head-weights", metavar="PATH", panel=EXTRACTOR, help="Local sac+logos+ava1-l14-linearMSE.pth for --aesthetic.")] = None,
     vendi: Annotated[bool, _opt("--vendi", panel=DIVERSITY, help="Vendi score of the generated images (cosine kernel on the FID features).")] = False,
     bootstrap: Annotated[int, _opt("--bootstrap", metavar="B", panel=INTERVALS, help="Percentile bootstrap intervals over images for FID and CLIP, B replicates (0: none).")] = 0,
     bootstrap_seed: Annotated[int, _opt("--bootstrap-seed", panel=INTERVALS, help="Seed of the bootstrap draws (and of FID-infinity's subsets).")] = 0,
@@ -104,7 +107,7 @@ def eval_cmd(
                                 "(generate in memory)")
         threads = set_threads(threads)
         if fid is None:
-            fid = not ((clip or pr) and not kid)
+            fid = not ((clip or pr or aesthetic) and not kid)
         cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, pr=pr, pr_k=pr_k,
                          pr_weights=pr_weights, density_coverage=density_coverage, clip_model=clip_model, clip_weights=clip_weights,
                          protocol=protocol, allow_deviation=allow_deviation, mode=mode, pre_resize=pre_resize,
@@ -112,7 +115,9 @@ def eval_cmd(
                          threads=threads, device=device, n=n, ref_n=ref_n, value_range=value_range, array_key=array_key,
                          skip_bad=skip_bad, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size,
                          kid_seed=kid_seed, fid_infinity=fid_infinity, vendi=vendi, bootstrap=bootstrap,
-                         bootstrap_seed=bootstrap_seed, confidence=confidence, per_sample=per_sample, cache_dir=cache_dir,
+                         bootstrap_seed=bootstrap_seed, confidence=confidence, per_sample=per_sample, aesthetic=aesthetic,
+                         aesthetic_clip_weights=aesthetic_clip_weights, aesthetic_head_weights=aesthetic_head_weights,
+                         cache_dir=cache_dir,
                          use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,
                                          kimg=kimg).items() if v is not None}

@@ -17,7 +17,7 @@ from sidbench.eval import reduce
 from sidbench.eval import results as R
 from sidbench.core.errors import SidbenchError, StatsMismatchError
 from sidbench.eval.extractors.registry import Extractor, build_extractor, default_fid_extractor, get_spec, known_extractors
-from sidbench.eval.features import ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
+from sidbench.eval.features import AestheticConsumer, ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
 from sidbench.data.images import as_image_array, is_in_memory, list_image_files, open_source, select_indices
 from sidbench.data.stream import ImageStream
 from sidbench.gen.generate import GenerateConfig, generation_record
@@ -72,7 +72,10 @@ class EvalConfig:
     bootstrap: int = 0                  # replicates of a percentile bootstrap over images for FID and CLIP; 0: none
     bootstrap_seed: int = 0
     confidence: float = 0.95            # the bootstrap interval's level
-    per_sample: str | None = None       # write every image's scores (index, file, prompt, CLIP) to this CSV
+    aesthetic: bool = False             # LAION aesthetic predictor v2 (CLIP ViT-L/14 embeddings, linear head)
+    aesthetic_clip_weights: str | None = None   # local OpenAI ViT-L-14.pt (else the weights folder)
+    aesthetic_head_weights: str | None = None   # local sac+logos+ava1-l14-linearMSE.pth (else the weights folder)
+    per_sample: str | None = None       # write every image's scores (index, file, prompt, CLIP, aesthetic) to this CSV
     progress: bool = True
 
     @property
@@ -243,8 +246,8 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
         if pr_runner is not None:
             raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {images} does not hold: "
                                 f"give the generated images")
-        if cfg.clip:
-            raise SidbenchError(f"CLIP score needs the images, not the statistics file {images}")
+        if cfg.clip or cfg.aesthetic:
+            raise SidbenchError(f"CLIP and aesthetic scores need the images, not the statistics file {images}")
         meta = stats_meta(fid_runner.extractor, fid_runner.preprocess)
         stats = load_checked_stats(str(images), meta, need_features=cfg.keep_generated_features, side="generated")
         if cfg.n is not None and cfg.n != stats.n:
@@ -263,6 +266,14 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
         check_prompt_pairing(source, n_gen, prompts)
         scorer = _clip_scorer(cfg, clip_scorer)
         consumers.append(ClipConsumer(scorer, prompts, keep_per_image=cfg.bootstrap > 0 or bool(cfg.per_sample)))
+    aesthetic = None
+    if cfg.aesthetic:
+        from sidbench.eval.metrics.aesthetic import load_aesthetic_scorer
+
+        aesthetic = AestheticConsumer(load_aesthetic_scorer(
+            clip_weights=cfg.aesthetic_clip_weights, head_weights=cfg.aesthetic_head_weights,
+            random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device))
+        consumers.append(aesthetic)
     in_memory = getattr(source, "kind", None) == "generated in memory"
     identity = source.describe()
     skipped = _stream_pass(source, consumers, cfg, limit=cfg.n, identity=identity,
@@ -277,25 +288,37 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
         if runners.get(name) is not None:
             out[name] = consumers[k].stats
             k += 1
+    per_image = {}  # score name -> {image index: value}, over every process
     if scorer is not None:
         _record_clip(res, scorer)
-        values = None
         if cfg.bootstrap or cfg.per_sample:
             clip_c = next(c for c in consumers if isinstance(c, ClipConsumer))
-            values = clip_c.values if distributed.process_shard() is None else reduce.gather_values(clip_c.values)
-        if cfg.bootstrap:
-            from sidbench.eval.bootstrap import bootstrap_mean
+            per_image["clip"] = clip_c.values
+    if aesthetic is not None:
+        if distributed.process_shard() is not None:
+            reduce.all_reduce_sums(aesthetic.scorer)
+        res["metrics"]["aesthetic"] = aesthetic.scorer.result()
+        if aesthetic.scorer.info.get("random"):
+            _mark_random(res, "the aesthetic predictor")
+        per_image["aesthetic"] = aesthetic.values
+    if distributed.process_shard() is not None:
+        per_image = {k: reduce.gather_values(v) for k, v in per_image.items()}
+    if cfg.bootstrap:
+        from sidbench.eval.bootstrap import bootstrap_mean
 
-            res["metrics"]["clip"]["interval"] = bootstrap_mean([values[i] for i in sorted(values)], cfg.bootstrap,
-                                                                cfg.bootstrap_seed, cfg.confidence)
-        if cfg.per_sample and distributed.is_main():
+        for name, values in per_image.items():
+            res["metrics"][name]["interval"] = bootstrap_mean([values[i] for i in sorted(values)], cfg.bootstrap,
+                                                              cfg.bootstrap_seed, cfg.confidence)
+    if cfg.per_sample:
+        if not per_image:
+            raise SidbenchError("--per-sample writes per-image scores: ask for one (--clip, --aesthetic)")
+        if distributed.is_main():
             from sidbench.eval.compare import write_per_sample
 
             files = [os.path.relpath(f, source.path) for f in source.files] if getattr(source, "files", None) else None
-            path = write_per_sample(cfg.per_sample, sorted(values), prompts, files, {"clip": values})
+            first = next(iter(per_image.values()))
+            path = write_per_sample(cfg.per_sample, sorted(first), prompts, files, per_image)
             res.setdefault("outputs", {})["per_sample"] = os.path.abspath(path)
-    elif cfg.per_sample:
-        raise SidbenchError("--per-sample writes per-image scores: ask for one (--clip)")
     return out
 
 
@@ -382,8 +405,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     cfg = resolved_mode(cfg, extractor)
     if (cfg.fid_infinity or cfg.vendi) and not cfg.fid:
         cfg = replace(cfg, fid=True)  # they read the FID features
-    if not (cfg.fid or cfg.kid or cfg.clip or cfg.pr):
-        raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip and/or --pr")
+    if not (cfg.fid or cfg.kid or cfg.clip or cfg.pr or cfg.aesthetic):
+        raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip, --pr and/or --aesthetic")
     prompts, prompts_md5 = None, None
     if cfg.prompts:
         from sidbench.data.prompts import read_prompts

@@ -1,6 +1,6 @@
 """Which of two results on the same prompts is better: a paired test on per-image scores.
 
-``sidbench eval --per-sample FILE.csv`` writes every image's scores (index, file, prompt, CLIP). Two such files
+``sidbench eval --per-sample FILE.csv`` writes every image's scores (index, file, prompt, CLIP, aesthetic). Two such files
 made from the same prompt list pair image i with image i. The difference of means comes with a percentile
 bootstrap interval (resampling prompts, so the pairing is kept) and a two-sided p-value from a paired
 sign-flip permutation test (Monte Carlo, R seeded draws; p = (1 + #{|mean of flipped| >= |observed|}) / (1 + R)).
@@ -17,7 +17,7 @@ import numpy as np
 from sidbench.core.atomic import atomic_path
 from sidbench.core.errors import SidbenchError
 
-SCORES = ("clip",)  # per-image scores an eval pass produces
+SCORES = ("clip", "aesthetic")  # per-image scores an eval pass produces
 
 
 def write_per_sample(path: str | os.PathLike, indices: list[int], prompts: list[str] | None,

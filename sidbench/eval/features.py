@@ -140,6 +140,20 @@ class ClipConsumer:
             self.values.update(zip(indices, cos.double().cpu().tolist()))
 
 
+class AestheticConsumer:
+    """The aesthetic score's share of a pass: every image scored as it is (the scorer does its own resize)."""
+
+    def __init__(self, scorer):
+        self.scorer, self.values = scorer, {}
+
+    @staticmethod
+    def prepare(img: np.ndarray) -> np.ndarray:
+        return img
+
+    def consume(self, indices: list[int], items: list[np.ndarray]) -> None:
+        self.values.update(zip(indices, self.scorer.update(items).cpu().tolist()))
+
+
 def single_pass(source: ImageStream, consumers: Sequence, indices: Iterable[int] | None = None, *,
                 batch_size: int = 32, threads: int | None = None, skip_bad: bool = False, progress: bool = True,
                 desc: str = "images") -> SkipLog:

@@ -41,6 +41,14 @@ def all_reduce_clip(scorer) -> None:
     scorer.total, scorer.n, scorer.truncated = float(t[0]), int(t[1]), int(t[2])
 
 
+def all_reduce_sums(scorer) -> None:
+    """Sum a mean-score scorer's total and count over processes (in place)."""
+    dev = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([scorer.total, float(scorer.n)], dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    scorer.total, scorer.n = float(t[0]), int(t[1])
+
+
 def gather_values(values: dict) -> dict:
     """Every process's per-image values (index -> value), merged (all processes get them)."""
     gathered: list = [None] * dist.get_world_size()

@@ -148,6 +148,10 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         if c.get("prompts_truncated"):
             note += f", {c['prompts_truncated']} prompts truncated"
         rows.append(("CLIP", f"{c['value']:.4f}" + _interval_text(c), note + _interval_note(c)))
+    if "aesthetic" in m:
+        a = m["aesthetic"]
+        rows.append(("Aesthetic", f"{a['value']:.4f}" + _interval_text(a),
+                     f"N={a['n']}, LAION predictor v2 on {a['model']['clip']}" + _interval_note(a)))
     if "vendi" in m:
         v = m["vendi"]
         rows.append(("Vendi", f"{v['value']:.3f}", f"N={v['n']}, cosine kernel on {v['features']} features, q={v['q']}"))

@@ -41,6 +41,16 @@ WEIGHTS: dict[str, WeightsSpec] = {w.name: w for w in [
     WeightsSpec("open_clip-ViT-g-14-laion2b_s12b_b42k", "open_clip_ViT-g-14_laion2b_s12b_b42k.bin",
                 "https://huggingface.co/laion/CLIP-ViT-g-14-laion2B-s12B-b42K/resolve/main/open_clip_pytorch_model.bin",
                 "CLIP score (GigaGAN / SiD-LSG definition)"),
+    # The aesthetic predictor (eval --aesthetic): OpenAI's CLIP ViT-L/14 (its URL carries the sha256) and the
+    # LAION head; both hashes as read in docs/spec/metrics-beyond-fid.md section 3.4.
+    WeightsSpec("openai-clip-ViT-L-14", "ViT-L-14.pt",
+                "https://openaipublic.azureedge.net/clip/models/b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+                "aesthetic score backbone (OpenAI CLIP ViT-L/14)",
+                sha256="b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"),
+    WeightsSpec("laion-aesthetic-v2", "sac+logos+ava1-l14-linearMSE.pth",
+                "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth",
+                "aesthetic score head (LAION aesthetic predictor v2)",
+                sha256="21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0"),
     WeightsSpec("vgg16-torchvision", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
                 "precision/recall (torchvision VGG16 ImageNet state dict, extractor vgg16-fc2)",
                 sha256_prefix="397923af"),
