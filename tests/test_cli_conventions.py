@@ -64,11 +64,12 @@ def test_help_has_click_metavars_whole_flag_names_and_two_runnable_examples(verb
 
 def test_eval_help_is_grouped_and_choices_are_listed():
     text = help_text(["eval"], columns=160)
-    for panel in ("Inputs", "Metrics", "Protocol", "Feature extractor", "Generation", "Performance", "Output"):
+    for panel in ("Inputs", "Metrics", "Beyond Inception", "Intervals and extrapolation", "Diversity", "Protocol",
+                  "Feature extractor", "Generation", "Performance", "Output"):
         assert f"─ {panel} " in text, panel
     assert "[clean|legacy_tensorflow|legacy_pytorch]" in text and "[ddim|dpm++|euler]" in text
     assert "[custom|coco2014-30k|coco2017-5k]" in text
-    assert "FID, KID, CLIP score and precision/recall" in text
+    assert "FID, KID, CLIP score, precision/recall" in text
 
 
 def test_distill_help_shows_every_default_and_help():

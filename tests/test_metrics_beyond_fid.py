@@ -278,3 +278,189 @@ def test_eval_aesthetic_equals_a_literal_restatement_per_image(tmp_path, monkeyp
     assert rows[0] == "index,file,prompt,aesthetic"
     assert [float(r.split(",")[-1]) for r in rows[1:]] == pytest.approx(lit, rel=1e-5)
     assert not res["protocol"]["comparable"]  # random weights
+
+
+# --- FD-DINOv2 and CMMD: their networks, resizes and the one pass -------------------------------------------
+
+def test_dinov2_equals_timm_at_518_and_resamples_its_grid_at_224_as_the_hub_does():
+    """At the training size the hub network and timm's agree (same weights); at 224 the position grid is the
+    hub's bicubic scale_factor (16 + 0.1) / 37 resample, which timm's and transformers' size=(16, 16) rule is not."""
+    import timm
+    import torch
+    import torch.nn.functional as F
+
+    from sidbench.eval.extractors.dinov2 import DinoV2, resample_position_grid
+
+    torch.manual_seed(0)
+    ours = DinoV2(dim=32, depth=2, heads=2).eval()
+    for p in ours.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    theirs = timm.models.vision_transformer.VisionTransformer(
+        img_size=518, patch_size=14, embed_dim=32, depth=2, num_heads=2, init_values=1.0, num_classes=0).eval()
+    theirs.load_state_dict({k: v for k, v in ours.state_dict().items() if k != "mask_token"}, strict=True)
+    x = torch.randn(2, 3, 518, 518)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+    grid = ours.pos_embed[:, 1:].reshape(1, 37, 37, 32).permute(0, 3, 1, 2)
+    hub = F.interpolate(grid, scale_factor=(16.1 / 37, 16.1 / 37), mode="bicubic", antialias=False)
+    mine = resample_position_grid(ours.pos_embed, 16, 16)
+    assert torch.equal(mine[:, 1:], hub.permute(0, 2, 3, 1).reshape(1, 256, 32)) and torch.equal(mine[:, :1], ours.pos_embed[:, :1])
+    by_size = F.interpolate(grid, size=(16, 16), mode="bicubic").permute(0, 2, 3, 1).reshape(1, 256, 32)
+    assert (mine[:, 1:] - by_size).abs().max() > 1e-3  # the substitution would be caught
+    with torch.no_grad():  # and the CLS feature is the post-norm token 0 at 224 too
+        t = ours.patch_embed(x[:, :, :224, :224])
+        t = torch.cat([ours.cls_token.expand(2, -1, -1), t], 1) + mine
+        for blk in ours.blocks:
+            t = blk(t)
+        assert torch.allclose(ours(x[:, :, :224, :224]), ours.norm(t)[:, 0], atol=1e-6)
+
+
+def test_openai_clip_files_load_as_quickgelu_networks(tmp_path):
+    import open_clip
+    import torch
+
+    from sidbench.eval.extractors.clip_embed import openai_clip
+
+    a, _ = openai_clip("ViT-B-32", seed=3)
+    assert any(isinstance(m, open_clip.transformer.QuickGELU) for m in a.modules())  # OpenAI's activation
+    torch.save(a.state_dict(), tmp_path / "w.pt")
+    b, _ = openai_clip("ViT-B-32", str(tmp_path / "w.pt"), seed=4)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(a.encode_image(x), b.encode_image(x))
+
+
+def _register_small():
+    """Small networks of the real classes, registered like the published ones (same resizes, own sizes)."""
+    from sidbench.eval.extractors import dinov2
+    from sidbench.eval.extractors.clip_embed import ClipImageEmbedding, openai_clip
+    from sidbench.eval.extractors.registry import ExtractorSpec, register_extractor
+
+    def small_dino(seed, mode):
+        import torch
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = dinov2.DinoV2(dim=48, depth=2, heads=3)
+            for p in net.parameters():
+                torch.nn.init.normal_(p, std=0.05)
+        return dinov2.DinoV2Features(net)
+
+    register_extractor(ExtractorSpec("dinov2-test", "small DINOv2", 48, (), None, None, small_dino,
+                                     resize="squash-pil-224"), replace=True)
+    register_extractor(ExtractorSpec("clip-test", "small CLIP", 512, (), None, None,
+                                     lambda seed, mode: ClipImageEmbedding(openai_clip("ViT-B-32", seed=seed)[0]),
+                                     resize="crop-pil-224"), replace=True)
+    return small_dino
+
+
+def test_eval_fd_dinov2_and_cmmd_equal_their_references_restated(tmp_path):
+    """One pass gives FD-DINOv2 (dgm-eval: PIL bicubic 224 squash, ImageNet norm, np.cov, sqrtm) and CMMD
+    (the reference's crop + PIL bicubic, OpenAI norm, normalised embeddings, distance.mmd) as restated here."""
+    import scipy.linalg
+    import torch
+    from PIL import Image
+
+    from conftest import random_images, write_images
+    from sidbench.eval.api import EvalConfig, evaluate
+    from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD, openai_clip
+
+    small_dino = _register_small()
+    gen, ref = random_images(9, 11), random_images(7, 12)
+    write_images(tmp_path / "gen", gen)
+    write_images(tmp_path / "ref", ref)
+    cfg = EvalConfig(fid=False, fd_dinov2=True, dinov2="dinov2-test", cmmd=True, cmmd_extractor="clip-test",
+                     random_weights=True, use_cache=False, progress=False)
+    res = evaluate(str(tmp_path / "gen"), str(tmp_path / "ref"), cfg)
+
+    dino, clip = small_dino(0, "").eval(), openai_clip("ViT-B-32", seed=0)[0]
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+    def dgm(images):  # dgm-eval dinov2.py transform: Resize((224, 224), BICUBIC) on PIL, ToTensor, Normalize
+        x = np.stack([(np.asarray(Image.fromarray(im).resize((224, 224), Image.BICUBIC)) / 255 - mean) / std
+                      for im in images]).transpose(0, 3, 1, 2)
+        with torch.no_grad():
+            return dino.net(torch.tensor(x, dtype=torch.float32)).double().numpy()
+
+    def cmmd_embed(images):  # cmmd io_util._center_crop_and_resize, /255, clip normalisation, normalise
+        out = []
+        for im in images:
+            pil = Image.fromarray(im)
+            w, h = pil.size
+            l = min(w, h)
+            pil = pil.crop(((w - l) // 2, (h - l) // 2, (w - l) // 2 + l, (h - l) // 2 + l)).resize((224, 224), Image.BICUBIC)
+            out.append((np.asarray(pil) / 255.0 - np.array(OPENAI_MEAN)) / np.array(OPENAI_STD))
+        with torch.no_grad():
+            e = clip.encode_image(torch.tensor(np.stack(out).transpose(0, 3, 1, 2), dtype=torch.float32)).double()
+        return (e / e.norm(dim=-1, keepdim=True)).numpy()
+
+    fg, fr = dgm(gen), dgm(ref)
+    m1, m2, s1, s2 = fg.mean(0), fr.mean(0), np.cov(fg, rowvar=False), np.cov(fr, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    fd = float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    assert res["metrics"]["fd_dinov2"]["value"] == pytest.approx(fd, rel=1e-4)
+
+    x, y = cmmd_embed(gen), cmmd_embed(ref)  # distance.mmd, restated: gamma = 1 / (2 sigma^2), means of full matrices
+    k = lambda a, b: np.exp(-(1 / 200) * (-2 * a @ b.T + (a * a).sum(1)[:, None] + (b * b).sum(1)[None]))  # noqa: E731
+    assert res["metrics"]["cmmd"]["value"] == pytest.approx(1000 * (k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()),
+                                                            rel=1e-4)
+    assert res["extractors"]["dinov2"]["preprocessing"]["fid_mode"] == "squash-pil-224"
+    assert not res["protocol"]["comparable"]  # random weights, and not the published CLIP
+
+
+def test_per_sample_parquet_reads_back_like_the_csv(tmp_path):
+    from sidbench.eval.compare import compare_files, read_per_sample, write_per_sample
+
+    scores = {"clip": {0: 0.25, 1: 0.5, 2: 0.125}}
+    write_per_sample(tmp_path / "a.csv", [0, 1, 2], ["p0", "p, 1", "p2"], ["a.png", "b.png", "c.png"], scores)
+    write_per_sample(tmp_path / "a.parquet", [0, 1, 2], ["p0", "p, 1", "p2"], ["a.png", "b.png", "c.png"], scores)
+    a, b = read_per_sample(tmp_path / "a.csv"), read_per_sample(tmp_path / "a.parquet")
+    assert a["index"] == b["index"] and a["prompt"] == b["prompt"] == ["p0", "p, 1", "p2"]
+    assert list(b["scores"]["clip"]) == [0.25, 0.5, 0.125]
+    (cmp,) = compare_files(tmp_path / "a.csv", tmp_path / "a.parquet", r_perm=99, b_boot=10)
+    assert cmp["difference"] == 0
+
+
+def test_default_fid_path_loads_none_of_the_extra_networks(tmp_path):
+    """The extra metrics cost nothing unless asked for: a default FID run imports none of their code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import random_images, write_images
+
+    write_images(tmp_path / "g", random_images(6, 1))
+    code = ("import sys; sys.path.insert(0, %r); from conftest import tiny_extractor;"
+            "from sidbench.eval.api import EvalConfig, evaluate;"
+            "evaluate(%r, %r, EvalConfig(use_cache=False, progress=False), extractor=tiny_extractor());"
+            "print(sorted(m for m in ('open_clip', 'timm', 'transformers', 'sidbench.eval.metrics.aesthetic',"
+            " 'sidbench.eval.extractors.clip_embed', 'sidbench.eval.metrics.cmmd') if m in sys.modules))"
+            % (str(Path(__file__).parent), str(tmp_path / "g"), str(tmp_path / "g")))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_cli_fd_dinov2_on_the_real_small_backbone_caches_the_reference(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import random_images, write_images
+    from sidbench.cli.app import app
+
+    write_images(tmp_path / "gen", random_images(5, 1))
+    write_images(tmp_path / "ref", random_images(5, 2))
+    args = ["eval", "--images", str(tmp_path / "gen"), "--ref", str(tmp_path / "ref"), "--fd-dinov2",
+            "--dinov2-model", "vits14", "--dinov2-resize", "squash-torch", "--random-weights",
+            "--cache-dir", str(tmp_path / "cache"), "-q"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    a = json.loads((tmp_path / "a.json").read_text())
+    assert "fid" not in a["metrics"] and a["metrics"]["fd_dinov2"]["value"] > 0
+    assert a["extractors"]["dinov2"]["dim"] == 384 and a["inputs"]["reference_dinov2"]["cache_hit"] is False
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.json")])
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["inputs"]["reference_dinov2"]["cache_hit"] is True
+    assert b["metrics"]["fd_dinov2"]["value"] == a["metrics"]["fd_dinov2"]["value"]
+    r = CliRunner().invoke(app, ["eval", "--help"])
+    assert "Beyond Inception" in r.output and "--fd-dinov2" in r.output and "--cmmd" in r.output

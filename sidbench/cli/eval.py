@@ -14,6 +14,7 @@ from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 
 INTERVALS, DIVERSITY = "Intervals and extrapolation", "Diversity"
+BEYOND = "Beyond Inception (FD-DINOv2, CMMD)"
 
 LABELS = "Labels for reports"
 
@@ -41,7 +42,7 @@ def eval_cmd(
     skip_bad: SkipBad = False,
     n: Annotated[Optional[int], _opt("--n", panel=INPUTS, help="Use the first N generated images (error if fewer).")] = None,
     ref_n: Annotated[Optional[int], _opt("--ref-n", metavar="N", panel=INPUTS, help="Use the first N reference images.")] = None,
-    fid: Annotated[Optional[bool], _opt("--fid/--no-fid", panel=METRICS, help="Fréchet Inception Distance (on unless only --clip, --pr or --aesthetic).")] = None,
+    fid: Annotated[Optional[bool], _opt("--fid/--no-fid", panel=METRICS, help="Fréchet Inception Distance (on unless another metric alone is asked for).")] = None,
     kid: Annotated[bool, _opt("--kid", panel=METRICS, help="Kernel Inception Distance (mean and std over subsets; shown x10^3).")] = False,
     clip: Annotated[bool, _opt("--clip", panel=METRICS, help="CLIP score, GigaGAN/SiD-LSG definition (needs --prompts).")] = False,
     pr: Annotated[bool, _opt("--pr", panel=METRICS, help="Precision/recall (pr50k3: VGG16 fc2, k=3), from per-image features.")] = False,
@@ -54,6 +55,12 @@ def eval_cmd(
     aesthetic: Annotated[bool, _opt("--aesthetic", panel=METRICS, help="LAION aesthetic predictor v2 (CLIP ViT-L/14 OpenAI + linear head), per image and mean.")] = False,
     aesthetic_clip_weights: Annotated[Optional[str], _opt("--aesthetic-clip-weights", metavar="PATH", panel=EXTRACTOR, help="Local OpenAI ViT-L-14.pt for --aesthetic.")] = None,
     aesthetic_head_weights: Annotated[Optional[str], _opt("--aesthetic-head-weights", metavar="PATH", panel=EXTRACTOR, help="Local sac+logos+ava1-l14-linearMSE.pth for --aesthetic.")] = None,
+    fd_dinov2: Annotated[bool, _opt("--fd-dinov2", panel=BEYOND, help="Fréchet distance on DINOv2 ViT-L/14 CLS features (dgm-eval / EDM2 FD_DINOv2).")] = False,
+    dinov2_model: Annotated[Literal["vitl14", "vitb14", "vits14"], _opt("--dinov2-model", panel=BEYOND, help="DINOv2 backbone (vitl14 is the published one).")] = "vitl14",
+    dinov2_resize: Annotated[Literal["squash-pil", "squash-torch"], _opt("--dinov2-resize", panel=BEYOND, help="224x224 resize: squash-pil (dgm-eval, EDM2 'pil') or squash-torch (EDM2's default).")] = "squash-pil",
+    dinov2_weights: Annotated[Optional[str], _opt("--dinov2-weights", metavar="PATH", panel=BEYOND, help="Local DINOv2 weights file (the hub checkpoint of the chosen backbone).")] = None,
+    cmmd: Annotated[bool, _opt("--cmmd", panel=BEYOND, help="CMMD (Jayasumana et al. 2024): MMD on CLIP ViT-L/14@336px embeddings, x1000.")] = False,
+    cmmd_weights: Annotated[Optional[str], _opt("--cmmd-weights", metavar="PATH", panel=BEYOND, help="Local OpenAI ViT-L-14-336px.pt.")] = None,
     vendi: Annotated[bool, _opt("--vendi", panel=DIVERSITY, help="Vendi score of the generated images (cosine kernel on the FID features).")] = False,
     bootstrap: Annotated[int, _opt("--bootstrap", metavar="B", panel=INTERVALS, help="Percentile bootstrap intervals over images for FID and CLIP, B replicates (0: none).")] = 0,
     bootstrap_seed: Annotated[int, _opt("--bootstrap-seed", panel=INTERVALS, help="Seed of the bootstrap draws (and of FID-infinity's subsets).")] = 0,
@@ -84,7 +91,7 @@ def eval_cmd(
     no_cache: Annotated[bool, _opt("--no-cache", panel=PERFORMANCE, help="Neither read nor write the reference cache.")] = False,
     out: Annotated[Optional[str], _opt("--out", metavar="PATH", panel=OUTPUT, help="Results JSON (written atomically); - for stdout.")] = None,
     as_json: Annotated[bool, _opt("--json", panel=OUTPUT, help="Print the results object as JSON on stdout (the table still goes to stderr).")] = False,
-    per_sample: Annotated[Optional[str], _opt("--per-sample", metavar="PATH", panel=OUTPUT, help="Every image's scores (index, file, prompt, CLIP) as CSV, for sidbench compare.")] = None,
+    per_sample: Annotated[Optional[str], _opt("--per-sample", metavar="PATH", panel=OUTPUT, help="Every image's scores (index, file, prompt, CLIP, aesthetic) as .csv or .parquet, for sidbench compare.")] = None,
     save_stats: Annotated[Optional[str], _opt("--save-stats", metavar="PATH", panel=OUTPUT, help="Also write the generated side's statistics here.")] = None,
     quiet: Quiet = False,
     name: Annotated[Optional[str], _opt("--name", metavar="TEXT", panel=LABELS, help="Row label (default: the images' folder name).")] = None,
@@ -93,8 +100,9 @@ def eval_cmd(
     guidance_label: Annotated[Optional[str], _opt("--guidance-label", metavar="TEXT", panel=LABELS, help="Guidance as the table should say it, e.g. 'LSG k=1.5' (the scale itself is --cfg).")] = None,
     kimg: Annotated[Optional[float], _opt("--kimg", panel=LABELS, help="Training length in thousands of images.")] = None,
 ):
-    """FID, KID, CLIP score and precision/recall (with density/coverage) from one pass over the images,
-    with a results file that says how they were made."""
+    """FID, KID, CLIP score, precision/recall (with density/coverage), FD-DINOv2, CMMD, the aesthetic score,
+    Vendi, FID-infinity and bootstrap intervals from one pass over the images, with a results file that says
+    how they were made."""
     from sidbench.core import distributed
     from sidbench.core.threads import set_threads
     from sidbench.eval.api import EvalConfig, evaluate
@@ -107,7 +115,7 @@ def eval_cmd(
                                 "(generate in memory)")
         threads = set_threads(threads)
         if fid is None:
-            fid = not ((clip or pr or aesthetic) and not kid)
+            fid = not ((clip or pr or aesthetic or fd_dinov2 or cmmd) and not kid)
         cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, pr=pr, pr_k=pr_k,
                          pr_weights=pr_weights, density_coverage=density_coverage, clip_model=clip_model, clip_weights=clip_weights,
                          protocol=protocol, allow_deviation=allow_deviation, mode=mode, pre_resize=pre_resize,
@@ -117,7 +125,8 @@ def eval_cmd(
                          kid_seed=kid_seed, fid_infinity=fid_infinity, vendi=vendi, bootstrap=bootstrap,
                          bootstrap_seed=bootstrap_seed, confidence=confidence, per_sample=per_sample, aesthetic=aesthetic,
                          aesthetic_clip_weights=aesthetic_clip_weights, aesthetic_head_weights=aesthetic_head_weights,
-                         cache_dir=cache_dir,
+                         fd_dinov2=fd_dinov2, dinov2=f"dinov2-{dinov2_model}", dinov2_resize=dinov2_resize,
+                         dinov2_weights=dinov2_weights, cmmd=cmmd, cmmd_weights=cmmd_weights, cache_dir=cache_dir,
                          use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,
                                          kimg=kimg).items() if v is not None}

@@ -23,6 +23,34 @@ FID_MODES = {
 INCEPTION_SIZE = 299
 # Resize chains that are not FID modes: networks that resize inside (VGG16 for precision/recall).
 OTHER_MODES = {"inside-network": "no resize outside the network; it resizes inside (see the extractor)"}
+# Resizes of the other feature networks, named "<rule>-<size>" (e.g. squash-pil-224 for FD-DINOv2).
+NETWORK_RESIZES = {
+    "squash-pil": "PIL bicubic (antialiased) of the uint8 image to {s}x{s}, squashed, no crop, kept uint8 "
+                  "(dgm-eval's default and EDM2 resize_mode='pil')",
+    "squash-torch": "torch bicubic, antialias=True, on float 0..255 to {s}x{s}, squashed, not clamped or rounded "
+                    "(EDM2's default resize_mode='torch')",
+    "crop-pil": "centre crop to the short side (box ((w-l)//2, (h-l)//2), l = min(w, h)), then PIL bicubic of "
+                "the uint8 image to {s}x{s} (the CMMD reference's io_util)",
+}
+
+
+def network_resize(mode: str) -> tuple[str, int] | None:
+    """("squash-pil", 224) for "squash-pil-224"; None when ``mode`` is not a network resize."""
+    rule, _, size = mode.rpartition("-")
+    return (rule, int(size)) if rule in NETWORK_RESIZES and size.isdigit() and int(size) >= 8 else None
+
+
+def _resize_network(img: np.ndarray, rule: str, size: int) -> np.ndarray:
+    if rule == "squash-torch":
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()[None]
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        return x[0].numpy().transpose(1, 2, 0)
+    im = Image.fromarray(img)
+    if rule == "crop-pil":
+        w, h = im.size
+        side = min(w, h)
+        im = im.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+    return np.asarray(im.resize((size, size), resample=Image.BICUBIC)).astype(np.float32)
 
 
 def _resize_pil_float(img: np.ndarray, size: int) -> np.ndarray:
@@ -48,7 +76,7 @@ class Preprocess:
     pre_resize: int | None = None
 
     def __post_init__(self):
-        if self.mode not in FID_MODES and self.mode not in OTHER_MODES:
+        if self.mode not in FID_MODES and self.mode not in OTHER_MODES and network_resize(self.mode) is None:
             raise SidbenchError(f"unknown FID mode {self.mode!r}; expected one of {', '.join(FID_MODES)}")
         if self.pre_resize is not None and self.pre_resize < 8:
             raise SidbenchError(f"--pre-resize must be an image size in pixels, got {self.pre_resize}")
@@ -61,9 +89,15 @@ class Preprocess:
             out = _resize_pil_float(img, INCEPTION_SIZE)
         elif self.mode == "legacy_pytorch":
             out = _resize_torch_bilinear(img, INCEPTION_SIZE)
+        elif network_resize(self.mode) is not None:
+            out = _resize_network(img, *network_resize(self.mode))
         else:
             out = img.astype(np.float32)
         return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+    def _network_description(self) -> str:
+        rule, size = network_resize(self.mode)
+        return NETWORK_RESIZES[rule].format(s=size)
 
     def describe(self) -> dict:
         return {
@@ -71,5 +105,5 @@ class Preprocess:
             "pre_resize_method": ("centre crop to the short edge (torchvision rounding), PIL LANCZOS, uint8"
                                   if self.pre_resize else None),
             "fid_mode": self.mode,
-            "resize": FID_MODES.get(self.mode) or OTHER_MODES[self.mode],
+            "resize": FID_MODES.get(self.mode) or OTHER_MODES.get(self.mode) or self._network_description(),
         }

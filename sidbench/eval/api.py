@@ -75,8 +75,24 @@ class EvalConfig:
     aesthetic: bool = False             # LAION aesthetic predictor v2 (CLIP ViT-L/14 embeddings, linear head)
     aesthetic_clip_weights: str | None = None   # local OpenAI ViT-L-14.pt (else the weights folder)
     aesthetic_head_weights: str | None = None   # local sac+logos+ava1-l14-linearMSE.pth (else the weights folder)
-    per_sample: str | None = None       # write every image's scores (index, file, prompt, CLIP, aesthetic) to this CSV
+    fd_dinov2: bool = False             # Fréchet distance on DINOv2 CLS features (Stein et al. 2023; dgm-eval, EDM2)
+    dinov2: str = "dinov2-vitl14"       # the DINOv2 extractor (dinov2-vitl14 is the published one)
+    dinov2_resize: str = "squash-pil"   # squash-pil (dgm-eval, EDM2 'pil') | squash-torch (EDM2's default 'torch')
+    dinov2_weights: str | None = None   # local dinov2_vitl14_pretrain.pth (else the weights folder)
+    cmmd: bool = False                  # CMMD (Jayasumana et al. 2024): MMD on CLIP ViT-L/14@336 embeddings
+    cmmd_extractor: str = "clip-vit-l14-336"
+    cmmd_weights: str | None = None     # local OpenAI ViT-L-14-336px.pt (else the weights folder)
+    hps: bool = False                   # HPSv2 human-preference score (cosine of an HPD-tuned OpenCLIP ViT-H-14)
+    hps_version: str = "v2.1"           # v2.0 | v2.1 (not comparable with each other)
+    hps_weights: str | None = None      # local HPS_v2.1_compressed.pt / HPS_v2_compressed.pt
+    pickscore: bool = False             # PickScore v1 (exp(logit_scale) x cosine of a Pick-a-Pic-tuned CLIP ViT-H/14)
+    pickscore_weights: str | None = None  # local transformers folder of yuvalkirstain/PickScore_v1 (+ its processor)
+    per_sample: str | None = None       # write every image's scores (index, file, prompt, CLIP, ...) to .csv or .parquet
     progress: bool = True
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.fid or self.kid or self.pr or self.fd_dinov2 or self.cmmd
 
     @property
     def keep_generated_features(self) -> bool:
@@ -104,6 +120,8 @@ def resolved_mode(cfg: EvalConfig, extractor: Extractor | None = None) -> EvalCo
     name = extractor.name if extractor is not None else cfg.extractor
     if name is None or name not in known_extractors() or get_spec(name).modes:
         return cfg
+    if get_spec(name).resize and cfg.mode == "clean":
+        return replace(cfg, mode=get_spec(name).resize)  # e.g. DINOv2 as the FID extractor: its own 224 resize
     if cfg.mode not in ("clean", "inside-network"):
         raise SidbenchError(f"--mode {cfg.mode} is an Inception resize; the extractor {name} takes images as they "
                             f"are (leave --mode at its default)")
@@ -241,13 +259,13 @@ def _stream_pass(source: ImageStream, consumers: list, cfg: EvalConfig, *, limit
 def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] | None, n_gen: int, res: dict,
                     clip_scorer=None) -> dict:
     """The generated side in one pass: FID/KID statistics, PR features and the CLIP score together."""
-    fid_runner, pr_runner = runners.get("fid"), runners.get("pr")
+    fid_runner = runners.get("fid")
     if _is_stats(images):
-        if pr_runner is not None:
-            raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {images} does not hold: "
-                                f"give the generated images")
-        if cfg.clip or cfg.aesthetic:
-            raise SidbenchError(f"CLIP and aesthetic scores need the images, not the statistics file {images}")
+        others = [n for n in runners if n != "fid"]
+        if others or cfg.clip or cfg.aesthetic or cfg.hps or cfg.pickscore:
+            what = ", ".join(LABELS[n] for n in others) or "CLIP, aesthetic and preference scores"
+            raise SidbenchError(f"{what} need the generated images, not the statistics file {images} (it holds "
+                                f"only the FID extractor's statistics)")
         meta = stats_meta(fid_runner.extractor, fid_runner.preprocess)
         stats = load_checked_stats(str(images), meta, need_features=cfg.keep_generated_features, side="generated")
         if cfg.n is not None and cfg.n != stats.n:
@@ -256,11 +274,9 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
                                       "made_from": stats.meta.get("input"), "skipped": stats.meta.get("skipped", 0)}
         return {"fid": stats}
     source = _open_stream(images, cfg)
-    consumers, out = [], {}
-    if fid_runner is not None:
-        consumers.append(fid_runner.consumer(fid_runner.new_stats(cfg.keep_generated_features)))
-    if pr_runner is not None:
-        consumers.append(pr_runner.consumer(pr_runner.new_stats(True)))
+    keep = {"fid": cfg.keep_generated_features, "dinov2": cfg.bootstrap > 0}  # the others keep features anyway
+    features = {name: r.consumer(r.new_stats(keep.get(name, True))) for name, r in runners.items()}
+    consumers = list(features.values())
     scorer = None
     if cfg.clip:
         check_prompt_pairing(source, n_gen, prompts)
@@ -283,11 +299,7 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
     n_used = (cfg.n if cfg.n is not None else len(source)) - skipped["count"]
     res["inputs"]["generated"] = dict(identity, n=n_used, skipped=skipped["count"],
                                       skipped_files=skipped["files"], cache=None, cache_hit=False)
-    k = 0
-    for name in ("fid", "pr"):
-        if runners.get(name) is not None:
-            out[name] = consumers[k].stats
-            k += 1
+    out = {name: c.stats for name, c in features.items()}
     per_image = {}  # score name -> {image index: value}, over every process
     if scorer is not None:
         _record_clip(res, scorer)
@@ -328,13 +340,14 @@ def _cache_file(cfg: EvalConfig, desc: dict, meta: dict, used: int) -> Path:
 
 def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
     """The reference side: statistics files or cached statistics where they exist, the rest in one pass."""
-    labels = {"fid": "reference", "pr": "reference_pr"}
+    labels = {name: "reference" if name == "fid" else f"reference_{name}" for name in runners}
     out, todo = {}, {}
     if _is_stats(ref):
         for name, runner in runners.items():
-            if not runner.moments:
-                raise SidbenchError(f"precision/recall needs per-image VGG16 features, which {ref} does not hold: "
-                                    f"give the reference images (their features are cached automatically)")
+            if name != "fid":
+                raise SidbenchError(f"{LABELS[name]} needs the reference images, not the statistics file {ref} "
+                                    f"(it holds the FID extractor's statistics; the other networks' features of the "
+                                    f"reference images are cached automatically)")
             stats = load_checked_stats(str(ref), stats_meta(runner.extractor, runner.preprocess),
                                        need_features=cfg.kid, side="reference")
             if cfg.ref_n is not None and cfg.ref_n != stats.n:
@@ -359,7 +372,7 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
                 continue
         todo[name] = (runner.consumer(runner.new_stats(need_features)), cache_file)
     if todo:
-        what = "reference images" + ("" if "fid" in todo else " (PR)")
+        what = "reference images" + ("" if "fid" in todo else f" ({', '.join(todo)})")
         skipped = _stream_pass(source, [c for c, _ in todo.values()], cfg, limit=cfg.ref_n, desc=what, identity=desc)
         if skipped["count"]:
             R.warn(res, f"reference: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
@@ -405,8 +418,9 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     cfg = resolved_mode(cfg, extractor)
     if (cfg.fid_infinity or cfg.vendi) and not cfg.fid:
         cfg = replace(cfg, fid=True)  # they read the FID features
-    if not (cfg.fid or cfg.kid or cfg.clip or cfg.pr or cfg.aesthetic):
-        raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip, --pr and/or --aesthetic")
+    if not (cfg.needs_reference or cfg.clip or cfg.aesthetic or cfg.hps or cfg.pickscore):
+        raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip, --pr, --fd-dinov2, --cmmd, "
+                            "--aesthetic, --hps and/or --pickscore")
     prompts, prompts_md5 = None, None
     if cfg.prompts:
         from sidbench.data.prompts import read_prompts
@@ -418,12 +432,13 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         prompts_md5 = hashlib.md5("".join(p + "\n" for p in prompts).encode()).hexdigest()  # = the file's, one per line
     if prompts is None and getattr(images, "prompts", None) is not None:
         prompts = images.prompts  # generated in memory: the producer's own prompts
-    if cfg.clip and prompts is None:
-        raise SidbenchError("--clip needs the prompt list the images were made from (--prompts FILE)")
+    for flag, on in (("--clip", cfg.clip), ("--hps", cfg.hps), ("--pickscore", cfg.pickscore)):
+        if on and prompts is None:
+            raise SidbenchError(f"{flag} needs the prompt list the images were made from (--prompts FILE)")
     n_gen = count_images(images, cfg.n, cfg.array_key)
-    if cfg.fid or cfg.kid or cfg.pr:
+    if cfg.needs_reference:
         if ref is None:
-            raise SidbenchError("FID, KID and precision/recall need a reference set (--ref)")
+            raise SidbenchError("FID, KID, precision/recall, FD-DINOv2 and CMMD need a reference set (--ref)")
         n_ref = count_images(ref, cfg.ref_n, cfg.array_key)
     else:
         n_ref = None
@@ -462,6 +477,12 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         runners["fid"] = _fid_runner(cfg, extractor, preprocess, res)
     if cfg.pr:
         runners["pr"] = _pr_runner(cfg, preprocess, res)
+    if cfg.fd_dinov2:
+        runners["dinov2"] = _network_runner(cfg, "dinov2", cfg.dinov2, cfg.dinov2_weights, preprocess, res,
+                                            resize=f"{cfg.dinov2_resize}-224", moments=True)
+    if cfg.cmmd:
+        runners["cmmd"] = _network_runner(cfg, "cmmd", cfg.cmmd_extractor, cfg.cmmd_weights, preprocess, res,
+                                          resize=None, moments=False)
     gen = _generated_side(images, cfg, runners, prompts, n_gen, res, clip_scorer)
     if record is not None:
         res["inputs"]["generated"]["made_by"] = record  # the generator's sha256, sampler, seeds, prompts md5
@@ -473,6 +494,10 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
             _fid_kid(gen["fid"], refs["fid"], cfg, res)
         if "pr" in runners:
             _precision_recall(gen["pr"], refs["pr"], cfg, res)
+        if "dinov2" in runners:
+            _fd_dinov2(gen["dinov2"], refs["dinov2"], cfg, res)
+        if "cmmd" in runners:
+            _cmmd(gen["cmmd"], refs["cmmd"], cfg, res)
     res["timing"] = {"seconds": round(time.time() - t0, 3)}
     if out and distributed.is_main():
         R.save(res, out)
@@ -499,6 +524,53 @@ def _pr_runner(cfg: EvalConfig, preprocess: Preprocess, res: dict) -> FeatureRun
     if ext.is_random:
         _mark_random(res, "the precision/recall extractor")
     return runner
+
+
+# What each feature runner serves, for messages.
+LABELS = {"fid": "FID", "pr": "precision/recall", "dinov2": "FD-DINOv2", "cmmd": "CMMD"}
+DINOV2_RESIZES = ("squash-pil", "squash-torch")
+
+
+def _network_runner(cfg: EvalConfig, key: str, name: str, weights: str | None, preprocess: Preprocess, res: dict,
+                    *, resize: str | None, moments: bool) -> FeatureRunner:
+    """A feature network other than the FID one, with its own resize after the protocol pre-resize."""
+    if key == "dinov2" and cfg.dinov2_resize not in DINOV2_RESIZES:
+        raise SidbenchError(f"--dinov2-resize {cfg.dinov2_resize!r}: expected one of {', '.join(DINOV2_RESIZES)}")
+    ext = build_extractor(name, weights=weights, random_weights=cfg.random_weights, seed=cfg.weights_seed,
+                          device=cfg.device)
+    resize = resize or get_spec(name).resize or "inside-network"
+    runner = FeatureRunner(ext, Preprocess(resize, preprocess.pre_resize), batch_size=cfg.batch_size,
+                           threads=cfg.threads, channels_last=False, moments=moments)
+    res["extractors"][key] = dict(ext.describe(), preprocessing=runner.preprocess.describe())
+    if ext.is_random:
+        _mark_random(res, f"the {LABELS[key]} network")
+    return runner
+
+
+def _fd_dinov2(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) -> None:
+    gen.compatible_with(refs, what="the generated and reference DINOv2 statistics")
+    m = {"value": frechet_distance(gen.mean, gen.cov, refs.mean, refs.cov), "n_gen": gen.n, "n_ref": refs.n,
+         "extractor": cfg.dinov2, "resize": cfg.dinov2_resize, "singular_covariance": gen.singular or refs.singular,
+         "definition": "Fréchet distance of Gaussians fitted to DINOv2 post-LayerNorm CLS features (unbiased "
+                       "covariance), the dgm-eval / EDM2 FD_DINOv2"}
+    if cfg.bootstrap:
+        from sidbench.eval.bootstrap import bootstrap_fd
+
+        m["interval"] = bootstrap_fd(gen.ordered_features(), refs.mean, refs.cov, cfg.bootstrap, cfg.bootstrap_seed,
+                                     cfg.confidence)
+    res["metrics"]["fd_dinov2"] = m
+
+
+def _cmmd(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) -> None:
+    from sidbench.eval.metrics import cmmd as C
+
+    gen.compatible_with(refs, what="the generated and reference CLIP embeddings")
+    res["metrics"]["cmmd"] = {"value": C.cmmd(gen.ordered_features(), refs.ordered_features()), "n_gen": gen.n,
+                              "n_ref": refs.n, "sigma": C.SIGMA, "scale": C.SCALE, "extractor": cfg.cmmd_extractor,
+                              "estimator": "biased (V-statistic, diagonal included), as the reference code",
+                              "definition": C.DEFINITION}
+    if cfg.cmmd_extractor != "clip-vit-l14-336":
+        R.mark_not_comparable(res, f"CMMD on {cfg.cmmd_extractor}, not the published CLIP ViT-L/14@336px")
 
 
 def _precision_recall(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) -> None:

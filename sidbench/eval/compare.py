@@ -1,6 +1,7 @@
 """Which of two results on the same prompts is better: a paired test on per-image scores.
 
-``sidbench eval --per-sample FILE.csv`` writes every image's scores (index, file, prompt, CLIP, aesthetic). Two such files
+``sidbench eval --per-sample FILE.csv`` (or ``FILE.parquet``) writes every image's scores (index, file, prompt, CLIP,
+aesthetic). Two such files
 made from the same prompt list pair image i with image i. The difference of means comes with a percentile
 bootstrap interval (resampling prompts, so the pairing is kept) and a two-sided p-value from a paired
 sign-flip permutation test (Monte Carlo, R seeded draws; p = (1 + #{|mean of flipped| >= |observed|}) / (1 + R)).
@@ -22,9 +23,18 @@ SCORES = ("clip", "aesthetic")  # per-image scores an eval pass produces
 
 def write_per_sample(path: str | os.PathLike, indices: list[int], prompts: list[str] | None,
                      files: list[str] | None, scores: dict[str, dict[int, float]]) -> Path:
-    """One row per image: index, file, prompt and each score (CSV, atomically)."""
+    """One row per image: index, file, prompt and each score (CSV, or Parquet for a .parquet path; atomically)."""
     path = Path(path)
     names = [k for k in SCORES if k in scores]
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        table = pd.DataFrame({"index": indices, "file": [files[i] if files else "" for i in indices],
+                              "prompt": [prompts[i] if prompts else "" for i in indices],
+                              **{k: [float(scores[k][i]) for i in indices] for k in names}})
+        with atomic_path(path, ".parquet") as tmp:
+            table.to_parquet(tmp, index=False)
+        return path
     with atomic_path(path, path.suffix or ".csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
@@ -39,8 +49,16 @@ def read_per_sample(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SidbenchError(f"per-sample file not found: {path} (write one with sidbench eval --per-sample FILE.csv)")
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        try:
+            rows = pd.read_parquet(path).to_dict("records")
+        except (OSError, ValueError) as e:
+            raise SidbenchError(f"{path}: not a readable Parquet file ({e})") from None
+    else:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
     if not rows or "index" not in rows[0]:
         raise SidbenchError(f"{path}: not a per-sample file (expected a CSV with columns index, file, prompt, ...)")
     return {"index": [int(r["index"]) for r in rows], "prompt": [r["prompt"] for r in rows],

@@ -148,6 +148,14 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         if c.get("prompts_truncated"):
             note += f", {c['prompts_truncated']} prompts truncated"
         rows.append(("CLIP", f"{c['value']:.4f}" + _interval_text(c), note + _interval_note(c)))
+    if "fd_dinov2" in m:
+        f = m["fd_dinov2"]
+        rows.append(("FD-DINOv2", f"{f['value']:.4f}" + _interval_text(f),
+                     f"N={f['n_gen']}/{f['n_ref']}, {f['extractor']}, {f['resize']} 224" + _interval_note(f)))
+    if "cmmd" in m:
+        c = m["cmmd"]
+        rows.append(("CMMD", f"{c['value']:.4f}", f"N={c['n_gen']}/{c['n_ref']}, {c['extractor']}, sigma {c['sigma']:g}, "
+                                                  f"x{c['scale']:g}, V-statistic"))
     if "aesthetic" in m:
         a = m["aesthetic"]
         rows.append(("Aesthetic", f"{a['value']:.4f}" + _interval_text(a),

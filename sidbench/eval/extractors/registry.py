@@ -56,6 +56,7 @@ class ExtractorSpec:
     weights_name: str | None                     # key in the weights table
     load: Callable[[str, str], nn.Module]        # (weight file, mode) -> module
     random: Callable[[int, str], nn.Module]      # (seed, mode) -> module of the same architecture
+    resize: str | None = None                    # a network resize of sidbench.data.preprocess (not an FID mode)
 
 
 _REGISTRY: dict[str, ExtractorSpec] = {}
@@ -136,3 +137,35 @@ register_extractor(ExtractorSpec(
     random=lambda seed, mode: vgg.random_vgg16(seed),
 ))
 
+
+
+def _dinov2_spec(arch: str) -> ExtractorSpec:
+    from sidbench.eval.extractors import dinov2
+
+    return ExtractorSpec(
+        name=f"dinov2-{arch}",
+        description=(f"DINOv2 {arch} (torch hub dinov2_{arch}, LVD-142M) post-LayerNorm CLS token, "
+                     f"hub position-grid resampling, ImageNet normalisation (FD-DINOv2, dgm-eval / EDM2)"),
+        dim=dinov2.ARCHS[arch][0], modes=(), weights_name=f"dinov2_{arch}",
+        load=lambda path, mode: dinov2.load_dinov2(path, arch),
+        random=lambda seed, mode: dinov2.random_dinov2(arch, seed),
+        resize="squash-pil-224")
+
+
+for _arch in ("vits14", "vitb14", "vitl14"):
+    register_extractor(_dinov2_spec(_arch))
+
+
+def _cmmd_clip(path: str | None, seed: int = 0) -> nn.Module:
+    from sidbench.eval.extractors.clip_embed import ClipImageEmbedding, openai_clip
+
+    return ClipImageEmbedding(openai_clip("ViT-L-14-336", path, seed=seed)[0])
+
+
+register_extractor(ExtractorSpec(
+    name="clip-vit-l14-336",
+    description="OpenAI CLIP ViT-L/14@336px image embedding, L2-normalised (CMMD, Jayasumana et al. 2024)",
+    dim=768, modes=(), weights_name="openai-clip-ViT-L-14-336",
+    load=lambda path, mode: _cmmd_clip(path),
+    random=lambda seed, mode: _cmmd_clip(None, seed),
+    resize="crop-pil-336"))

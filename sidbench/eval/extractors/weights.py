@@ -51,6 +51,15 @@ WEIGHTS: dict[str, WeightsSpec] = {w.name: w for w in [
                 "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth",
                 "aesthetic score head (LAION aesthetic predictor v2)",
                 sha256="21dd590f3ccdc646f0d53120778b296013b096a035a2718c9cb0d511bff0f1e0"),
+    # CMMD's network: the URL's path segment is the file's sha256 (scenic checks it so).
+    WeightsSpec("openai-clip-ViT-L-14-336", "ViT-L-14-336px.pt",
+                "https://openaipublic.azureedge.net/clip/models/3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt",
+                "CMMD (OpenAI CLIP ViT-L/14@336px image embeddings)",
+                sha256="3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02"),
+    # FD-DINOv2: the torch-hub checkpoints (Apache-2.0 since 2023-08-31); the hub loads them without a hash.
+    *[WeightsSpec(f"dinov2_{a}", f"dinov2_{a}_pretrain.pth",
+                  f"https://dl.fbaipublicfiles.com/dinov2/dinov2_{a}/dinov2_{a}_pretrain.pth",
+                  f"FD-DINOv2 (DINOv2 {a} backbone, torch hub dinov2_{a})") for a in ("vits14", "vitb14", "vitl14")],
     WeightsSpec("vgg16-torchvision", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
                 "precision/recall (torchvision VGG16 ImageNet state dict, extractor vgg16-fc2)",
                 sha256_prefix="397923af"),

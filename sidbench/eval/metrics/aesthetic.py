@@ -68,14 +68,13 @@ def load_aesthetic_scorer(*, clip_weights: str | None = None, head_weights: str 
                           device: str | torch.device = "cpu") -> AestheticScorer:
     """The predictor from local weights (the weights table), or for tests seeded random weights of the same
     architecture (``model_name`` lets tests use a smaller CLIP; the head takes its embedding width)."""
-    import open_clip
-
+    from sidbench.eval.extractors.clip_embed import openai_clip
     from sidbench.eval.extractors.weights import find_weights
 
     if random_weights:
+        clip, preprocess = openai_clip(model_name, None, seed=seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            clip, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None, precision="fp32")
             head = AestheticHead(int(clip.visual.output_dim))
         info = {"clip": model_name, "head": None, "random": True, "seed": seed}
     else:
@@ -83,7 +82,7 @@ def load_aesthetic_scorer(*, clip_weights: str | None = None, head_weights: str 
             raise SidbenchError("the aesthetic predictor's head was trained on CLIP ViT-L/14 (OpenAI) embeddings")
         cpath, csha = find_weights("openai-clip-ViT-L-14", clip_weights)
         hpath, hsha = find_weights("laion-aesthetic-v2", head_weights)
-        clip, _, preprocess = open_clip.create_model_and_transforms("ViT-L-14", pretrained=str(cpath), precision="fp32")
+        clip, preprocess = openai_clip("ViT-L-14", str(cpath))  # QuickGELU, as OpenAI trained it
         head = AestheticHead(768)
         head.load_state_dict(torch.load(hpath, map_location="cpu", weights_only=True))
         info = {"clip": "ViT-L-14 (OpenAI)", "clip_weights": str(cpath), "clip_sha256": csha, "head": str(hpath),

@@ -15,6 +15,8 @@ import numpy as np
 from sidbench.core.errors import SidbenchError
 
 SIGMA, SCALE = 10.0, 1000.0
+DEFINITION = ("1000 x squared MMD, Gaussian kernel sigma 10, between L2-normalised CLIP ViT-L/14@336px image "
+              "embeddings (Jayasumana et al. 2024, google-research cmmd/distance.py)")
 
 
 def _mean_kernel(x: np.ndarray, y: np.ndarray, gamma: float, block: int) -> float:
