@@ -464,3 +464,141 @@ def test_cli_fd_dinov2_on_the_real_small_backbone_caches_the_reference(tmp_path)
     assert b["metrics"]["fd_dinov2"]["value"] == a["metrics"]["fd_dinov2"]["value"]
     r = CliRunner().invoke(app, ["eval", "--help"])
     assert "Beyond Inception" in r.output and "--fd-dinov2" in r.output and "--cmmd" in r.output
+
+
+# --- Preference scores: HPSv2 and PickScore -------------------------------------------------------------------
+
+def test_hps_letterbox_restates_the_vendored_resize_max_size():
+    """tgxs002/HPSv2 transform.py: ToTensor, ResizeMaxSize(224) (tensor bicubic, pad [pw//2, ph//2, pw - pw//2,
+    ph - ph//2] with 0), then OpenAI normalisation: the pad is -mean/std; a 224x224 image is only normalised."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD
+    from sidbench.eval.metrics.preference import hps_letterbox
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(200, 300, 3), dtype=np.uint8)  # H=200, W=300: scale 224/300
+    x = TF.to_tensor(img)
+    ref = TF.pad(TF.resize(x, [149, 224], InterpolationMode.BICUBIC), padding=[0, 37, 0, 38], fill=0)
+    ours = hps_letterbox(img)
+    assert ours.shape == (3, 224, 224)
+    assert torch.allclose(ours, TF.normalize(ref, OPENAI_MEAN, OPENAI_STD), atol=1e-6)
+    pad = -torch.tensor(OPENAI_MEAN) / torch.tensor(OPENAI_STD)
+    assert torch.allclose(ours[:, 0, 0], pad) and torch.allclose(ours[:, -1, -1], pad)
+    sq = rng.integers(0, 256, size=(224, 224, 3), dtype=np.uint8)
+    assert torch.allclose(hps_letterbox(sq), TF.normalize(TF.to_tensor(sq), OPENAI_MEAN, OPENAI_STD), atol=1e-7)
+
+
+def test_eval_hps_and_pickscore_per_image_equal_the_references_restated(tmp_path, monkeypatch):
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from conftest import random_images, write_images
+    from sidbench.eval.api import EvalConfig, evaluate
+    from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD
+    from sidbench.eval.metrics import preference as P
+
+    small = P.pickscore_config(text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2),
+                               vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=2, patch_size=32), projection_dim=16)
+    real_hps, real_pick = P.load_hps_scorer, P.load_pickscore_scorer
+    monkeypatch.setattr(P, "load_hps_scorer", lambda *a, **kw: real_hps(*a, **{**kw, "model_name": "ViT-B-32"}))
+    monkeypatch.setattr(P, "load_pickscore_scorer", lambda **kw: real_pick(**{**kw, "config": small}))
+    imgs = random_images(5, 4)
+    write_images(tmp_path / "gen", imgs)
+    prompts = ["a red cube", "two dogs on a beach at sunset", "a bowl", "city at night, rain", "a cat with two horns"]
+    (tmp_path / "p.txt").write_text("".join(p + "\n" for p in prompts))
+    cfg = EvalConfig(fid=False, hps=True, pickscore=True, prompts=str(tmp_path / "p.txt"), random_weights=True,
+                     per_sample=str(tmp_path / "s.csv"), progress=False)
+    res = evaluate(str(tmp_path / "gen"), None, cfg)
+
+    hps = real_hps("v2.1", random_weights=True, model_name="ViT-B-32")
+    pick = real_pick(random_weights=True, config=small)
+    with torch.no_grad():  # img_score.score: diag(normalised image @ normalised text), per image
+        lit_h = [float((F.normalize(hps.model.encode_image(P.hps_letterbox(im)[None]), dim=-1)
+                        * F.normalize(hps.model.encode_text(hps.tokenizer([p])), dim=-1)).sum())
+                 for im, p in zip(imgs, prompts)]
+        lit_p = []
+        for im, p in zip(imgs, prompts):  # the CLIP processor restated: PIL bicubic short side 224, centre crop
+            pil = Image.fromarray(im)
+            w, h = pil.size
+            s = 224 / min(w, h)
+            pil = pil.resize((224 if w <= h else int(w * s), 224 if h <= w else int(h * s)), Image.BICUBIC)
+            w, h = pil.size
+            left, top = (w - 224) // 2, (h - 224) // 2
+            x = (np.asarray(pil.crop((left, top, left + 224, top + 224))) / 255.0 - OPENAI_MEAN) / OPENAI_STD
+            fi = pick.model.get_image_features(pixel_values=torch.tensor(x.transpose(2, 0, 1)[None], dtype=torch.float32))
+            t = pick.tokenizer([p], truncation=True, max_length=77, return_tensors="pt")
+            ft = pick.model.get_text_features(**t)
+            from sidbench.eval.metrics.clip_score import _as_tensor
+            lit_p.append(float(pick.model.logit_scale.exp() * F.cosine_similarity(_as_tensor(fi), _as_tensor(ft))))
+    m = res["metrics"]
+    assert m["hps"]["value"] == pytest.approx(np.mean(lit_h), rel=1e-5) and m["hps"]["version"] == "v2.1"
+    assert m["pickscore"]["value"] == pytest.approx(np.mean(lit_p), rel=1e-4)
+    rows = [r.split(",") for r in (tmp_path / "s.csv").read_text().splitlines()]
+    assert rows[0][-2:] == ["hps", "pickscore"]
+    assert [float(r[-2]) for r in rows[1:]] == pytest.approx(lit_h, rel=1e-5)
+    assert [float(r[-1]) for r in rows[1:]] == pytest.approx(lit_p, rel=1e-4)
+
+
+# --- LPIPS diversity ------------------------------------------------------------------------------------------
+
+def _their_lpips(ours):
+    """The pip lpips package's network with our weights (trunk and linear layers) copied in."""
+    lpips = pytest.importorskip("lpips")
+    theirs = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    trunk = {f"net.slice{k + 1}.{n}": v for k, s in enumerate(ours.slices) for n, v in s.state_dict().items()}
+    theirs.load_state_dict({**theirs.state_dict(), **trunk, **ours.lin_state_dict()})
+    return theirs
+
+
+def test_lpips_equals_the_lpips_package_with_its_own_linear_weights():
+    import torch
+
+    from sidbench.eval.extractors.weights import find_weights
+    from sidbench.eval.metrics.lpips_diversity import build_lpips
+
+    ours, _ = build_lpips(random_weights=True, seed=1)
+    pytest.importorskip("lpips")
+    path, sha = find_weights("lpips-alex-v0.1")  # the package's copy, found through the weights table, hash checked
+    lin = torch.load(path, map_location="cpu", weights_only=True)
+    assert set(lin) == set(ours.lin_state_dict())
+    ours.load_state_dict(lin, strict=False)
+    theirs = _their_lpips(ours)
+    assert sha == "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
+    torch.manual_seed(0)
+    a, b = torch.rand(4, 3, 64, 64) * 2 - 1, torch.rand(4, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(ours(a, b), theirs(a, b).flatten(), atol=1e-6)
+        assert torch.equal(ours(a, a), torch.zeros(4)) and torch.allclose(ours(a, b), ours(b, a), atol=1e-7)
+
+
+def test_eval_lpips_diversity_is_the_mean_over_prompts_of_all_pairs(tmp_path):
+    import torch
+
+    from conftest import random_images, write_images
+    from sidbench.eval.api import EvalConfig, evaluate
+    from sidbench.eval.metrics.lpips_diversity import build_lpips
+
+    imgs = random_images(9, 5, sizes=((48, 64),))
+    imgs[3:6] = [imgs[3]] * 3  # prompt 1 collapsed: its diversity is exactly 0
+    write_images(tmp_path / "gen", imgs)
+    prompts = [p for p in ("a fox", "a boat", "a lamp") for _ in range(3)]
+    (tmp_path / "p.txt").write_text("".join(p + "\n" for p in prompts))
+    cfg = EvalConfig(fid=False, images_per_prompt=3, prompts=str(tmp_path / "p.txt"), random_weights=True,
+                     progress=False, batch_size=4)  # batches that cut across prompt groups
+    d = evaluate(str(tmp_path / "gen"), None, cfg)["metrics"]["lpips_diversity"]
+    theirs = _their_lpips(build_lpips(random_weights=True)[0])
+    x = [torch.from_numpy(im).permute(2, 0, 1)[None].float() / 127.5 - 1 for im in imgs]
+    with torch.no_grad():
+        per = [np.mean([float(theirs(x[3 * g + i], x[3 * g + j])) for i, j in ((0, 1), (0, 2), (1, 2))]) for g in range(3)]
+    assert per[1] == 0 and d["value"] == pytest.approx(np.mean(per), rel=1e-5)
+    assert d["prompts"] == 3 and d["pairs_per_prompt"] == 3
+    (tmp_path / "q.txt").write_text("".join(p + "\n" for p in prompts[1:] + ["x"]))  # groups no longer share a prompt
+    with pytest.raises(Exception, match="its group's"):
+        evaluate(str(tmp_path / "gen"), None, EvalConfig(fid=False, images_per_prompt=3, prompts=str(tmp_path / "q.txt"),
+                                                         random_weights=True, progress=False))

@@ -48,3 +48,49 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 20            # text, rules and a plot, not one colour
     dark = (img.sum(axis=2) < 200).mean()
     assert 0.002 < dark < 0.5                                          # there is text, and the page is not black
+
+
+def test_gallery_of_an_evaluation_shows_its_best_and_worst_images_in_chromium(tmp_path):
+    """eval --per-sample writes the scores; report --gallery reads that result and renders the two ends."""
+    import csv
+    import re
+
+    from typer.testing import CliRunner
+
+    from conftest import random_images, write_images
+    from sidbench.cli.app import app
+
+    write_images(tmp_path / "gen", random_images(8, 3))
+    prompts = [f"thing {i}" for i in range(7)] + ["<b>bold</b> & co"]
+    (tmp_path / "p.txt").write_text("".join(p + "\n" for p in prompts))
+    r = CliRunner().invoke(app, ["eval", "--images", str(tmp_path / "gen"), "--clip", "--prompts", str(tmp_path / "p.txt"),
+                                 "--random-weights", "--clip-model", "ViT-B-32", "--per-sample", str(tmp_path / "s.csv"),
+                                 "--out", str(tmp_path / "r.json"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "--gallery", str(tmp_path / "g.html"),
+                                 "--by", "clip", "--top", "3"])
+    assert r.exit_code == 0, r.output
+    with open(tmp_path / "s.csv", newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda row: -float(row["clip"]))
+    page = (tmp_path / "g.html").read_text()
+    shown = re.findall(r'<span class="prompt">(.*?)</span>', page)
+    import html as H
+
+    assert [H.unescape(s) for s in shown] == [x["prompt"] for x in rows[:3]] + [x["prompt"] for x in rows[::-1][:3]]
+    assert "<b>bold</b> & co" not in page and "&lt;b&gt;bold&lt;/b&gt; &amp; co" in page  # prompts are escaped
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "--gallery", str(tmp_path / "x.html"), "--by", "hps"])
+    assert r.exit_code != 0 and "no per-image score 'hps'" in r.output
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", (tmp_path / "g.html").resolve().as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    assert dom.count("<img") == 6 and "Highest 3 by clip" in dom
+    shot = tmp_path / "g.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,900",
+                    (tmp_path / "g.html").resolve().as_uri()], capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 100  # the thumbnails are there, not only text

@@ -61,6 +61,14 @@ def eval_cmd(
     dinov2_weights: Annotated[Optional[str], _opt("--dinov2-weights", metavar="PATH", panel=BEYOND, help="Local DINOv2 weights file (the hub checkpoint of the chosen backbone).")] = None,
     cmmd: Annotated[bool, _opt("--cmmd", panel=BEYOND, help="CMMD (Jayasumana et al. 2024): MMD on CLIP ViT-L/14@336px embeddings, x1000.")] = False,
     cmmd_weights: Annotated[Optional[str], _opt("--cmmd-weights", metavar="PATH", panel=BEYOND, help="Local OpenAI ViT-L-14-336px.pt.")] = None,
+    hps: Annotated[bool, _opt("--hps", panel=METRICS, help="HPSv2 human-preference score (needs --prompts), per image and mean.")] = False,
+    hps_version: Annotated[Literal["v2.1", "v2.0"], _opt("--hps-version", panel=METRICS, help="HPS checkpoint (the two are not comparable).")] = "v2.1",
+    hps_weights: Annotated[Optional[str], _opt("--hps-weights", metavar="PATH", panel=EXTRACTOR, help="Local HPS_v2.1_compressed.pt (or v2.0).")] = None,
+    pickscore: Annotated[bool, _opt("--pickscore", panel=METRICS, help="PickScore v1 (needs --prompts), per image and mean.")] = False,
+    pickscore_weights: Annotated[Optional[str], _opt("--pickscore-weights", metavar="PATH", panel=EXTRACTOR, help="Local transformers folder of PickScore_v1.")] = None,
+    images_per_prompt: Annotated[Optional[int], _opt("--images-per-prompt", metavar="K", panel=DIVERSITY, help="Per-prompt LPIPS diversity: images come in groups of K per prompt (the list repeats each prompt K times).")] = None,
+    lpips_weights: Annotated[Optional[str], _opt("--lpips-weights", metavar="PATH", panel=EXTRACTOR, help="Local LPIPS v0.1 alex.pth (default: the lpips package's copy).")] = None,
+    lpips_alexnet_weights: Annotated[Optional[str], _opt("--lpips-alexnet-weights", metavar="PATH", panel=EXTRACTOR, help="Local torchvision alexnet-owt-7be5be79.pth.")] = None,
     vendi: Annotated[bool, _opt("--vendi", panel=DIVERSITY, help="Vendi score of the generated images (cosine kernel on the FID features).")] = False,
     bootstrap: Annotated[int, _opt("--bootstrap", metavar="B", panel=INTERVALS, help="Percentile bootstrap intervals over images for FID and CLIP, B replicates (0: none).")] = 0,
     bootstrap_seed: Annotated[int, _opt("--bootstrap-seed", panel=INTERVALS, help="Seed of the bootstrap draws (and of FID-infinity's subsets).")] = 0,
@@ -115,7 +123,7 @@ def eval_cmd(
                                 "(generate in memory)")
         threads = set_threads(threads)
         if fid is None:
-            fid = not ((clip or pr or aesthetic or fd_dinov2 or cmmd) and not kid)
+            fid = not ((clip or pr or aesthetic or fd_dinov2 or cmmd or hps or pickscore or images_per_prompt) and not kid)
         cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, pr=pr, pr_k=pr_k,
                          pr_weights=pr_weights, density_coverage=density_coverage, clip_model=clip_model, clip_weights=clip_weights,
                          protocol=protocol, allow_deviation=allow_deviation, mode=mode, pre_resize=pre_resize,
@@ -126,7 +134,10 @@ def eval_cmd(
                          bootstrap_seed=bootstrap_seed, confidence=confidence, per_sample=per_sample, aesthetic=aesthetic,
                          aesthetic_clip_weights=aesthetic_clip_weights, aesthetic_head_weights=aesthetic_head_weights,
                          fd_dinov2=fd_dinov2, dinov2=f"dinov2-{dinov2_model}", dinov2_resize=dinov2_resize,
-                         dinov2_weights=dinov2_weights, cmmd=cmmd, cmmd_weights=cmmd_weights, cache_dir=cache_dir,
+                         dinov2_weights=dinov2_weights, cmmd=cmmd, cmmd_weights=cmmd_weights, hps=hps,
+                         hps_version=hps_version, hps_weights=hps_weights, pickscore=pickscore,
+                         pickscore_weights=pickscore_weights, images_per_prompt=images_per_prompt,
+                         lpips_weights=lpips_weights, lpips_alexnet_weights=lpips_alexnet_weights, cache_dir=cache_dir,
                          use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,
                                          kimg=kimg).items() if v is not None}

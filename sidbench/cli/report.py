@@ -25,6 +25,9 @@ def report_cmd(
     plots_dir: Annotated[Optional[str], typer.Option("--plots-dir", rich_help_panel="Output", metavar="PATH", help="Write the FID-CLIP trade-off (and training curves) as PNG and SVG here.")] = None,
     curves: Annotated[Optional[str], typer.Option("--curves", rich_help_panel="Output", metavar="LOG", help="A distillation log (JSON Lines with kimg, fid, clip) to plot training curves from.")] = None,
     grid: Annotated[Optional[str], typer.Option("--grid", rich_help_panel="Output", metavar="PNG", help="A sample image grid (PNG) for the HTML page.")] = None,
+    gallery: Annotated[Optional[str], typer.Option("--gallery", rich_help_panel="Gallery", metavar="HTML", help="Write the best and worst images of one result (evaluated with --per-sample) by a per-image score to this page.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", rich_help_panel="Gallery", metavar="SCORE", help="Score the gallery ranks by (clip, aesthetic, hps, pickscore; default: the first).")] = None,
+    top: Annotated[int, typer.Option("--top", rich_help_panel="Gallery", metavar="N", help="Images shown at each end of the gallery.")] = 8,
     include_not_comparable: Annotated[bool, typer.Option("--include-not-comparable", rich_help_panel="Rows", help="With --protocol: keep results marked not comparable in the table, flagged with † and their deviations (without --protocol they always are).")] = False,
 ):
     """A comparison table of RESULTS, each on its protocol, next to the published numbers of that protocol, with plots."""
@@ -34,6 +37,17 @@ def report_cmd(
     from sidbench.report.plots import tradeoff_panels
     from sidbench.report.render import APART_HINT
 
+    if gallery is not None:
+        from sidbench.report.gallery import gallery_html
+
+        try:
+            if len(results or []) != 1:
+                raise SidbenchError("--gallery shows one evaluation: give exactly one results file")
+            page = gallery_html(results[0], gallery, by=by, top=top)
+        except SidbenchError as e:
+            fail(e)
+        console.print(f"gallery written to {page}", highlight=False)
+        return
     if out == "-":
         out = None  # stdout, as without --out
     results = results or []
@@ -93,4 +107,6 @@ EXAMPLES = """Examples:
   sidbench report --protocol coco2014-30k --plots-dir docs/report --out docs/report/coco2014-30k.md
 
   sidbench report results/*.json --protocol coco2014-30k --format latex --out table.tex --plots-dir figs/
+
+  sidbench report r.json --gallery gallery.html --by clip --top 8
 """

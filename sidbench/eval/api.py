@@ -87,6 +87,9 @@ class EvalConfig:
     hps_weights: str | None = None      # local HPS_v2.1_compressed.pt / HPS_v2_compressed.pt
     pickscore: bool = False             # PickScore v1 (exp(logit_scale) x cosine of a Pick-a-Pic-tuned CLIP ViT-H/14)
     pickscore_weights: str | None = None  # local transformers folder of yuvalkirstain/PickScore_v1 (+ its processor)
+    images_per_prompt: int | None = None  # K: per-prompt LPIPS diversity over groups of K consecutive images
+    lpips_alexnet_weights: str | None = None  # local torchvision alexnet-owt-7be5be79.pth
+    lpips_weights: str | None = None    # local LPIPS v0.1 alex.pth (else the lpips package's own copy, if installed)
     per_sample: str | None = None       # write every image's scores (index, file, prompt, CLIP, ...) to .csv or .parquet
     progress: bool = True
 
@@ -290,6 +293,32 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
             clip_weights=cfg.aesthetic_clip_weights, head_weights=cfg.aesthetic_head_weights,
             random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device))
         consumers.append(aesthetic)
+    paired = {}  # prompt-paired preference scores: name -> consumer
+    if cfg.hps or cfg.pickscore:
+        from sidbench.eval.metrics import preference as P
+
+        if not cfg.clip:
+            check_prompt_pairing(source, n_gen, prompts)
+        if cfg.hps:
+            paired["hps"] = ClipConsumer(P.load_hps_scorer(cfg.hps_version, weights=cfg.hps_weights,
+                                                           random_weights=cfg.random_weights, seed=cfg.weights_seed,
+                                                           device=cfg.device), prompts, keep_per_image=True)
+        if cfg.pickscore:
+            paired["pickscore"] = ClipConsumer(P.load_pickscore_scorer(
+                weights=cfg.pickscore_weights, random_weights=cfg.random_weights, seed=cfg.weights_seed,
+                device=cfg.device), prompts, keep_per_image=True)
+        consumers.extend(paired.values())
+    diversity = None
+    if cfg.images_per_prompt is not None:
+        from sidbench.eval.metrics.lpips_diversity import LpipsDiversity, build_lpips
+
+        if distributed.process_shard() is not None:
+            raise SidbenchError("--images-per-prompt (LPIPS diversity) runs in one process: a prompt's images "
+                                "would be split across shards")
+        net, info = build_lpips(alexnet_weights=cfg.lpips_alexnet_weights, lin_weights=cfg.lpips_weights,
+                                random_weights=cfg.random_weights, seed=cfg.weights_seed)
+        diversity = LpipsDiversity(net, cfg.images_per_prompt, info, prompts, cfg.device, cfg.pre_resize)
+        consumers.append(diversity)
     in_memory = getattr(source, "kind", None) == "generated in memory"
     identity = source.describe()
     skipped = _stream_pass(source, consumers, cfg, limit=cfg.n, identity=identity,
@@ -313,6 +342,18 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
         if aesthetic.scorer.info.get("random"):
             _mark_random(res, "the aesthetic predictor")
         per_image["aesthetic"] = aesthetic.values
+    if diversity is not None:
+        res["metrics"]["lpips_diversity"] = diversity.result(n_used + skipped["count"])
+        if diversity.info.get("random"):
+            _mark_random(res, "the LPIPS network")
+    for name, c in paired.items():
+        if distributed.process_shard() is not None:
+            reduce.all_reduce_sums(c.scorer)
+        res["metrics"][name] = c.scorer.result()
+        res["extractors"][name] = c.scorer.info
+        if c.scorer.info.get("random"):
+            _mark_random(res, f"the {name} model")
+        per_image[name] = c.values
     if distributed.process_shard() is not None:
         per_image = {k: reduce.gather_values(v) for k, v in per_image.items()}
     if cfg.bootstrap:
@@ -323,7 +364,8 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
                                                               cfg.bootstrap_seed, cfg.confidence)
     if cfg.per_sample:
         if not per_image:
-            raise SidbenchError("--per-sample writes per-image scores: ask for one (--clip, --aesthetic)")
+            raise SidbenchError("--per-sample writes per-image scores: ask for one (--clip, --aesthetic, --hps, "
+                                "--pickscore)")
         if distributed.is_main():
             from sidbench.eval.compare import write_per_sample
 
@@ -418,7 +460,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     cfg = resolved_mode(cfg, extractor)
     if (cfg.fid_infinity or cfg.vendi) and not cfg.fid:
         cfg = replace(cfg, fid=True)  # they read the FID features
-    if not (cfg.needs_reference or cfg.clip or cfg.aesthetic or cfg.hps or cfg.pickscore):
+    if not (cfg.needs_reference or cfg.clip or cfg.aesthetic or cfg.hps or cfg.pickscore or cfg.images_per_prompt):
         raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip, --pr, --fd-dinov2, --cmmd, "
                             "--aesthetic, --hps and/or --pickscore")
     prompts, prompts_md5 = None, None

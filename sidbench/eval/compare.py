@@ -18,7 +18,7 @@ import numpy as np
 from sidbench.core.atomic import atomic_path
 from sidbench.core.errors import SidbenchError
 
-SCORES = ("clip", "aesthetic")  # per-image scores an eval pass produces
+SCORES = ("clip", "aesthetic", "hps", "pickscore")  # per-image scores an eval pass produces
 
 
 def write_per_sample(path: str | os.PathLike, indices: list[int], prompts: list[str] | None,
@@ -62,6 +62,7 @@ def read_per_sample(path: str | os.PathLike) -> dict:
     if not rows or "index" not in rows[0]:
         raise SidbenchError(f"{path}: not a per-sample file (expected a CSV with columns index, file, prompt, ...)")
     return {"index": [int(r["index"]) for r in rows], "prompt": [r["prompt"] for r in rows],
+            "file": [r.get("file") or "" for r in rows],
             "scores": {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k in SCORES}}
 
 

@@ -160,6 +160,18 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         a = m["aesthetic"]
         rows.append(("Aesthetic", f"{a['value']:.4f}" + _interval_text(a),
                      f"N={a['n']}, LAION predictor v2 on {a['model']['clip']}" + _interval_note(a)))
+    if "hps" in m:
+        h = m["hps"]
+        rows.append((f"HPS{h['version']}", f"{h['value']:.4f}" + _interval_text(h),
+                     f"N={h['n']}, cosine (the benchmark prints x100: {h['value_x100']:.2f})" + _interval_note(h)))
+    if "pickscore" in m:
+        p = m["pickscore"]
+        rows.append(("PickScore", f"{p['value']:.4f}" + _interval_text(p), f"N={p['n']}, exp(logit_scale) x cosine"
+                     + _interval_note(p)))
+    if "lpips_diversity" in m:
+        d = m["lpips_diversity"]
+        rows.append(("LPIPS diversity", f"{d['value']:.4f}", f"{d['prompts']} prompts x {d['images_per_prompt']} images, "
+                     f"all pairs, AlexNet v0.1, {d['resolution']}"))
     if "vendi" in m:
         v = m["vendi"]
         rows.append(("Vendi", f"{v['value']:.3f}", f"N={v['n']}, cosine kernel on {v['features']} features, q={v['q']}"))

@@ -29,6 +29,14 @@ class WeightsSpec:
     bundled: str | None = None         # a file shipped inside an installed package: found without the weights folder
 
 
+def _package_file(package: str, relative: str) -> str | None:
+    """A file inside an installed package, found without importing it (None when not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    return str(Path(spec.origin).parent / relative) if spec and spec.origin else None
+
+
 # sha256 None means no hash we could confirm offline: the file's own hash is recorded in every
 # result that uses it, and `sidbench weights fetch` prints it so a lab can pin it here.
 WEIGHTS: dict[str, WeightsSpec] = {w.name: w for w in [
@@ -60,6 +68,19 @@ WEIGHTS: dict[str, WeightsSpec] = {w.name: w for w in [
     *[WeightsSpec(f"dinov2_{a}", f"dinov2_{a}_pretrain.pth",
                   f"https://dl.fbaipublicfiles.com/dinov2/dinov2_{a}/dinov2_{a}_pretrain.pth",
                   f"FD-DINOv2 (DINOv2 {a} backbone, torch hub dinov2_{a})") for a in ("vits14", "vitb14", "vitl14")],
+    # HPSv2 (tgxs002/HPSv2 utils.py hps_version_map): sizes and hashes not published; the file's hash is recorded.
+    *[WeightsSpec(f"hpsv2-{v}", f, f"https://huggingface.co/xswu/HPSv2/resolve/main/{f}",
+                  f"HPS{v} human-preference score (OpenCLIP ViT-H-14 state dict)")
+      for v, f in (("v2.0", "HPS_v2_compressed.pt"), ("v2.1", "HPS_v2.1_compressed.pt"))],
+    # LPIPS diversity: torchvision's AlexNet and LPIPS v0.1's linear layers (hashed from the repository,
+    # docs/spec/metrics-beyond-fid.md section 5); the pip package lpips ships the latter.
+    WeightsSpec("alexnet-torchvision", "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+                "LPIPS trunk (torchvision AlexNet ImageNet state dict)", sha256_prefix="7be5be79"),
+    WeightsSpec("lpips-alex-v0.1", "alex.pth",
+                "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
+                "LPIPS v0.1 linear layers (AlexNet)",
+                sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+                bundled=_package_file("lpips", "weights/v0.1/alex.pth")),
     WeightsSpec("vgg16-torchvision", "vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
                 "precision/recall (torchvision VGG16 ImageNet state dict, extractor vgg16-fc2)",
                 sha256_prefix="397923af"),
