@@ -139,12 +139,19 @@ TORCHMETRICS_DESCRIPTION = ("torchmetrics CLIPScore: transformers CLIP + CLIPPro
 
 
 
-def clip_processor(tokenizer_folder):
-    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+def random_hf_clip(config, seed: int, pad_token: str = "<|endoftext|>"):
+    """(transformers CLIPModel with seeded random weights, the OpenAI CLIP tokenizer) without a model hub."""
+    import tempfile
 
-    tokenizer = CLIPTokenizer(str(tokenizer_folder) + "/vocab.json", str(tokenizer_folder) + "/merges.txt",
-                              pad_token="<|endoftext|>")
-    return CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
+    from transformers import CLIPModel, CLIPTokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = CLIPModel(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_tokenizer_files(tmp)
+        tokenizer = CLIPTokenizer(f"{tmp}/vocab.json", f"{tmp}/merges.txt", pad_token=pad_token)
+    return net, tokenizer
 
 
 def vit_l14_config(**overrides):
@@ -213,17 +220,11 @@ def load_hf_clip(model: str = "openai/clip-vit-large-patch14", *, weights: str |
                  random_weights: bool = False, seed: int = 0, device: str | torch.device = "cpu",
                  config=None) -> TorchmetricsClipScorer:
     """transformers CLIP from a local folder (``save_pretrained`` layout) or random weights of ViT-L/14."""
-    import tempfile
-
-    from transformers import CLIPModel, CLIPProcessor
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     if random_weights:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = CLIPModel(config or vit_l14_config())
-        with tempfile.TemporaryDirectory() as tmp:
-            write_clip_tokenizer_files(tmp)
-            processor = clip_processor(tmp)
+        net, tokenizer = random_hf_clip(config or vit_l14_config(), seed)
+        processor = CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
         info = {"name": model, "weights": None, "sha256": None, "random": True, "seed": seed}
     else:
         if weights is None:

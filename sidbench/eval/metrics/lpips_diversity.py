@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from sidbench.core.errors import SidbenchError
+from sidbench.data.images import pre_resize
 
 DEFINITION = ("mean over prompts of the mean LPIPS (AlexNet, v0.1 linear layers) over all K(K-1)/2 pairs of "
               "that prompt's images")
@@ -103,11 +104,7 @@ class LpipsDiversity:
         self.groups: dict[int, float] = {}  # prompt group -> its mean pairwise distance
 
     def prepare(self, img: np.ndarray) -> np.ndarray:
-        if self.pre_resize is None:
-            return img
-        from sidbench.data.images import pre_resize
-
-        return pre_resize(img, self.pre_resize)
+        return img if self.pre_resize is None else pre_resize(img, self.pre_resize)
 
     @torch.no_grad()
     def _score(self, group: int, images: list[np.ndarray]) -> None:

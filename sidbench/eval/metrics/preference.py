@@ -14,14 +14,19 @@ text padded/truncated to 77 tokens.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
 from sidbench.core.errors import SidbenchError
+from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD
+from sidbench.eval.metrics.clip_score import _as_tensor, random_hf_clip
 
 HPS_DEFINITION = ("HPSv2: cosine of the image and prompt embeddings of the HPD-v2-tuned OpenCLIP ViT-H-14, "
                   "letterboxed 224 input (tgxs002/HPSv2 img_score.score); the HPS benchmark prints 100 x this")
@@ -31,11 +36,6 @@ HPS_VERSIONS = ("v2.0", "v2.1")
 
 def hps_letterbox(img_uint8: np.ndarray, size: int = 224) -> torch.Tensor:
     """HPS's validation transform: /255, tensor bicubic of the longest side to ``size``, zero pad, normalise."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
-    from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD
-
     x = torch.from_numpy(np.ascontiguousarray(img_uint8)).permute(2, 0, 1).float() / 255
     h, w = x.shape[1:]
     scale = size / float(max(h, w))
@@ -91,8 +91,6 @@ class PickScorer(_MeanScorer):
 
     @torch.no_grad()
     def update(self, images_uint8, prompts: list[str]) -> torch.Tensor:
-        from sidbench.eval.metrics.clip_score import _as_tensor
-
         pix = self.image_processor(images=[Image.fromarray(np.asarray(im)) for im in images_uint8],
                                    return_tensors="pt")["pixel_values"].to(self.device)
         txt = self.tokenizer(list(prompts), padding=True, truncation=True, max_length=77, return_tensors="pt")
@@ -156,20 +154,12 @@ def load_pickscore_scorer(*, weights: str | None = None, random_weights: bool = 
                           device: str | torch.device = "cpu") -> PickScorer:
     """PickScore from a local transformers folder (model + CLIP tokenizer files), or random weights."""
     import os
-    import tempfile
 
     from transformers import CLIPModel, CLIPTokenizer
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     if random_weights:
-        from sidbench.data.tokenizer import write_clip_tokenizer_files
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = CLIPModel(config or pickscore_config())
-        with tempfile.TemporaryDirectory() as tmp:
-            write_clip_tokenizer_files(tmp)
-            tok = CLIPTokenizer(f"{tmp}/vocab.json", f"{tmp}/merges.txt", pad_token="!")
+        net, tok = random_hf_clip(config or pickscore_config(), seed, pad_token="!")
         info = {"name": "PickScore_v1", "weights": None, "sha256": None, "random": True, "seed": seed}
     else:
         if weights is None or not os.path.isdir(weights):
