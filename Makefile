@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
+REF    := .venv-ref/.installed
 
 .PHONY: install test demo bench clean
 
@@ -14,7 +15,11 @@ $(STAMP): pyproject.toml tools/constraints-cpu.txt tools/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash tools/install.sh
 	touch $(STAMP)
 
-test: $(STAMP)
+# Reference packages that need other pins (tools/reference-pins.txt); their agreement tests skip without them.
+$(REF): tools/reference-pins.txt tools/install-reference.sh | $(STAMP)
+	-VENV=$(VENV) bash tools/install-reference.sh && touch $(REF)
+
+test: $(STAMP) $(REF)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
@@ -25,4 +30,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_folder_fid.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-ref build *.egg-info .pytest_cache

@@ -121,6 +121,43 @@ def test_bootstrap_fd_interval_covers_the_population_fd_despite_the_finite_n_bia
     assert covered >= 34 and percentile <= 4, (covered, percentile)
 
 
+def test_bootstrap_cmmd_replicates_are_cmmd_of_the_resampled_set():
+    """Each replicate is the reference's CMMD of the generated images repeated by their multinomial counts (the
+    blockwise quadratic form computes exactly that), and the estimate is CMMD itself."""
+    from sidbench.eval.bootstrap import bootstrap_cmmd
+
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(30, 5)) * 3, rng.normal(size=(25, 5)) * 3
+    ci = bootstrap_cmmd(x, y, b=7, seed=4, block=8)
+    assert ci["estimate"] == pytest.approx(_cmmd_reference(x, y), rel=1e-10)
+    draws = np.random.default_rng(4)
+    reps = [_cmmd_reference(np.repeat(x, draws.multinomial(30, np.full(30, 1 / 30)), axis=0), y) for _ in range(7)]
+    assert ci["std"] == pytest.approx(np.std(reps, ddof=1), rel=1e-9)
+    assert ci["bias"] == pytest.approx(np.mean(reps) - ci["estimate"], rel=1e-9, abs=1e-12)
+
+
+def test_bootstrap_cmmd_interval_covers_the_population_mmd_of_gaussians():
+    """Generated x ~ N(mu, I_4) against a fixed reference sample y: with k = exp(-|a-b|^2 / 2), E k(x, x') =
+    3^-2 and E_x k(x, y_j) = 2^-2 exp(-|mu - y_j|^2 / 4) in closed form, so the population CMMD (given y) is known.
+    The V-statistic sits ~(1 - E k(x, x')) / n above it; the basic interval covers it at about its level, a
+    percentile interval of the same replicates would not."""
+    from sidbench.eval.bootstrap import bootstrap_cmmd
+
+    d, n = 4, 200
+    mu = np.zeros(d)
+    mu[0] = 0.5
+    y = np.random.default_rng(0).normal(size=(400, d))
+    kyy = np.exp(-((y[:, None] - y[None]) ** 2).sum(-1) / 2).mean()
+    truth = 1000 * (3.0 ** -2 + kyy - 2 * (2.0 ** -2 * np.exp(-((mu - y) ** 2).sum(1) / 4)).mean())
+    covered = percentile = 0
+    for r in range(40):
+        x = np.random.default_rng(100 + r).normal(size=(n, d)) + mu
+        ci = bootstrap_cmmd(x, y, b=100, seed=r, sigma=1.0)
+        covered += ci["low"] <= truth <= ci["high"]
+        percentile += 2 * ci["estimate"] - ci["high"] <= truth <= 2 * ci["estimate"] - ci["low"]
+    assert covered >= 34 and percentile <= 6, (covered, percentile)
+
+
 def test_eval_reports_intervals_fid_infinity_and_vendi_from_the_same_pass(tmp_path, capsys):
     """The pass's own per-image features, saved, give back every new number through the functions above."""
     from conftest import random_images, tiny_extractor, write_images
@@ -182,6 +219,45 @@ def test_report_shows_value_plus_minus_half_width_where_an_interval_exists(tmp_p
     r = CliRunner().invoke(app, ["report", str(tmp_path / "with.json"), "--format", "csv", "--out", str(tmp_path / "t.csv")])
     header = (tmp_path / "t.csv").read_text().splitlines()[0].split(",")
     assert r.exit_code == 0 and any(h.startswith("fd_") and h.endswith("_pm") for h in header), header
+
+
+def test_report_gives_each_metric_beyond_fid_a_column_with_its_interval(tmp_path, monkeypatch):
+    """eval's real results with Vendi and ImageReward (bootstrap on): report's table gains their columns, each cell
+    the value with its ± where the metric has an interval, in md and CSV; a metric no result has gets no column."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import random_images, tiny_extractor, write_images
+    from sidbench.cli.app import app
+    from sidbench.eval.api import EvalConfig, evaluate
+    from sidbench.eval.bootstrap import spread
+    from sidbench.eval.metrics import image_reward as IR
+
+    real = IR.load_image_reward_scorer
+    monkeypatch.setattr(IR, "load_image_reward_scorer", lambda **kw: real(**kw, **_IR_SMALL))
+    write_images(tmp_path / "gen", random_images(16, 1))
+    write_images(tmp_path / "ref", random_images(16, 2))
+    (tmp_path / "p.txt").write_text("".join(f"prompt number {i}\n" for i in range(16)))
+    evaluate(str(tmp_path / "gen"), str(tmp_path / "ref"), EvalConfig(
+        bootstrap=30, vendi=True, image_reward=True, prompts=str(tmp_path / "p.txt"), random_weights=True,
+        use_cache=False, progress=False), extractor=tiny_extractor(), out=str(tmp_path / "a.json"), subject={"name": "a"})
+    res = json.loads((tmp_path / "a.json").read_text())
+    ir = res["metrics"]["image_reward"]
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "a.json"), "--out", str(tmp_path / "t.md")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "t.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Protocol"))
+    assert "ImageReward" in header and "Vendi" in header and "CMMD" not in header and "HPS" not in header
+    assert f"{ir['value']:.3f} ± {spread(ir['interval']):.3f}" in md
+    import re
+
+    assert re.search(rf"\|\s*{res['metrics']['vendi']['value']:.2f}\s*\|", md)  # no interval: the value alone
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "a.json"), "--format", "csv", "--out", str(tmp_path / "t.csv")])
+    rows = (tmp_path / "t.csv").read_text().splitlines()
+    cols = rows[0].split(",")
+    assert {"image_reward", "image_reward_pm", "vendi"} <= set(cols) and "vendi_pm" not in cols
+    assert float(rows[1].split(",")[cols.index("image_reward")]) == pytest.approx(ir["value"], abs=5e-4)
 
 
 def test_paired_comparison_known_cases_and_null_calibration():
@@ -543,6 +619,204 @@ def test_eval_hps_and_pickscore_per_image_equal_the_references_restated(tmp_path
     assert rows[0][-2:] == ["hps", "pickscore"]
     assert [float(r[-2]) for r in rows[1:]] == pytest.approx(lit_h, rel=1e-5)
     assert [float(r[-1]) for r in rows[1:]] == pytest.approx(lit_p, rel=1e-4)
+
+
+# --- ImageReward -----------------------------------------------------------------------------------------------
+
+_IR_SMALL = dict(vision=dict(embed_dim=48, depth=2, num_heads=3, patch_size=32),
+                 text=dict(encoder_hidden_size=48, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64))
+
+
+def _image_reward_restated(sd, pixels, ids, mask, vit_heads, bert_heads):
+    """THUDM/ImageReward ImageReward.score, restated on the state dict: BLIP vit.py (pre-norm blocks, eps 1e-6,
+    all tokens after the final norm), med.py BertModel in mode 'multimodal' (word + position embeddings,
+    post-norm layers, additive (1 - mask) * -10000 self-attention mask, cross-attention over every image token),
+    then the first token through the linear MLP and (r - mean) / std."""
+    import torch
+    import torch.nn.functional as F
+
+    def lin(x, p):
+        return F.linear(x, sd[p + ".weight"], sd[p + ".bias"])
+
+    def heads(x, n):
+        return x.view(x.shape[0], x.shape[1], n, -1).transpose(1, 2)
+
+    def attend(q, k, v, n, add_mask=0.0):
+        q, k, v = heads(q, n), heads(k, n), heads(v, n)
+        a = (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + add_mask).softmax(-1)
+        return (a @ v).transpose(1, 2).flatten(2)
+
+    v = "blip.visual_encoder."
+    x = F.conv2d(pixels, sd[v + "patch_embed.proj.weight"], sd[v + "patch_embed.proj.bias"], stride=32)
+    x = torch.cat([sd[v + "cls_token"].expand(len(x), -1, -1), x.flatten(2).transpose(1, 2)], 1) + sd[v + "pos_embed"]
+    d = x.shape[-1]
+    for i in range(len({k.split(".")[3] for k in sd if k.startswith(v + "blocks.")})):
+        b = f"{v}blocks.{i}."
+        h = F.layer_norm(x, (d,), sd[b + "norm1.weight"], sd[b + "norm1.bias"], 1e-6)
+        q, k, vv = lin(h, b + "attn.qkv").chunk(3, -1)
+        x = x + lin(attend(q, k, vv, vit_heads), b + "attn.proj")
+        h = F.layer_norm(x, (d,), sd[b + "norm2.weight"], sd[b + "norm2.bias"], 1e-6)
+        x = x + lin(F.gelu(lin(h, b + "mlp.fc1")), b + "mlp.fc2")
+    img = F.layer_norm(x, (d,), sd[v + "norm.weight"], sd[v + "norm.bias"], 1e-6)
+
+    t = "blip.text_encoder."
+    w = sd[t + "embeddings.word_embeddings.weight"].shape[1]
+    ln = lambda x, p: F.layer_norm(x, (w,), sd[p + ".weight"], sd[p + ".bias"], 1e-12)  # noqa: E731
+    h = ln(sd[t + "embeddings.word_embeddings.weight"][ids]
+           + sd[t + "embeddings.position_embeddings.weight"][: ids.shape[1]], t + "embeddings.LayerNorm")
+    add_mask = (1.0 - mask[:, None, None, :].float()) * -10000.0
+    for i in range(len({k.split(".")[4] for k in sd if k.startswith(t + "encoder.layer.")})):
+        L = f"{t}encoder.layer.{i}."
+        a = attend(lin(h, L + "attention.self.query"), lin(h, L + "attention.self.key"),
+                   lin(h, L + "attention.self.value"), bert_heads, add_mask)
+        h = ln(lin(a, L + "attention.output.dense") + h, L + "attention.output.LayerNorm")
+        c = attend(lin(h, L + "crossattention.self.query"), lin(img, L + "crossattention.self.key"),
+                   lin(img, L + "crossattention.self.value"), bert_heads)
+        h = ln(lin(c, L + "crossattention.output.dense") + h, L + "crossattention.output.LayerNorm")
+        h = ln(lin(F.gelu(lin(h, L + "intermediate.dense")), L + "output.dense") + h, L + "output.LayerNorm")
+    r = h[:, 0]
+    for j in (0, 2, 4, 6, 7):
+        r = lin(r, f"mlp.layers.{j}")
+    return ((r - 0.16717362830052426) / 1.0333394966054072).squeeze(-1)
+
+
+def test_image_reward_tokenizer_and_preprocessing_are_the_references():
+    """35 tokens with [CLS] first and [SEP] last when truncated; BLIP's [DEC] and [ENC] appended to the vocabulary;
+    torchvision's PIL Resize(224, bicubic) + CenterCrop(224) restated with PIL and round()."""
+    import torch
+    from PIL import Image
+
+    from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD
+    from sidbench.eval.metrics import image_reward as IR
+
+    s = IR.load_image_reward_scorer(random_weights=True, **_IR_SMALL)
+    tok = s.tokenizer
+    base = len(tok) - 2
+    assert tok.convert_tokens_to_ids(["[DEC]", "[ENC]"]) == [base, base + 1] and tok.bos_token_id == base
+    t = IR.tokenize(tok, ["A Cat", " ".join(["word"] * 100)])
+    ids = t["input_ids"]
+    assert ids.shape == (2, 35) and (ids[:, 0] == tok.cls_token_id).all() and ids[1, -1] == tok.sep_token_id
+    assert t["attention_mask"][0].tolist() == [1] * 6 + [0] * 29  # [CLS] a c ##a ##t [SEP], lower-cased
+    assert tok.convert_ids_to_tokens(ids[0, 1:6].tolist()) == ["a", "c", "##a", "##t", "[SEP]"]
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(200, 301, 3), dtype=np.uint8)
+    pil = Image.fromarray(img).resize((int(224 * 301 / 200), 224), Image.BICUBIC)
+    left, top = int(round((pil.width - 224) / 2.0)), 0
+    x = np.asarray(pil.crop((left, top, left + 224, top + 224))) / 255.0
+    ref = torch.tensor(((x - OPENAI_MEAN) / OPENAI_STD).transpose(2, 0, 1), dtype=torch.float32)
+    assert torch.allclose(IR.preprocess(img), ref, atol=1e-6)
+
+
+def test_eval_image_reward_per_image_equals_the_reference_restated(tmp_path, monkeypatch):
+    import torch
+
+    from conftest import random_images, write_images
+    from sidbench.eval.api import EvalConfig, evaluate
+    from sidbench.eval.metrics import image_reward as IR
+
+    real = IR.load_image_reward_scorer
+    monkeypatch.setattr(IR, "load_image_reward_scorer", lambda **kw: real(**kw, **_IR_SMALL))
+    imgs = random_images(5, 7)
+    write_images(tmp_path / "gen", imgs)
+    prompts = ["a red cube", "two dogs on a beach at sunset, highly detailed", "a bowl", "city at night", "x " * 60]
+    (tmp_path / "p.txt").write_text("".join(p + "\n" for p in prompts))
+    res = evaluate(str(tmp_path / "gen"), None, EvalConfig(
+        fid=False, image_reward=True, prompts=str(tmp_path / "p.txt"), random_weights=True, batch_size=2,
+        per_sample=str(tmp_path / "s.csv"), progress=False))
+    ours = real(random_weights=True, **_IR_SMALL)
+    with torch.no_grad():  # one image at a time, as ImageReward.score runs
+        sd = ours.model.state_dict()
+        lit = []
+        for im, p in zip(imgs, prompts):
+            t = IR.tokenize(ours.tokenizer, [p])
+            lit.append(float(_image_reward_restated(sd, IR.preprocess(im)[None], t["input_ids"], t["attention_mask"],
+                                                    3, 2)))
+    m = res["metrics"]["image_reward"]
+    assert m["value"] == pytest.approx(np.mean(lit), abs=1e-5) and m["n"] == 5 and m["model"]["random"]
+    rows = [r.split(",") for r in (tmp_path / "s.csv").read_text().splitlines()]
+    assert rows[0][-1] == "image_reward"
+    assert [float(r[-1]) for r in rows[1:]] == pytest.approx(lit, abs=1e-5)
+    assert np.ptp(lit) > 1e-4  # the images are told apart, so the per-image match means something
+
+
+def test_image_reward_checkpoint_loads_under_the_reference_keys(tmp_path):
+    """A state dict saved under the reference's names (plus the unused BLIP projections it also holds) loads
+    through the weights table, with the tokenizer folder, and scores as the network it came from."""
+    import torch
+
+    from sidbench.eval.metrics import image_reward as IR
+
+    src = IR.load_image_reward_scorer(random_weights=True, seed=3, **_IR_SMALL)
+    state = {**src.model.state_dict(), "blip.vision_proj.weight": torch.zeros(256, 48),
+             "blip.text_proj.weight": torch.zeros(256, 32)}
+    torch.save(state, tmp_path / "ImageReward.pt")
+    (tmp_path / "bert").mkdir()
+    IR.write_toy_vocab(str(tmp_path / "bert" / "vocab.txt"))
+    text = {k: v for k, v in _IR_SMALL["text"].items()}
+    text.update(vocab_size=len(src.tokenizer))
+    got = IR.load_image_reward_scorer(weights=str(tmp_path / "ImageReward.pt"), tokenizer=str(tmp_path / "bert"),
+                                      vision=_IR_SMALL["vision"], text=text)
+    assert got.info["sha256"] and got.info["random"] is False
+    imgs = [np.full((64, 64, 3), c, np.uint8) for c in (10, 200)]
+    assert torch.allclose(got.update(imgs, ["a", "b c"]), src.update(imgs, ["a", "b c"]), atol=1e-6)
+    torch.save({k: v for k, v in state.items() if not k.startswith("mlp.")}, tmp_path / "bad.pt")
+    with pytest.raises(Exception, match="not an ImageReward"):
+        IR.load_image_reward_scorer(weights=str(tmp_path / "bad.pt"), tokenizer=str(tmp_path / "bert"),
+                                    vision=_IR_SMALL["vision"], text=text)
+
+
+def test_image_reward_equals_the_image_reward_package(tmp_path):
+    """THUDM's image-reward 1.5 itself (its ImageReward.score, BLIP ViT, med.py BERT under transformers 4.46, in a
+    subprocess: tools/install-reference.sh) scores three images; its saved state dict loads as our checkpoint and
+    gives the same rewards; and its full-size ViT-L/16 and med_config BERT have our parameter names and shapes."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from sidbench.eval.metrics import image_reward as IR
+
+    root = Path(__file__).resolve().parents[1]
+    lib = Path(os.environ.get("SIDBENCH_REFERENCE_LIBS", root / ".venv-ref")) / "image-reward"
+    if not (lib / "ImageReward" / "ImageReward.py").is_file():
+        pytest.skip(f"image-reward reference not installed in {lib} (bash tools/install-reference.sh)")
+    vocab = IR.write_toy_vocab(str(tmp_path / "vocab.txt"))
+    n_vocab = len(IR.blip_tokenizer(vocab))
+    med = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+           "hidden_dropout_prob": 0.1, "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
+           "layer_norm_eps": 1e-12, "max_position_embeddings": 512, "model_type": "bert", "num_attention_heads": 12,
+           "num_hidden_layers": 12, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": 30524,
+           "encoder_width": 768, "add_cross_attention": True}  # THUDM/ImageReward med_config.json, as published
+    (tmp_path / "med_full.json").write_text(json.dumps(med))
+    small = dict(vocab_size=n_vocab, num_hidden_layers=2, intermediate_size=128)  # the MLP needs width 768
+    (tmp_path / "med.json").write_text(json.dumps({**med, **small}))
+    vit = dict(embed_dim=64, depth=2, num_heads=4, patch_size=16)
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(3, 200, 300, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    prompts = ["a cat", "Two dogs on a beach, at sunset!", "word " * 50]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, str(Path(__file__).parent / "reference" / "image_reward_package.py"), str(lib),
+                          vocab, str(tmp_path / "med.json"), str(tmp_path / "med_full.json"), str(tmp_path),
+                          str(tmp_path / "images.npy"), str(tmp_path / "prompts.json"), json.dumps(vit)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ref = json.loads((tmp_path / "reference.json").read_text())
+    ours = IR.load_image_reward_scorer(weights=str(tmp_path / "ImageReward.pt"), tokenizer=vocab,
+                                       vision={k: v for k, v in vit.items()},
+                                       text=dict(small, encoder_hidden_size=64))
+    got = ours.update(list(images), prompts)
+    assert got.tolist() == pytest.approx(ref["scores"], abs=2e-5) and np.ptp(ref["scores"]) > 0.1
+    with torch.device("meta"):
+        full = IR.ImageRewardNet()
+    shapes = {k: list(v.shape) for k, v in full.state_dict().items() if not k.startswith("mlp.")}
+    theirs = {k: v for k, v in ref["full_shapes"].items() if not k.endswith("embeddings.position_ids")}
+    assert shapes == theirs
 
 
 # --- LPIPS diversity ------------------------------------------------------------------------------------------

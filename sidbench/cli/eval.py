@@ -66,6 +66,9 @@ def eval_cmd(
     hps_weights: Annotated[Optional[str], _opt("--hps-weights", metavar="PATH", panel=EXTRACTOR, help="Local HPS_v2.1_compressed.pt (or v2.0).")] = None,
     pickscore: Annotated[bool, _opt("--pickscore", panel=METRICS, help="PickScore v1 (needs --prompts), per image and mean.")] = False,
     pickscore_weights: Annotated[Optional[str], _opt("--pickscore-weights", metavar="PATH", panel=EXTRACTOR, help="Local transformers folder of PickScore_v1.")] = None,
+    image_reward: Annotated[bool, _opt("--image-reward", panel=METRICS, help="ImageReward v1.0 (needs --prompts), per image and mean.")] = False,
+    image_reward_weights: Annotated[Optional[str], _opt("--image-reward-weights", metavar="PATH", panel=EXTRACTOR, help="Local ImageReward.pt.")] = None,
+    image_reward_tokenizer: Annotated[Optional[str], _opt("--image-reward-tokenizer", metavar="PATH", panel=EXTRACTOR, help="Local bert-base-uncased vocab.txt (or its folder).")] = None,
     images_per_prompt: Annotated[Optional[int], _opt("--images-per-prompt", metavar="K", panel=DIVERSITY, help="Per-prompt LPIPS diversity: images come in groups of K per prompt (the list repeats each prompt K times).")] = None,
     lpips_weights: Annotated[Optional[str], _opt("--lpips-weights", metavar="PATH", panel=EXTRACTOR, help="Local LPIPS v0.1 alex.pth (default: the lpips package's copy).")] = None,
     lpips_alexnet_weights: Annotated[Optional[str], _opt("--lpips-alexnet-weights", metavar="PATH", panel=EXTRACTOR, help="Local torchvision alexnet-owt-7be5be79.pth.")] = None,
@@ -109,8 +112,8 @@ def eval_cmd(
     kimg: Annotated[Optional[float], _opt("--kimg", panel=LABELS, help="Training length in thousands of images.")] = None,
 ):
     """FID, KID, CLIP score, precision/recall (with density/coverage), FD-DINOv2, CMMD, the aesthetic score,
-    Vendi, FID-infinity and bootstrap intervals from one pass over the images, with a results file that says
-    how they were made."""
+    HPSv2, PickScore, ImageReward, LPIPS and Vendi diversity, FID-infinity and bootstrap intervals from one pass
+    over the images, with a results file that says how they were made."""
     from sidbench.core import distributed
     from sidbench.core.threads import set_threads
     from sidbench.eval.api import EvalConfig, evaluate
@@ -123,7 +126,8 @@ def eval_cmd(
                                 "(generate in memory)")
         threads = set_threads(threads)
         if fid is None:
-            fid = not ((clip or pr or aesthetic or fd_dinov2 or cmmd or hps or pickscore or images_per_prompt) and not kid)
+            fid = not ((clip or pr or aesthetic or fd_dinov2 or cmmd or hps or pickscore or image_reward or images_per_prompt)
+                        and not kid)
         cfg = EvalConfig(fid=fid, kid=kid, clip=clip, prompts=prompts, clip_variant=clip_variant, pr=pr, pr_k=pr_k,
                          pr_weights=pr_weights, density_coverage=density_coverage, clip_model=clip_model, clip_weights=clip_weights,
                          protocol=protocol, allow_deviation=allow_deviation, mode=mode, pre_resize=pre_resize,
@@ -136,7 +140,9 @@ def eval_cmd(
                          fd_dinov2=fd_dinov2, dinov2=f"dinov2-{dinov2_model}", dinov2_resize=dinov2_resize,
                          dinov2_weights=dinov2_weights, cmmd=cmmd, cmmd_weights=cmmd_weights, hps=hps,
                          hps_version=hps_version, hps_weights=hps_weights, pickscore=pickscore,
-                         pickscore_weights=pickscore_weights, images_per_prompt=images_per_prompt,
+                         pickscore_weights=pickscore_weights, image_reward=image_reward,
+                         image_reward_weights=image_reward_weights, image_reward_tokenizer=image_reward_tokenizer,
+                         images_per_prompt=images_per_prompt,
                          lpips_weights=lpips_weights, lpips_alexnet_weights=lpips_alexnet_weights, cache_dir=cache_dir,
                          use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,

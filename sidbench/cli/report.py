@@ -26,7 +26,7 @@ def report_cmd(
     curves: Annotated[Optional[str], typer.Option("--curves", rich_help_panel="Output", metavar="LOG", help="A distillation log (JSON Lines with kimg, fid, clip) to plot training curves from.")] = None,
     grid: Annotated[Optional[str], typer.Option("--grid", rich_help_panel="Output", metavar="PNG", help="A sample image grid (PNG) for the HTML page.")] = None,
     gallery: Annotated[Optional[str], typer.Option("--gallery", rich_help_panel="Gallery", metavar="HTML", help="Write the best and worst images of one result (evaluated with --per-sample) by a per-image score to this page.")] = None,
-    by: Annotated[Optional[str], typer.Option("--by", rich_help_panel="Gallery", metavar="SCORE", help="Score the gallery ranks by (clip, aesthetic, hps, pickscore; default: the first).")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", rich_help_panel="Gallery", metavar="SCORE", help="Score the gallery ranks by (clip, aesthetic, hps, pickscore, image_reward; default: the first).")] = None,
     top: Annotated[int, typer.Option("--top", rich_help_panel="Gallery", metavar="N", help="Images shown at each end of the gallery.")] = 8,
     include_not_comparable: Annotated[bool, typer.Option("--include-not-comparable", rich_help_panel="Rows", help="With --protocol: keep results marked not comparable in the table, flagged with † and their deviations (without --protocol they always are).")] = False,
 ):

@@ -87,6 +87,9 @@ class EvalConfig:
     hps_weights: str | None = None      # local HPS_v2.1_compressed.pt / HPS_v2_compressed.pt
     pickscore: bool = False             # PickScore v1 (exp(logit_scale) x cosine of a Pick-a-Pic-tuned CLIP ViT-H/14)
     pickscore_weights: str | None = None  # local transformers folder of yuvalkirstain/PickScore_v1 (+ its processor)
+    image_reward: bool = False          # ImageReward v1.0 (BLIP ViT-L/16 + cross-attending BERT, standardised reward)
+    image_reward_weights: str | None = None    # local ImageReward.pt (else the weights folder)
+    image_reward_tokenizer: str | None = None  # local bert-base-uncased vocab.txt or folder (else the weights folder)
     images_per_prompt: int | None = None  # K: per-prompt LPIPS diversity over groups of K consecutive images
     lpips_alexnet_weights: str | None = None  # local torchvision alexnet-owt-7be5be79.pth
     lpips_weights: str | None = None    # local LPIPS v0.1 alex.pth (else the lpips package's own copy, if installed)
@@ -96,6 +99,12 @@ class EvalConfig:
     @property
     def needs_reference(self) -> bool:
         return self.fid or self.kid or self.pr or self.fd_dinov2 or self.cmmd
+
+    @property
+    def preference_scores(self) -> tuple[str, ...]:
+        """The prompt-paired preference scores asked for, by results name."""
+        return tuple(n for n, on in (("hps", self.hps), ("pickscore", self.pickscore),
+                                     ("image_reward", self.image_reward)) if on)
 
     @property
     def keep_generated_features(self) -> bool:
@@ -265,7 +274,7 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
     fid_runner = runners.get("fid")
     if _is_stats(images):
         others = [n for n in runners if n != "fid"]
-        if others or cfg.clip or cfg.aesthetic or cfg.hps or cfg.pickscore:
+        if others or cfg.clip or cfg.aesthetic or cfg.preference_scores:
             what = ", ".join(LABELS[n] for n in others) or "CLIP, aesthetic and preference scores"
             raise SidbenchError(f"{what} need the generated images, not the statistics file {images} (it holds "
                                 f"only the FID extractor's statistics)")
@@ -294,7 +303,7 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
             random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device))
         consumers.append(aesthetic)
     paired = {}  # prompt-paired preference scores: name -> consumer
-    if cfg.hps or cfg.pickscore:
+    if cfg.preference_scores:
         from sidbench.eval.metrics import preference as P
 
         if not cfg.clip:
@@ -307,6 +316,13 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
             paired["pickscore"] = ClipConsumer(P.load_pickscore_scorer(
                 weights=cfg.pickscore_weights, random_weights=cfg.random_weights, seed=cfg.weights_seed,
                 device=cfg.device), prompts, keep_per_image=True)
+        if cfg.image_reward:
+            from sidbench.eval.metrics.image_reward import load_image_reward_scorer
+
+            paired["image_reward"] = ClipConsumer(load_image_reward_scorer(
+                weights=cfg.image_reward_weights, tokenizer=cfg.image_reward_tokenizer,
+                random_weights=cfg.random_weights, seed=cfg.weights_seed, device=cfg.device), prompts,
+                keep_per_image=True)
         consumers.extend(paired.values())
     diversity = None
     if cfg.images_per_prompt is not None:
@@ -365,7 +381,7 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
     if cfg.per_sample:
         if not per_image:
             raise SidbenchError("--per-sample writes per-image scores: ask for one (--clip, --aesthetic, --hps, "
-                                "--pickscore)")
+                                "--pickscore, --image-reward)")
         if distributed.is_main():
             from sidbench.eval.compare import write_per_sample
 
@@ -460,9 +476,9 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     cfg = resolved_mode(cfg, extractor)
     if (cfg.fid_infinity or cfg.vendi) and not cfg.fid:
         cfg = replace(cfg, fid=True)  # they read the FID features
-    if not (cfg.needs_reference or cfg.clip or cfg.aesthetic or cfg.hps or cfg.pickscore or cfg.images_per_prompt):
+    if not (cfg.needs_reference or cfg.clip or cfg.aesthetic or cfg.preference_scores or cfg.images_per_prompt):
         raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip, --pr, --fd-dinov2, --cmmd, "
-                            "--aesthetic, --hps and/or --pickscore")
+                            "--aesthetic, --hps, --pickscore, --image-reward and/or --images-per-prompt")
     prompts, prompts_md5 = None, None
     if cfg.prompts:
         from sidbench.data.prompts import read_prompts
@@ -474,7 +490,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         prompts_md5 = hashlib.md5("".join(p + "\n" for p in prompts).encode()).hexdigest()  # = the file's, one per line
     if prompts is None and getattr(images, "prompts", None) is not None:
         prompts = images.prompts  # generated in memory: the producer's own prompts
-    for flag, on in (("--clip", cfg.clip), ("--hps", cfg.hps), ("--pickscore", cfg.pickscore)):
+    for flag, on in (("--clip", cfg.clip), ("--hps", cfg.hps), ("--pickscore", cfg.pickscore),
+                     ("--image-reward", cfg.image_reward)):
         if on and prompts is None:
             raise SidbenchError(f"{flag} needs the prompt list the images were made from (--prompts FILE)")
     n_gen = count_images(images, cfg.n, cfg.array_key)
@@ -611,6 +628,11 @@ def _cmmd(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) -> 
                               "n_ref": refs.n, "sigma": C.SIGMA, "scale": C.SCALE, "extractor": cfg.cmmd_extractor,
                               "estimator": "biased (V-statistic, diagonal included), as the reference code",
                               "definition": C.DEFINITION}
+    if cfg.bootstrap:
+        from sidbench.eval.bootstrap import bootstrap_cmmd
+
+        res["metrics"]["cmmd"]["interval"] = bootstrap_cmmd(gen.ordered_features(), refs.ordered_features(),
+                                                            cfg.bootstrap, cfg.bootstrap_seed, cfg.confidence)
     if cfg.cmmd_extractor != "clip-vit-l14-336":
         R.mark_not_comparable(res, f"CMMD on {cfg.cmmd_extractor}, not the published CLIP ViT-L/14@336px")
 

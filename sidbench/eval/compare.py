@@ -18,7 +18,7 @@ import numpy as np
 from sidbench.core.atomic import atomic_path
 from sidbench.core.errors import SidbenchError
 
-SCORES = ("clip", "aesthetic", "hps", "pickscore")  # per-image scores an eval pass produces
+SCORES = ("clip", "aesthetic", "hps", "pickscore", "image_reward")  # per-image scores an eval pass produces
 
 
 def write_per_sample(path: str | os.PathLike, indices: list[int], prompts: list[str] | None,

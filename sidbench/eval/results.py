@@ -154,8 +154,9 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
                      f"N={f['n_gen']}/{f['n_ref']}, {f['extractor']}, {f['resize']} 224" + _interval_note(f)))
     if "cmmd" in m:
         c = m["cmmd"]
-        rows.append(("CMMD", f"{c['value']:.4f}", f"N={c['n_gen']}/{c['n_ref']}, {c['extractor']}, sigma {c['sigma']:g}, "
-                                                  f"x{c['scale']:g}, V-statistic"))
+        rows.append(("CMMD", f"{c['value']:.4f}" + _interval_text(c),
+                     f"N={c['n_gen']}/{c['n_ref']}, {c['extractor']}, sigma {c['sigma']:g}, x{c['scale']:g}, "
+                     f"V-statistic" + _interval_note(c)))
     if "aesthetic" in m:
         a = m["aesthetic"]
         rows.append(("Aesthetic", f"{a['value']:.4f}" + _interval_text(a),
@@ -168,6 +169,10 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
         p = m["pickscore"]
         rows.append(("PickScore", f"{p['value']:.4f}" + _interval_text(p), f"N={p['n']}, exp(logit_scale) x cosine"
                      + _interval_note(p)))
+    if "image_reward" in m:
+        r = m["image_reward"]
+        rows.append(("ImageReward", f"{r['value']:.4f}" + _interval_text(r),
+                     f"N={r['n']}, v1.0, standardised reward" + _interval_note(r)))
     if "lpips_diversity" in m:
         d = m["lpips_diversity"]
         rows.append(("LPIPS diversity", f"{d['value']:.4f}", f"{d['prompts']} prompts x {d['images_per_prompt']} images, "

@@ -41,7 +41,7 @@ def _sources(results_path: Path) -> tuple[dict, Path, Path]:
     per_sample = (res.get("outputs") or {}).get("per_sample")
     if not per_sample:
         raise SidbenchError(f"{results_path} has no per-image scores: evaluate with --per-sample FILE (and --clip, "
-                            f"--aesthetic, --hps or --pickscore) to make a gallery")
+                            f"--aesthetic, --hps, --pickscore or --image-reward) to make a gallery")
     folder = (res.get("inputs") or {}).get("generated", {}).get("path")
     if not folder or not os.path.isdir(folder):
         raise SidbenchError(f"{results_path}: the generated images' folder ({folder}) is not there; a gallery shows "

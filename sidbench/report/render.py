@@ -110,7 +110,8 @@ def _method_cell(x) -> str:
 
 def _legend(t: ReportTable) -> list[str]:
     lower = ", ".join(c.title for c in _value_columns(t) if c.lower_is_better) or "FID"
-    lines = [*t.notes, f"{lower}: lower is better; CLIP: higher is better. Best values in bold, marked only among "
+    higher = ", ".join(c.title for c in _value_columns(t) if not c.lower_is_better) or "CLIP"
+    lines = [*t.notes, f"{lower}: lower is better; {higher}: higher is better. Best values in bold, marked only among "
                        f"rows that can be compared (one protocol; custom: one reference set), never on reference "
                        f"rows or rows marked †."]
     if t.delta_to is not None:

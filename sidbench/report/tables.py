@@ -61,6 +61,40 @@ FID_COLUMN = MetricColumn("fid", "FID", True, DECIMALS["fid"])
 CLIP_COLUMN = MetricColumn("clip", "CLIP", False, DECIMALS["clip"])
 KID_COLUMN = MetricColumn("kid_x1000", KID_TITLE, True, DECIMALS["kid_x1000"])
 
+# The metrics beyond FID and CLIP, a column each where some row has them: (column, results key, value field).
+# HPS is shown x100 as its benchmark prints it, one column per version (v2.0 and v2.1 are not comparable).
+EXTRA_COLUMNS = (
+    (MetricColumn("fid_infinity", "FID∞", True, 2), "fid_infinity", "value"),
+    (MetricColumn("fd_dinov2", "FD-DINOv2", True, 2), "fd_dinov2", "value"),
+    (MetricColumn("cmmd", "CMMD", True, 3), "cmmd", "value"),
+    (MetricColumn("aesthetic", "Aesthetic", False, 2), "aesthetic", "value"),
+    (MetricColumn("hps_v2_0", "HPSv2.0 ×100", False, 2), "hps", "value_x100"),
+    (MetricColumn("hps_v2_1", "HPSv2.1 ×100", False, 2), "hps", "value_x100"),
+    (MetricColumn("pickscore", "PickScore", False, 2), "pickscore", "value"),
+    (MetricColumn("image_reward", "ImageReward", False, 3), "image_reward", "value"),
+    (MetricColumn("vendi", "Vendi", False, 2), "vendi", "value"),
+    (MetricColumn("lpips_diversity", "LPIPS div.", False, 3), "lpips_diversity", "value"),
+)
+
+EXTRA_KEYS = tuple(k for c, _, _ in EXTRA_COLUMNS for k in (c.key, f"{c.key}_pm"))
+
+
+def _extra_values(metrics: dict, inception: bool) -> dict:
+    """``{column key: value, column key + '_pm': half-width}`` of the extra metrics a result has."""
+    out = {}
+    for col, name, field_ in EXTRA_COLUMNS:
+        m = metrics.get(name)
+        if not m or m.get(field_) is None:
+            continue
+        if name == "hps" and col.key != f"hps_{str(m.get('version')).replace('.', '_')}":
+            continue
+        if name == "fid_infinity" and not inception:  # an FD-infinity on another network is not FID-infinity
+            continue
+        out[col.key] = m[field_]
+        ci = _half_width(m)
+        out[f"{col.key}_pm"] = None if ci is None else (100 * ci if field_ == "value_x100" else ci)
+    return out
+
 
 # --------------------------------------------------------------------------------------------- loading
 
@@ -167,14 +201,17 @@ def load_results(paths: Iterable[str | Path], *, relative_to: str | Path | None 
             "reference_set": _reference_set(res),
             "n_gen": fid.get("n_gen", clip.get("n")),
             "source": f"ours ({shown_path(path, relative_to)})",
+            **{k: None for c, _, _ in EXTRA_COLUMNS for k in (c.key, f"{c.key}_pm")},
+            **_extra_values(metrics, net is None),
             "path": str(path),
         })
     df = pd.DataFrame(rows, columns=["name", "method", "teacher", "steps", "guidance", "kimg", "protocol",
                                      "comparable", "deviations", "fid", "clip", "fid_pm", "clip_pm", "fd_pm", "kid", "fd",
                                      "kd", "fd_network",
                                      "kid_std", "kid_whole_set", "reference", "reference_set", "n_gen", "source",
-                                     "path"])
-    for col in ("steps", "kimg", "fid", "clip", "fid_pm", "clip_pm", "fd_pm", "kid", "fd", "kd", "kid_std", "n_gen"):
+                                     "path", *EXTRA_KEYS])
+    for col in ("steps", "kimg", "fid", "clip", "fid_pm", "clip_pm", "fd_pm", "kid", "fd", "kd", "kid_std", "n_gen",
+                *EXTRA_KEYS):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     df["reference"] = df["reference"].astype(bool)
     df["kid_whole_set"] = df["kid_whole_set"].astype(bool)
@@ -344,7 +381,8 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
                      "kd_x1000": None if pd.isna(r.kd) else r.kd * 1000, "fd_network": net,
                      "reference": bool(r.reference), "ours": True, "comparable": comparable,
                      "deviations": deviations, "source": r.source, "note": "", "path": r.path,
-                     "_refset": refset, "_whole": bool(r.kid_whole_set)})
+                     "_refset": refset, "_whole": bool(r.kid_whole_set),
+                     **{k: getattr(r, k) for k in EXTRA_KEYS}})
     own_protocols = list(dict.fromkeys(k["protocol"] for k in kept))
     if published is not None and len(published):
         wanted = [protocol] if filtered else own_protocols
@@ -364,7 +402,8 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
                          "reference": False, "ours": False, "comparable": True, "deviations": "",
                          "source": r.source, "note": r.note, "path": None, "_refset": None, "_whole": False})
     networks = list(dict.fromkeys(k["fd_network"] for k in kept if k["fd_network"] is not None))
-    columns = [FID_COLUMN, CLIP_COLUMN, KID_COLUMN] + [c for n in networks for c in network_columns(n)]
+    columns = [FID_COLUMN, CLIP_COLUMN, KID_COLUMN] + [c for n in networks for c in network_columns(n)] + [
+        c for c, _, _ in EXTRA_COLUMNS]
     for k in kept:                                       # each network's distances in its own columns
         for n in networks:
             fd_col, kd_col = network_columns(n)
@@ -372,7 +411,8 @@ def build_table(ours: pd.DataFrame, published: pd.DataFrame | None, protocol: st
             k[fd_col.key], k[kd_col.key] = (k["fd"], k["kd_x1000"]) if mine else (None, None)
             k[f"{fd_col.key}_pm"] = k["fd_pm"] if mine else None
     value_keys = [c.key for c in columns]
-    pm_keys = ["fid_pm", "clip_pm", *(f"{network_columns(n)[0].key}_pm" for n in networks)]  # interval half-widths
+    pm_keys = ["fid_pm", "clip_pm", *(f"{network_columns(n)[0].key}_pm" for n in networks),  # interval half-widths
+               *(f"{c.key}_pm" for c, _, _ in EXTRA_COLUMNS)]
     cols = ["label", "protocol", "group", "method", "name", "teacher", "steps", "guidance", "kimg", "prompts",
             *value_keys, *pm_keys, "fd_network", "reference", "ours", "comparable", "deviations", "source", "note",
             "path", "_refset", "_whole"]

@@ -72,6 +72,13 @@ WEIGHTS: dict[str, WeightsSpec] = {w.name: w for w in [
     *[WeightsSpec(f"hpsv2-{v}", f, f"https://huggingface.co/xswu/HPSv2/resolve/main/{f}",
                   f"HPS{v} human-preference score (OpenCLIP ViT-H-14 state dict)")
       for v, f in (("v2.0", "HPS_v2_compressed.pt"), ("v2.1", "HPS_v2.1_compressed.pt"))],
+    # ImageReward v1.0 (THUDM/ImageReward utils.py): the checkpoint from HF THUDM/ImageReward and BLIP's tokenizer
+    # vocabulary (bert-base-uncased); neither hash is published, the file's own is recorded.
+    WeightsSpec("imagereward-v1.0", "ImageReward.pt", "https://huggingface.co/THUDM/ImageReward/resolve/main/ImageReward.pt",
+                "ImageReward v1.0 (BLIP ViT-L/16 + BERT reward model state dict)"),
+    WeightsSpec("bert-base-uncased-vocab", "bert-base-uncased-vocab.txt",
+                "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt",
+                "ImageReward's tokenizer (the bert-base-uncased WordPiece vocabulary; BLIP adds [DEC] and [ENC])"),
     # LPIPS diversity: torchvision's AlexNet and LPIPS v0.1's linear layers (hashed from the repository,
     # docs/spec/metrics-beyond-fid.md section 5); the pip package lpips ships the latter.
     WeightsSpec("alexnet-torchvision", "alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
