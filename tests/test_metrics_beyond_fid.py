@@ -852,6 +852,8 @@ def test_lpips_equals_the_lpips_package_with_its_own_linear_weights():
 
 
 def test_eval_lpips_diversity_is_the_mean_over_prompts_of_all_pairs(tmp_path):
+    import dataclasses
+
     import torch
 
     from conftest import random_images, write_images
@@ -872,6 +874,12 @@ def test_eval_lpips_diversity_is_the_mean_over_prompts_of_all_pairs(tmp_path):
         per = [np.mean([float(theirs(x[3 * g + i], x[3 * g + j])) for i, j in ((0, 1), (0, 2), (1, 2))]) for g in range(3)]
     assert per[1] == 0 and d["value"] == pytest.approx(np.mean(per), rel=1e-5)
     assert d["prompts"] == 3 and d["pairs_per_prompt"] == 3
+    b = evaluate(str(tmp_path / "gen"), None, dataclasses.replace(cfg, bootstrap=50))["metrics"]["lpips_diversity"]
+    from sidbench.eval.bootstrap import bootstrap_mean  # the interval resamples prompts, never single images
+
+    ci = bootstrap_mean(per, 50, 0)
+    assert b["interval"]["method"].endswith("over prompts")
+    assert (b["interval"]["low"], b["interval"]["high"]) == pytest.approx((ci["low"], ci["high"]), rel=1e-5)
     (tmp_path / "q.txt").write_text("".join(p + "\n" for p in prompts[1:] + ["x"]))  # groups no longer share a prompt
     with pytest.raises(Exception, match="its group's"):
         evaluate(str(tmp_path / "gen"), None, EvalConfig(fid=False, images_per_prompt=3, prompts=str(tmp_path / "q.txt"),

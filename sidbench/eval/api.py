@@ -360,6 +360,12 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
         per_image["aesthetic"] = aesthetic.values
     if diversity is not None:
         res["metrics"]["lpips_diversity"] = diversity.result(n_used + skipped["count"])
+        if cfg.bootstrap:  # resampling prompts: a prompt's K images stay together
+            from sidbench.eval.bootstrap import bootstrap_mean
+
+            res["metrics"]["lpips_diversity"]["interval"] = dict(bootstrap_mean(
+                [diversity.groups[g] for g in sorted(diversity.groups)], cfg.bootstrap, cfg.bootstrap_seed,
+                cfg.confidence), method="percentile bootstrap over prompts")
         if diversity.info.get("random"):
             _mark_random(res, "the LPIPS network")
     for name, c in paired.items():

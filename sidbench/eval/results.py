@@ -175,8 +175,9 @@ def table_rows(results: dict) -> list[tuple[str, str, str]]:
                      f"N={r['n']}, v1.0, standardised reward" + _interval_note(r)))
     if "lpips_diversity" in m:
         d = m["lpips_diversity"]
-        rows.append(("LPIPS diversity", f"{d['value']:.4f}", f"{d['prompts']} prompts x {d['images_per_prompt']} images, "
-                     f"all pairs, AlexNet v0.1, {d['resolution']}"))
+        rows.append(("LPIPS diversity", f"{d['value']:.4f}" + _interval_text(d),
+                     f"{d['prompts']} prompts x {d['images_per_prompt']} images, all pairs, AlexNet v0.1, "
+                     f"{d['resolution']}" + _interval_note(d)))
     if "vendi" in m:
         v = m["vendi"]
         rows.append(("Vendi", f"{v['value']:.3f}", f"N={v['n']}, cosine kernel on {v['features']} features, q={v['q']}"))
