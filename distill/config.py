@@ -16,7 +16,16 @@ from sidbench.core.errors import SidbenchError
 TRACKERS = ("tensorboard", "wandb")
 PRECISIONS = ("fp32", "bf16", "fp16", "fp16-pure")
 INTERVAL_KEYS = ("cfg_train_fake_interval", "cfg_eval_fake_interval", "cfg_eval_real_interval")
-PRESETS = ("lsg", "guidance_interval", "preset")  # keys that set several fields at once
+PRESETS = ("lsg", "guidance", "guidance_interval", "preset")  # keys that set several fields at once
+
+# Guidance strategies over the four scales and the fake score's text switch (docs/spec/few-step-sid.md section 4).
+# K is the strategy's scale; a strategy without one takes none.
+GUIDANCE = {
+    "lsg": "k1 = k2 = k4 = K: long and short guidance (SiD-LSG, arXiv 2406.01561)",
+    "teacher-cfg": "k4 = K, k1 = k2 = 1: CFG in the teacher only (long guidance; DMD, SwiftBrush)",
+    "zero-cfg": "k1 = k2 = k4 = 1 and a text-free fake score (few-step SiD, arXiv 2505.12674)",
+    "anti-cfg": "k2 = -K, k1 = k4 = 1: negative CFG in the fake score (few-step SiD, arXiv 2505.12674)",
+}
 
 
 def setting(default, help: str, *, trajectory: bool = False, panel: str = "Run", choices: tuple[str, ...] | None = None,
@@ -57,10 +66,12 @@ class DistillConfig:
     cfg_eval_fake_interval: str = setting("", "Where k2 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
     cfg_eval_real_interval: str = setting("", "Where k4 applies.", trajectory=True, panel="Guidance (LSG)", metavar="T_LO,T_HI")
     embedded_guidance: float | None = setting(None, "FLUX.1-dev's guidance input (a network input, not CFG) for all three networks; default: the pipeline's 3.5. Teachers without a guidance embedding refuse it.", trajectory=True, panel="Guidance (LSG)")
+    fake_conditioning: str = setting("text", "The fake score's prompt: text (SiD-LSG), or none: every fake-score call gets the empty prompt (Zero-CFG's text-free fake score).", trajectory=True, panel="Guidance (LSG)", choices=("text", "none"))
     prompt_dropout: float = setting(0.1, 'Phase A: share of prompts replaced by "" (only when k1 != 1 or k2 != 1).', trajectory=True, panel="Guidance (LSG)")
     # The method.
     alpha: float = setting(1.0, "SiD alpha (1.2 in SiD; 1.0 in every published SiD-LSG run).", trajectory=True, panel="Method")
     t_init: int = setting(625, "Generator timestep (EDM sigma_init = 2.5).", trajectory=True, panel="Method")
+    gen_steps: int = setting(1, "Few-step generator: K steps at t_i = t_init (1 - i/K); each iteration trains on the output of K' ~ U{1..K} steps, so the uniform mixture of all step counts matches the data (few-step SiD, arXiv 2505.12674; docs/spec/few-step-sid.md). 1: SiD-LSG's one step.", trajectory=True, panel="Method")
     t_min: int = setting(20, "Training timesteps t ~ U{t_min..t_max}, per sample.", trajectory=True, panel="Method")
     t_max: int = setting(979, "Upper end of the training timesteps t ~ U{t_min..t_max} (the reference: 979).", trajectory=True, panel="Method")
     t_sampling: str = setting("uniform", "How training times are drawn: uniform grid times t ~ U{t_min..t_max} (SiD-LSG), or logit-normal sigma = sigmoid(n), n ~ N(t_logit_mean, t_logit_std^2), at the nearest grid time in t_min..t_max (the SiD-DiT code; flow-matching teachers only).", trajectory=True, panel="Method", choices=("uniform", "logit-normal"))
@@ -125,6 +136,10 @@ class DistillConfig:
             problems.append(f"t_sampling must be uniform or logit-normal, got {self.t_sampling!r}")
         if self.gen_weighting not in ("sid", "1-minus-sigma"):
             problems.append(f"gen_weighting must be sid or 1-minus-sigma, got {self.gen_weighting!r}")
+        if self.fake_conditioning not in ("text", "none"):
+            problems.append(f"fake_conditioning must be text or none, got {self.fake_conditioning!r}")
+        if not 1 <= self.gen_steps <= 4:
+            problems.append(f"gen_steps must be 1..4 (the few-step papers' range), got {self.gen_steps}")
         if not self.t_logit_std > 0:
             problems.append("t_logit_std must be positive")
         if not 0 <= self.prompt_dropout < 1:
@@ -155,6 +170,27 @@ def apply_lsg(values: dict, k: float | None) -> dict:
     out = {"cfg_train_fake": k, "cfg_eval_fake": k, "cfg_eval_real": k}
     out.update(values)
     return out
+
+
+def guidance_values(spec: str | None) -> dict:
+    """'lsg:1.5', 'teacher-cfg:3', 'zero-cfg', 'anti-cfg:1' -> the fields the strategy sets (``GUIDANCE``)."""
+    if spec is None:
+        return {}
+    name, _, scale = str(spec).strip().partition(":")
+    if name not in GUIDANCE:
+        raise SidbenchError(f"guidance {spec!r}: expected one of {', '.join(GUIDANCE)} (with ':K' for a scale), "
+                            f"e.g. lsg:1.5, teacher-cfg:3, zero-cfg, anti-cfg:1")
+    if (name == "zero-cfg") != (scale == ""):
+        raise SidbenchError(f"guidance {spec!r}: " + ("zero-cfg takes no scale" if scale else f"{name} needs a scale, "
+                                                      f"e.g. {name}:1.5"))
+    try:
+        k = float(scale) if scale else 1.0
+    except ValueError:
+        raise SidbenchError(f"guidance {spec!r}: the scale {scale!r} is not a number") from None
+    return {"lsg": dict(cfg_train_fake=k, cfg_eval_fake=k, cfg_eval_real=k, fake_conditioning="text"),
+            "teacher-cfg": dict(cfg_train_fake=1.0, cfg_eval_fake=1.0, cfg_eval_real=k, fake_conditioning="text"),
+            "zero-cfg": dict(cfg_train_fake=1.0, cfg_eval_fake=1.0, cfg_eval_real=1.0, fake_conditioning="none"),
+            "anti-cfg": dict(cfg_train_fake=1.0, cfg_eval_fake=-k, cfg_eval_real=1.0, fake_conditioning="text")}[name]
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -209,10 +245,15 @@ def resolve(file: str | None = None, overrides: dict | None = None, lsg: float |
         raise SidbenchError(f"unknown config key(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(field_names()))}")
     cli_lsg = given.pop("lsg", None) if lsg is None else lsg
     cli_interval = given.pop("guidance_interval", None)
+    cli_guidance = given.pop("guidance", None)
+    if cli_guidance is not None and cli_lsg is not None:
+        raise SidbenchError("give --lsg K or --guidance STRATEGY, not both (--guidance lsg:K is --lsg K)")
+    values = {**guidance_values(values.pop("guidance", None)), **values}  # in the file: below its own fields
     merged = apply_lsg(values, values.pop("lsg", None))        # in the file: per-scale values beat its presets
     merged = apply_interval(merged, merged.pop("guidance_interval", None))
     if cli_lsg is not None:                                     # a CLI --lsg beats the file's scales
         merged.update(cfg_train_fake=cli_lsg, cfg_eval_fake=cli_lsg, cfg_eval_real=cli_lsg)
+    merged.update(guidance_values(cli_guidance))                # a CLI strategy beats the file's scales
     if cli_interval is not None:
         merged.update({k: cli_interval for k in INTERVAL_KEYS})
     merged.update(given)                                        # explicit CLI fields beat everything

@@ -22,7 +22,7 @@ from distill.config import DistillConfig, trajectory_keys
 from distill.ema import ema_beta, ema_update
 from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
-from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices
+from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
 from sidbench.core import distributed, logkeys
 from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
@@ -120,7 +120,8 @@ class Trainer:
         self.loss = SiDLoss(self.diffusion, k1=cfg.cfg_train_fake, k2=cfg.cfg_eval_fake, k4=cfg.cfg_eval_real,
                             alpha=cfg.alpha, w_min=cfg.w_min, interval1=parse_interval(cfg.cfg_train_fake_interval),
                             interval2=parse_interval(cfg.cfg_eval_fake_interval),
-                            interval4=parse_interval(cfg.cfg_eval_real_interval), weighting=cfg.gen_weighting)
+                            interval4=parse_interval(cfg.cfg_eval_real_interval), weighting=cfg.gen_weighting,
+                            fake_text=cfg.fake_conditioning == "text")
         flow_only = [f"{k} {getattr(cfg, k)}" for k, plain in (("t_sampling", "uniform"), ("gen_weighting", "sid"))
                      if getattr(cfg, k) != plain]
         if flow_only and not isinstance(self.diffusion, FlowMatching):
@@ -132,6 +133,7 @@ class Trainer:
             self._t_of_normal = lambda n: fm.index_of(1 / (1 + math.exp(-(m + sd * n))))
         self.latent_shape = self.base.latent_shape()
         self.iteration, self.cur_nimg, self.nonfinite_streak = 0, 0, 0
+        self.steps_now = 1  # K' of the current iteration (few-step generators)
         self.proxy_tools: dict = {}  # proxy FID extractor and CLIP scorer, loaded at the first proxy
         dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)  # fp16-pure: no autocast
@@ -169,7 +171,14 @@ class Trainer:
         texts = [self.prompts[j] for j in prompt_indices(c.seed, self.iteration, phase, c.batch, idx, len(self.prompts))]
         texts = ["" if d else p for p, d in zip(texts, drop)]
         dev = self.base.device
+        self._noises = [n.to(dev) for n in step_noises(c.seed, self.iteration, phase, idx, self.latent_shape,
+                                                        self.steps_now)]
         return z.to(dev), eps.to(dev), t.to(dev), self.embed(texts), torch.tensor(drop, dtype=torch.bool)
+
+    def generate(self, z: torch.Tensor, cond) -> torch.Tensor:
+        """The generator's output for this iteration's K' steps (one step: SiD-LSG's x_g)."""
+        c = self.cfg
+        return self.diffusion.few_step(self.generator, z, cond, c.t_init, self.steps_now, c.gen_steps, self._noises)
 
     def _sync(self, params, *scalars: float) -> list[float]:
         """Sum gradients (and scalars) over processes: every loss is already divided by the global batch."""
@@ -189,7 +198,7 @@ class Trainer:
         for idx in self._chunks():
             z, eps, t, cond, dropped = self._batch(PHASE_FAKE, idx, dropout)
             with torch.no_grad(), self.autocast():
-                x_g = self.diffusion.one_step(self.generator, z, cond, c.t_init)
+                x_g = self.generate(z, cond)
             with self.autocast():
                 loss, bad, per_sample = self.loss.fake_score_loss(self.fake, x_g, t, eps, cond, self.embed.empty,
                                                                   c.batch)
@@ -224,7 +233,7 @@ class Trainer:
             for idx in self._chunks():
                 z, eps, t, cond, _ = self._batch(PHASE_GEN, idx, 0.0)
                 with self.autocast():
-                    x_g = self.diffusion.one_step(self.generator, z, cond, c.t_init)
+                    x_g = self.generate(z, cond)
                     loss, diag = self.loss.generator_loss(self.fake, self.teacher, x_g, t, eps, cond, self.embed.empty,
                                                           c.batch)
                 self.scaler.scale(loss).backward()  # also when every sample was dropped: zero gradients, same on all ranks
@@ -262,8 +271,11 @@ class Trainer:
 
     # -- one iteration ----------------------------------------------------------------------------------
     def step(self) -> dict:
+        self.steps_now = steps_this_iteration(self.cfg.seed, self.iteration, self.cfg.gen_steps)
         stats = self.phase_fake()
         stats.update(self.phase_gen())
+        if self.cfg.gen_steps > 1:
+            stats["gen_steps_drawn"] = self.steps_now
         # The reference's ramp reads the image count before this iteration's increment (the first update copies G);
         # its fp16 mode trains without EMA (the EMA is the generator).
         beta = 0.0 if self.pure_fp16 else ema_beta(self.cfg.batch, self.cur_nimg, self.cfg.ema_mimg, self.cfg.ema_rampup)
@@ -453,7 +465,9 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 bar.set_postfix(loss_fake=f"{stats['loss_fake']:.3g}", loss_gen=f"{stats['loss_gen']:.3g}",
                                 gap="n/a" if gap is None else f"{gap:.3g}")
             if main and cfg.grid_every and it % cfg.grid_every == 0:
-                sample_grid(trainer, run / "grids" / f"grid-{it:08d}.png")
+                for n in range(1, cfg.gen_steps + 1):  # a few-step generator: one grid per step count
+                    name = f"grid-{it:08d}.png" if cfg.gen_steps == 1 else f"grid-{it:08d}-{n}step.png"
+                    sample_grid(trainer, run / "grids" / name, steps=n)
             if main and cfg.snapshot_every and it % cfg.snapshot_every == 0:
                 snapshot(trainer, run)
             if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
@@ -490,15 +504,22 @@ def snapshot(trainer: Trainer, run: Path) -> Path:
     return out
 
 
-def sample_grid(trainer: Trainer, path: Path, n: int = 16) -> None:
+def ema_sampler(trainer: Trainer, steps: int | None = None):
+    """A sampler of (a copy of) the EMA generator as ``generate`` would build it: ``steps`` of its K (default K)."""
+    from sidbench.gen.sampling import OneStepSampler
+
+    c = trainer.cfg
+    return OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=c.t_init,
+                          embedded_guidance=c.embedded_guidance, steps=steps or c.gen_steps, grid=c.gen_steps)
+
+
+def sample_grid(trainer: Trainer, path: Path, n: int = 16, steps: int | None = None) -> None:
     import numpy as np
     from PIL import Image
 
     from sidbench.core.atomic import atomic_path
-    from sidbench.gen.sampling import OneStepSampler
 
-    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=trainer.cfg.t_init,
-                             embedded_guidance=trainer.cfg.embedded_guidance)
+    sampler = ema_sampler(trainer, steps)
     prompts = [trainer.prompts[i % len(trainer.prompts)] for i in range(n)]
     images = sampler.sample(prompts, list(range(n)))
     side = int(math.ceil(math.sqrt(n)))
@@ -516,7 +537,6 @@ def proxy_metrics(trainer: Trainer) -> dict:
     from sidbench.eval.api import EvalConfig, evaluate, make_extractor
     from sidbench.gen.generate import GeneratedImages
     from sidbench.eval.metrics.clip_score import load_clip_scorer
-    from sidbench.gen.sampling import OneStepSampler
 
     c = trainer.cfg
     if not c.proxy_ref:
@@ -529,12 +549,13 @@ def proxy_metrics(trainer: Trainer) -> dict:
     if c.proxy_clip and "clip" not in tools:
         tools["clip"] = load_clip_scorer(ecfg.clip_variant, ecfg.clip_model, weights=ecfg.clip_weights,
                                          random_weights=ecfg.random_weights, seed=ecfg.weights_seed, device=c.device)
-    sampler = OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=c.t_init,
-                             embedded_guidance=c.embedded_guidance)
     prompts = trainer.prompts[:c.proxy_prompts]
-    res = evaluate(GeneratedImages(sampler, prompts, batch_size=max(1, c.batch_per_device)), c.proxy_ref, ecfg,
-                   extractor=tools["extractor"], clip_scorer=tools.get("clip"))
-    out = {logkeys.PROXY_FID: res["metrics"]["fid"]["value"], logkeys.PROXY_N: len(prompts)}
-    if c.proxy_clip:
-        out[logkeys.PROXY_CLIP] = res["metrics"]["clip"]["value"]
+    out = {logkeys.PROXY_N: len(prompts)}
+    for n in range(c.gen_steps, 0, -1):  # K steps under the plain keys (what generate makes); fewer beside them
+        res = evaluate(GeneratedImages(ema_sampler(trainer, n), prompts, batch_size=max(1, c.batch_per_device)),
+                       c.proxy_ref, ecfg, extractor=tools["extractor"], clip_scorer=tools.get("clip"))
+        tag = "" if n == c.gen_steps else f"_{n}step"
+        out[logkeys.PROXY_FID + tag] = res["metrics"]["fid"]["value"]
+        if c.proxy_clip:
+            out[logkeys.PROXY_CLIP + tag] = res["metrics"]["clip"]["value"]
     return out

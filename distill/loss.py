@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from sidbench.gen.diffusion import Diffusion, FlowMatching, Interval, guided_output
+from sidbench.gen.families import as_conditioning
 
 # Timestep bands of the per-band diagnostics (low / mid / high noise).
 T_BANDS = (("low", 0, 332), ("mid", 333, 665), ("high", 666, 999))
@@ -34,6 +35,10 @@ class SiDLoss:
     interval2: Interval = None            # where k2 applies
     interval4: Interval = None            # where k4 applies
     weighting: str = "sid"                # phase-B weight: "sid" (1/w) or "1-minus-sigma" (100 (1 - sigma), SiD-DiT)
+    fake_text: bool = True                # False: the fake score sees only the empty prompt (Zero-CFG)
+
+    def _fake_cond(self, cond, uncond, n: int):
+        return cond if self.fake_text else as_conditioning(uncond).expand(n)
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self.diffusion.abar(t, like)
@@ -43,7 +48,8 @@ class SiDLoss:
         d = self.diffusion
         x0 = x_g.detach().float()
         x_t = d.add_noise(x0, eps, t)
-        pred = guided_output(fake, x_t, t, cond, uncond, self.k1, self.interval1, net_t=d.net_timestep(t))
+        pred = guided_output(fake, x_t, t, self._fake_cond(cond, uncond, len(x_t)), uncond, self.k1, self.interval1,
+                             net_t=d.net_timestep(t))
         per_sample = ((pred - d.target(x0, eps, t)) ** 2).flatten(1).sum(1)
         weight = d.fake_loss_weight(t, x0)  # the family's own (v: snr / (snr + 1), as the reference)
         if weight is not None:
@@ -56,7 +62,7 @@ class SiDLoss:
         d = self.diffusion
         x_g32 = x_g.float()
         x_t = d.add_noise(x_g32, eps, t)
-        y_fake = d.x0_estimate(fake, x_t, t, cond, uncond, self.k2, self.interval2)
+        y_fake = d.x0_estimate(fake, x_t, t, self._fake_cond(cond, uncond, len(x_t)), uncond, self.k2, self.interval2)
         y_real = d.x0_estimate(teacher, x_t, t, cond, uncond, self.k4, self.interval4)
         bad = (torch.isnan(x_g32) | torch.isnan(y_real) | torch.isnan(y_fake)).flatten(1).any(1)
         keep = ~bad

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PHASE_FAKE, PHASE_GEN = 0, 1
+PHASE_FAKE, PHASE_GEN, PHASE_STEPS = 0, 1, 2  # PHASE_STEPS: the per-iteration step count
 
 
 def _gen(seed: int, iteration: int, phase: int, index: int, stream: int) -> torch.Generator:
@@ -33,6 +33,23 @@ def draws(seed: int, iteration: int, phase: int, indices, latent_shape, t_min: i
             t.append(min(max(int(t_of_normal(float(torch.randn((), generator=g)))), t_min), t_max))
         drop.append(bool(torch.rand((), generator=g) < dropout))
     return torch.stack(z), torch.stack(eps), torch.tensor(t, dtype=torch.long), drop
+
+
+def step_noises(seed: int, iteration: int, phase: int, indices, latent_shape, steps: int) -> list[torch.Tensor]:
+    """The fresh noise of a few-step generator's steps 2..steps, per sample: ``steps - 1`` tensors [B, *shape]."""
+    out = []
+    for i in range(1, steps):
+        out.append(torch.stack([torch.randn(latent_shape, generator=_gen(seed, iteration, phase, int(j), i))
+                                for j in indices]))
+    return out
+
+
+def steps_this_iteration(seed: int, iteration: int, grid: int) -> int:
+    """K' ~ U{1..K}: how many generator steps every sample of this iteration (both phases) takes, the same on
+    every process (the SiD-DiT code draws it on rank 0 and broadcasts it); K = 1: always 1."""
+    if grid == 1:
+        return 1
+    return 1 + int(torch.randint(grid, (1,), generator=_gen(seed, iteration, PHASE_STEPS, 0, 0)))
 
 
 def prompt_indices(seed: int, iteration: int, phase: int, global_batch: int, indices, n_prompts: int) -> list[int]:

@@ -76,6 +76,24 @@ class GaussianFamilyScore(_Net):
         return SimpleNamespace(sample=gaussian_eps(xf, a, self.m[c], self.log_v[c].exp()).view_as(x))
 
 
+class MixtureFamilyScore(_Net):
+    """A fake score for a few-step generator: per prompt, an equal-weight mixture of J learnable Gaussians (the
+    exact family for the uniform mixture of J Gaussian step outputs), its eps the posterior-weighted sum."""
+
+    def __init__(self, alphas_cumprod, means, variances):
+        means, variances = torch.as_tensor(means).float(), torch.as_tensor(variances).float()  # [C + 1, J, D]
+        super().__init__(alphas_cumprod, means.shape[2], means.shape[0] - 1)
+        self.m = nn.Parameter(means.clone())
+        self.log_v = nn.Parameter(variances.log().clone())
+
+    def forward(self, x, t, encoder_hidden_states):
+        xf, a, c = x.flatten(1), self.a(t, x), self.classes(encoder_hidden_states)
+        m, v = self.m[c], self.log_v[c].exp()  # [B, J, D]
+        per = torch.stack([gaussian_eps(xf, a, m[:, j], v[:, j]) for j in range(m.shape[1])], 1)
+        logp = torch.stack([gaussian_logpdf(xf, a, m[:, j], v[:, j]) for j in range(m.shape[1])], 1)
+        return SimpleNamespace(sample=(torch.softmax(logp, 1).unsqueeze(-1) * per).sum(1).view_as(x))
+
+
 class AffineGenerator(_Net):
     """A one-step generator x_g = mu_c + s_c * z per prompt, written as the eps-output the trainer's formula expects:
     with x_in = sqrt(1 - a) z at t_init, it returns (x_in - sqrt(a) x_g) / sqrt(1 - a)."""
@@ -93,6 +111,35 @@ class AffineGenerator(_Net):
         xf, a, c = x.flatten(1), self.a(t, x), self.classes(encoder_hidden_states)
         x_g = self.sample_map(xf / (1 - a).sqrt(), c)
         return SimpleNamespace(sample=((xf - a.sqrt() * x_g) / (1 - a).sqrt()).view_as(x))
+
+
+class StepAffineGenerator(_Net):
+    """A few-step generator exact for Gaussian data: at its j-th step time t_j, x0 = alpha_{j,c} + beta_{j,c} * x_t
+    per prompt c (an affine map of its input), returned in the eps form the trainer's formula expects."""
+
+    def __init__(self, alphas_cumprod, times, alpha, beta):
+        alpha, beta = torch.as_tensor(alpha).float(), torch.as_tensor(beta).float()
+        super().__init__(alphas_cumprod, alpha.shape[2], alpha.shape[1] - 1)
+        self.register_buffer("times", torch.as_tensor(times, dtype=torch.long))
+        self.alpha, self.beta = nn.Parameter(alpha.clone()), nn.Parameter(beta.clone())
+
+    def forward(self, x, t, encoder_hidden_states):
+        xf, a, c = x.flatten(1), self.a(t, x), self.classes(encoder_hidden_states)
+        t = t.expand(len(xf)) if t.dim() == 0 else t
+        j = (t.view(-1, 1) == self.times.view(1, -1)).float().argmax(1)  # which step this time is
+        x0 = self.alpha[j, c] + self.beta[j, c] * xf
+        return SimpleNamespace(sample=((xf - a.sqrt() * x0) / (1 - a).sqrt()).view_as(x))
+
+    def stats(self, steps: int, n_classes: int):
+        """Per-class mean and variance of the ``steps``-step output, in closed form: D_1 = alpha_0 + beta_0 x_0 with
+        x_0 = sqrt(1 - a_0) z; x_i = sqrt(a_i) D_i + sqrt(1 - a_i) n_i; D_{i+1} = alpha_i + beta_i x_i."""
+        al, be = self.alpha.detach()[:, :n_classes], self.beta.detach()[:, :n_classes]
+        a = self.abar[self.times].view(-1, 1, 1)
+        mean, var = al[0], be[0] ** 2 * (1 - a[0])
+        for i in range(1, steps):
+            mean = al[i] + be[i] * a[i].sqrt() * mean
+            var = be[i] ** 2 * (a[i] * var + 1 - a[i])
+        return mean, var
 
 
 class ClassTokenizer:
@@ -142,6 +189,24 @@ class GMMWorld:
         a = float(ab[t_init])
         den = a * all_v + 1 - a
         self.generator = AffineGenerator(ab, all_m * (1 - a) / den, math.sqrt(a * (1 - a)) * all_v / den)
+
+    def few_step_generator(self, times) -> StepAffineGenerator:
+        """The teacher's own x0 estimate at each step time (exact posterior mean of each prompt's Gaussian)."""
+        ab = self.scheduler.alphas_cumprod
+        all_m, all_v = self.fake.m.detach(), self.fake.log_v.detach().exp()
+        alpha, beta = [], []
+        for t in times:
+            a = float(ab[t])
+            b = math.sqrt(a) * all_v / (a * all_v + 1 - a)
+            alpha.append(all_m - b * math.sqrt(a) * all_m)
+            beta.append(b)
+        return StepAffineGenerator(ab, times, torch.stack(alpha), torch.stack(beta))
+
+    def mixture_fake(self, gen: "StepAffineGenerator") -> MixtureFamilyScore:
+        """The exact score of the generator's initial mixture of its 1..J-step outputs, per prompt."""
+        stats = [gen.stats(k, self.C + 1) for k in range(1, len(gen.times) + 1)]
+        return MixtureFamilyScore(self.scheduler.alphas_cumprod, torch.stack([m for m, _ in stats], 1),
+                                  torch.stack([v for _, v in stats], 1))
 
     def prompts(self) -> list[str]:
         return [f"class{c}" for c in range(self.C)]

@@ -268,8 +268,10 @@ def test_zero1_sharded_optimiser_equals_one_process(tiny_sd, prompts, tmp_path):
         assert float((rel > 1e-2).float().mean()) < 1e-2 and float(rel.median()) < 1e-4
 
 
-def test_proxy_fid_and_clip_equal_an_evaluation_of_the_exported_snapshot(tiny_sd, prompts, tmp_path):
-    """The proxy at the last iteration scores the same EMA generator that the final snapshot exports."""
+@pytest.mark.parametrize("gen_steps", [1, 2])
+def test_proxy_fid_and_clip_equal_an_evaluation_of_the_exported_snapshot(tiny_sd, prompts, tmp_path, gen_steps):
+    """The proxy at the last iteration scores the same EMA generator that the final snapshot exports; a few-step
+    run scores every step count (K under the plain keys) and draws a grid of each."""
     import open_clip
 
     from distill.loop import train
@@ -287,20 +289,27 @@ def test_proxy_fid_and_clip_equal_an_evaluation_of_the_exported_snapshot(tiny_sd
     cfg = resolve(overrides=dict(base=str(tiny_sd), prompts=str(prompts), run_dir=str(tmp_path / "run"), batch=4,
                                  batch_per_device=2, duration_kimg=0.008, lr_gen=1e-4, lr_fake=1e-4, checkpoint_every=0,
                                  proxy_every=1, proxy_prompts=4, proxy_ref=str(ref), proxy_random_weights=True,
-                                 proxy_clip=True, proxy_clip_model="sidbench-tiny-clip", trackers="none"))
+                                 proxy_clip=True, proxy_clip_model="sidbench-tiny-clip", trackers="none",
+                                 gen_steps=gen_steps, grid_every=2))
     train(cfg, resume="none", progress=False)
+    grids = sorted(p.name for p in (tmp_path / "run" / "grids").iterdir())
+    assert grids == (["grid-00000002.png"] if gen_steps == 1 else
+                     ["grid-00000002-1step.png", "grid-00000002-2step.png"])
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in log] == [1, 2] and all("proxy_fid" in x and "proxy_clip" in x for x in log)
     snap = tmp_path / "run" / "snapshots" / (tmp_path / "run" / "snapshots" / "LATEST").read_text().strip()
     first4 = tmp_path / "first4.txt"
     first4.write_text("".join(p + "\n" for p in prompts.read_text().splitlines()[:4]))
-    generate(GenerateConfig(base=str(tiny_sd), generator=str(snap), prompts=str(first4)), tmp_path / "imgs",
-             progress=False)
-    res = evaluate(str(tmp_path / "imgs"), str(ref), EvalConfig(random_weights=True, use_cache=False, progress=False,
-                                                                clip=True, prompts=str(first4),
-                                                                clip_model="sidbench-tiny-clip"))
-    assert log[-1]["proxy_fid"] == pytest.approx(res["metrics"]["fid"]["value"], rel=1e-6, abs=1e-6)
-    assert log[-1]["proxy_clip"] == pytest.approx(res["metrics"]["clip"]["value"], rel=1e-6, abs=1e-7)
+    for n in range(1, gen_steps + 1):
+        out = tmp_path / f"imgs{n}"
+        generate(GenerateConfig(base=str(tiny_sd), generator=str(snap), prompts=str(first4), gen_steps=n), out,
+                 progress=False)
+        res = evaluate(str(out), str(ref), EvalConfig(random_weights=True, use_cache=False, progress=False,
+                                                      clip=True, prompts=str(first4), clip_model="sidbench-tiny-clip"))
+        tag = "" if n == gen_steps else f"_{n}step"
+        assert log[-1]["proxy_fid" + tag] == pytest.approx(res["metrics"]["fid"]["value"], rel=1e-6, abs=1e-6)
+        assert log[-1]["proxy_clip" + tag] == pytest.approx(res["metrics"]["clip"]["value"], rel=1e-6, abs=1e-7)
+        assert res["subject"]["steps"] == n  # the sidecar's step count reaches the results
     # The seam a user crosses next: `sidbench report --curves` on this run's real log.
     from sidbench.report import read_training_log
 

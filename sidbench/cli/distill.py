@@ -77,6 +77,9 @@ def _verb_options() -> list[inspect.Parameter]:
             help="Published settings or a starting point (below --config and flags): " + ", ".join(PRESETS) + "."),
         opt("lsg", Optional[float], None, "--lsg", panel="Guidance (LSG)",
             help="LSG preset: k1 = k2 = k3 = k4 = K (per-scale flags still win)."),
+        opt("guidance", Optional[str], None, "--guidance", metavar="STRATEGY[:K]", panel="Guidance (LSG)",
+            help="A guidance strategy over the four scales: lsg:K (k1 = k2 = k4 = K), teacher-cfg:K (k4 = K only), "
+                 "zero-cfg (no CFG, text-free fake score), anti-cfg:K (k2 = -K). Per-scale flags still win."),
         opt("guidance_interval", Optional[str], None, "--guidance-interval", metavar="T_LO,T_HI", panel="Guidance (LSG)",
             help="Apply k1, k2 and k4 only at training timesteps in T_LO..T_HI (scale 1 elsewhere; beyond the "
                  "paper, after Kynkaanniemi et al. 2024); per-scale --cfg-*-interval flags still win."),

@@ -10,7 +10,7 @@ import typer
 from sidbench.cli.console import console, print_json, user_errors
 from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch,
                                   Device, ExtractorOpt, GeneratorOpt, Mode, PreResize, Precision, Quiet, RandomWeights,
-                                  Scheduler, SkipBad, TInit, EmbeddedGuidance, Threads, ValueRange, WeightsOpt, Which)
+                                  Scheduler, SkipBad, TInit, GenSteps, EmbeddedGuidance, Threads, ValueRange, WeightsOpt, Which)
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 
 INTERVALS, DIVERSITY = "Intervals and extrapolation", "Diversity"
@@ -91,6 +91,7 @@ def eval_cmd(
     cfg_scale: Annotated[float, _opt("--cfg", metavar="SCALE", panel=GENERATION, help="Teacher guidance scale (with --base and no --generator).")] = 1.0,
     scheduler: Scheduler = None,
     t_init: TInit = None,
+    gen_steps: GenSteps = None,
     embedded_guidance: EmbeddedGuidance = None,
     seed_offset: Annotated[int, _opt("--seed-offset", panel=GENERATION, help="Image i from seed offset + i.")] = 0,
     precision: Precision = "fp32",
@@ -150,10 +151,12 @@ def eval_cmd(
         if generator is not None and base is None:
             raise SidbenchError("--generator is evaluated in memory on its base model: give --base too")
         if generator is not None and steps not in (None, 1):
-            raise SidbenchError(f"--generator is a one-step generator; --steps {steps} would describe another")
+            raise SidbenchError(f"--steps {steps} is the teacher's sampler; a --generator takes --gen-steps")
+        if gen_steps is not None and generator is None:
+            raise SidbenchError("--gen-steps is the step count of a few-step --generator; the teacher takes --steps")
         if base is not None:  # generated in memory: the API builds the sampler from this description
             images = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps or 50, cfg=cfg_scale,
-                                    scheduler=scheduler, t_init=t_init, embedded_guidance=embedded_guidance, n=n, batch_size=gen_batch,
+                                    scheduler=scheduler, t_init=t_init, gen_steps=gen_steps, embedded_guidance=embedded_guidance, n=n, batch_size=gen_batch,
                                     seed_offset=seed_offset, precision=precision, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SidbenchWarning)  # the table below lists them, once

@@ -6,8 +6,9 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from sidbench.cli.console import console, user_errors
-from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, EmbeddedGuidance, GeneratorOpt, Precision,
-                                  Quiet, Scheduler, TInit,
+from sidbench.core.errors import SidbenchError
+from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, EmbeddedGuidance, GeneratorOpt,
+                                  GenSteps, Precision, Quiet, Scheduler, TInit,
                                   Threads, Which)
 
 GENERATE_EXAMPLES = """Examples:
@@ -34,6 +35,7 @@ def generate_cmd(
     n: Annotated[Optional[int], typer.Option("--n", rich_help_panel=INPUTS, help="First N prompts (default: all).")] = None,
     seed_offset: Annotated[int, typer.Option("--seed-offset", rich_help_panel=GENERATION, help="Image i from seed offset + i.")] = 0,
     t_init: TInit = None,
+    gen_steps: GenSteps = None,
     embedded_guidance: EmbeddedGuidance = None,
     steps: Annotated[int, typer.Option("--steps", rich_help_panel=GENERATION, help="Teacher sampling steps (without --generator).")] = 50,
     cfg_scale: Annotated[float, typer.Option("--cfg", metavar="SCALE", rich_help_panel=GENERATION, help="Teacher classifier-free guidance scale.")] = 1.0,
@@ -55,8 +57,10 @@ def generate_cmd(
     with user_errors():
         set_threads(threads)
         cfg = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps, cfg=cfg_scale,
-                             scheduler=scheduler, t_init=t_init, embedded_guidance=embedded_guidance, n=n, batch_size=batch, seed_offset=seed_offset,
-                             precision=precision, device=device)
+                             scheduler=scheduler, t_init=t_init, gen_steps=gen_steps, embedded_guidance=embedded_guidance, n=n,
+                             batch_size=batch, seed_offset=seed_offset, precision=precision, device=device)
+        if gen_steps is not None and not generator:
+            raise SidbenchError("--gen-steps is the step count of a few-step --generator; the teacher takes --steps")
         side = generate(cfg, out, shard=parse_shard(shard), progress=not quiet, overwrite=overwrite)
     r = side["this_run"]
     console.print(f"{out}: {r['written']} written ({r['redone_broken']} broken redone), {r['kept']} kept")
@@ -68,10 +72,11 @@ def export_cmd(
     fmt: Annotated[Literal["diffusers", "safetensors"], typer.Option("--format", help="What to write.")] = "diffusers",
     base: Annotated[Optional[str], typer.Option("--base", metavar="PATH", help="Base model folder (needed to read a .safetensors generator or a checkpoint).")] = None,
     which: Which = "ema",
+    gen_steps: Annotated[Optional[int], typer.Option("--gen-steps", metavar="K", help="The step grid K (1-4) the generator was trained for, recorded in the export where its own record lacks it.")] = None,
 ):
     """Convert a generator (e.g. a released .pkl) to a diffusers folder or a safetensors file."""
     from sidbench.gen.generate import export
 
     with user_errors():
-        path = export(generator, out, base=base, fmt=fmt, which=which)
+        path = export(generator, out, base=base, fmt=fmt, which=which, gen_steps=gen_steps)
     console.print(f"exported {generator} -> {path}")

@@ -44,6 +44,8 @@ Scheduler = Annotated[Optional[SchedulerName], typer.Option("--scheduler", rich_
                                                            help="Teacher sampler (default: ddim; flow teachers: their own, euler or dpm++).")]
 TInit = Annotated[Optional[int], typer.Option("--t-init", metavar="T", rich_help_panel=GENERATION,
                                               help="One-step generator timestep (default: its training run's, else 625 DDPM / 999 flow).")]
+GenSteps = Annotated[Optional[int], typer.Option("--gen-steps", metavar="N", rich_help_panel=GENERATION,
+                                                  help="Few-step generator: steps to take, 1..its trained K (default: K; 1 for one-step generators).")]
 EmbeddedGuidance = Annotated[Optional[float], typer.Option("--embedded-guidance", metavar="SCALE", rich_help_panel=GENERATION,
                                                            help="FLUX.1-dev's guidance input, not CFG (default: the run's, else 3.5).")]
 Precision = Annotated[PrecisionName, typer.Option("--precision", rich_help_panel=GENERATION,

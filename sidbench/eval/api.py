@@ -473,9 +473,10 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if isinstance(images, GenerateConfig):
         from sidbench.gen.generate import open_generated
 
-        subject.setdefault("steps", images.sampling_steps)
         subject.setdefault("name", os.path.basename(os.path.normpath(images.generator or images.base)))
-        images = open_generated(images)
+        gen_cfg = images
+        images = open_generated(images)  # resolves a few-step generator's step count from its record
+        subject.setdefault("steps", gen_cfg.sampling_steps)
     proto = protocols.get_protocol(cfg.protocol)
     if proto.name != "custom" and cfg.pre_resize is None:
         cfg = replace(cfg, pre_resize=proto.pre_resize)  # the protocol's choice unless the user overrides it

@@ -1,4 +1,4 @@
-"""The diffusion maths in one place: noising, guided network outputs, x0 estimates, the one-step generator.
+"""The diffusion maths in one place: noising, guided network outputs, x0 estimates, the one- and few-step generator.
 
 The samplers, the trainer, the losses and the tests all call these functions, so what is trained and what is
 evaluated cannot drift apart. Two families share one interface (``schedule_of(base)`` picks it), each with the
@@ -137,11 +137,40 @@ class _Family:
         """x_g = the x0 estimate of G at t_init from x_in = add_noise(0, z, t_init) (differentiable; float32)."""
         if not 0 <= t_init < self.grid_size:
             raise SidbenchError(f"t_init must be in [0, {self.grid_size - 1}], got {t_init}")
-        x_in = self.generator_input(z, t_init)
-        t = torch.full((z.shape[0],), t_init, device=z.device, dtype=torch.long)
+        return self._generator_x0(generator, self.generator_input(z, t_init), t_init, cond)
+
+    def _generator_x0(self, generator: torch.nn.Module, x_in: torch.Tensor, t_i: int, cond) -> torch.Tensor:
+        t = torch.full((x_in.shape[0],), t_i, device=x_in.device, dtype=torch.long)
         dtype = net_dtype(generator)
         out = as_conditioning(cond).to(dtype=dtype).call(generator, x_in.to(dtype), self.net_timestep(t)).float()
         return self.x0(out, x_in, t)
+
+    def step_times(self, t_init: int, grid: int) -> list[int]:
+        """The few-step generator's times t_0 = t_init > t_1 > ... > t_{K-1} on a K-step grid (E16 / E15 in
+        docs/spec/few-step-sid.md)."""
+        raise NotImplementedError
+
+    def few_step(self, generator: torch.nn.Module, z: torch.Tensor, cond, t_init: int, steps: int = 1,
+                 grid: int | None = None, noises=None) -> torch.Tensor:
+        """D_steps of the few-step generator: D_0 = 0; x_i = add_noise(D_i, n_i, t_i) (n_0 = z, n_i = noises[i - 1]
+        fresh normals); D_{i+1} = the x0 estimate of G at (x_i, t_i), on the first ``steps`` times of the
+        ``grid``-step schedule (default: ``steps``). One step is ``one_step``. Gradients, where enabled, flow
+        through the last step only: the earlier ones run without them (the SiD-DiT code's rule)."""
+        grid = steps if grid is None else grid
+        if not 1 <= steps <= grid:
+            raise SidbenchError(f"a few-step generator takes 1..{grid} steps on its {grid}-step grid, got {steps}")
+        if steps > 1 and (noises is None or len(noises) < steps - 1):
+            raise SidbenchError(f"{steps} steps need {steps - 1} fresh noise tensor(s) after z")
+        times = self.step_times(t_init, grid)[:steps]
+        d = None
+        for i, t_i in enumerate(times):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i == steps - 1):
+                if i == 0:
+                    d = self.one_step(generator, z, cond, t_i)
+                else:
+                    t = torch.full((z.shape[0],), t_i, device=z.device, dtype=torch.long)
+                    d = self._generator_x0(generator, self.add_noise(d, noises[i - 1].to(d), t), t_i, cond)
+        return d
 
 
 class Diffusion(_Family):
@@ -188,6 +217,10 @@ class Diffusion(_Family):
         """x_in = add_noise(0, z, t_init) = sqrt(1 - abar) z: the one-step generator's input."""
         abar = self.alphas_cumprod[t_init].to(z.device, torch.float32)
         return (1 - abar).sqrt() * z.float()
+
+    def step_times(self, t_init: int, grid: int) -> list[int]:
+        """t_i = floor(t_init (1 - i/K)), i < K: the SiD-LSG code's DDPM rule (``sid_sd_sampler``)."""
+        return [int(t_init * (1 - i / grid)) for i in range(grid)]
 
 
 class FlowMatching(_Family):
@@ -257,6 +290,12 @@ class FlowMatching(_Family):
     def generator_input(self, z: torch.Tensor, t_init: int) -> torch.Tensor:
         """x_in = add_noise(0, z, t_init) = sigma z: the one-step generator's input."""
         return self.sigmas[t_init].to(z.device, torch.float32) * z.float()
+
+    def step_times(self, t_init: int, grid: int) -> list[int]:
+        """sigma_i = sigma_{t_init} (1 - i/K), i < K, at the nearest grid time: the SiD-DiT code's rule (with
+        t_init = 999: sigma 1, 0.75, 0.5, 0.25 for K = 4)."""
+        s0 = float(self.sigmas[t_init])
+        return [t_init] + [self.index_of(s0 * (1 - i / grid)) for i in range(1, grid)]
 
 
 def is_flow_scheduler(scheduler) -> bool:

@@ -38,6 +38,7 @@ class GenerateConfig:
     cfg: float = 1.0                    # teacher only: classifier-free guidance scale
     scheduler: str | None = None        # teacher only: ddim | dpm++ | euler (flow teachers: euler | dpm++); None: the family's
     t_init: int | None = None           # one-step only: the generator's timestep; None: its training run's, else the family's
+    gen_steps: int | None = None        # few-step generator: steps to take (1..its trained K); None: its K (1 if unrecorded)
     embedded_guidance: float | None = None  # FLUX.1-dev's guidance input; None: the run's, else the pipeline's 3.5
     n: int | None = None                # first n prompts (default: all)
     batch_size: int = 8
@@ -48,8 +49,8 @@ class GenerateConfig:
 
     @property
     def sampling_steps(self) -> int:
-        """Network evaluations per image: 1 for a one-step generator, else the teacher sampler's steps."""
-        return 1 if self.generator else self.steps
+        """Network evaluations per image: the generator's steps (1 for a one-step one), else the teacher sampler's."""
+        return (self.gen_steps or 1) if self.generator else self.steps
 
 
 def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
@@ -65,8 +66,11 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
             cfg.t_init = int(trained.get("t_init", base.family.default_t_init))
         if cfg.embedded_guidance is None:
             cfg.embedded_guidance = trained.get("embedded_guidance")
+        grid = int(made_by.get("gen_steps") or trained.get("gen_steps") or 1)  # the K it was trained for
+        if cfg.gen_steps is None:
+            cfg.gen_steps = grid
         sampler: Sampler = OneStepSampler(base, height=cfg.height, generator=unet, t_init=cfg.t_init,
-                                          embedded_guidance=cfg.embedded_guidance)
+                                          embedded_guidance=cfg.embedded_guidance, steps=cfg.gen_steps, grid=grid)
         info["generator"] = {"path": os.path.abspath(cfg.generator), "resolved": os.path.abspath(resolved),
                              "kind": kind, "which": cfg.which if kind == "checkpoint" else "ema",
                              "sha256": fingerprint(resolved), "made_by": made_by or None}
@@ -129,8 +133,8 @@ def _valid_png(path: Path) -> bool:
 
 
 # What must match for images already in a folder to belong with new ones (not n, batch size or device).
-IDENTITY = ("base", "generator_sha256", "which", "steps", "cfg", "scheduler", "t_init", "seed_offset", "precision",
-            "height", "prompts_md5", "embedded_guidance")
+IDENTITY = ("base", "generator_sha256", "which", "steps", "cfg", "scheduler", "t_init", "gen_steps", "seed_offset",
+            "precision", "height", "prompts_md5", "embedded_guidance")
 
 
 def _identity(sidecar: dict) -> dict:
@@ -145,6 +149,7 @@ def _identity(sidecar: dict) -> dict:
     for k in ("steps", "cfg", "scheduler"):      # the teacher's sampler; a one-step generator has none
         out[k] = None if one_step else c.get(k)
     out["t_init"] = c.get("t_init") if one_step else None
+    out["gen_steps"] = (c.get("gen_steps") or 1) if one_step else None  # sidecars before few-step: one step
     return out
 
 
@@ -162,7 +167,8 @@ def generation_record(folder: str | os.PathLike) -> dict | None:
                 "generator": gen, "sampler": (side.get("networks") or {}).get("sampler"),
                 "base": (side.get("networks") or {}).get("base"), "seeds": side.get("seeds"),
                 "prompts_md5": side["prompts"]["md5"], "status": (side.get("this_run") or {}).get("status"),
-                "sampling_steps": 1 if side["config"].get("generator") else side["config"].get("steps")}
+                "sampling_steps": (side["config"].get("gen_steps") or 1) if side["config"].get("generator")
+                else side["config"].get("steps")}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise SidbenchError(f"{path}: unreadable record of how these images were made ({e})") from None
 
@@ -248,12 +254,23 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     return sidecar
 
 
-def export(generator: str, out: str, *, base: str | None = None, fmt: str = "diffusers", which: str = "ema") -> Path:
+def export(generator: str, out: str, *, base: str | None = None, fmt: str = "diffusers", which: str = "ema",
+           gen_steps: int | None = None) -> Path:
     """``sidbench export``: any generator (run folder, snapshot, checkpoint, file) -> a diffusers UNet folder or a
-    safetensors file."""
+    safetensors file. ``gen_steps``: the step grid K it was trained for, where its own record lacks it (a
+    generator from elsewhere); a recorded K that differs is refused."""
     b = load_base(base) if base else None
     resolved, kind = resolve_generator(generator, which)
     made_by = {"exported_from": os.path.abspath(resolved), "kind": kind, "which": which if kind == "checkpoint" else "ema",
                "sha256": fingerprint(resolved)}
     unet = load_generator_unet(resolved, b, which, meta=made_by)
+    recorded = made_by.get("gen_steps") or (made_by.get("config") or {}).get("gen_steps")
+    if gen_steps is not None:
+        if not 1 <= gen_steps <= 4:
+            raise SidbenchError(f"--gen-steps {gen_steps}: a few-step generator's grid is 1..4 steps")
+        if recorded is not None and int(recorded) != gen_steps:
+            raise SidbenchError(f"--gen-steps {gen_steps}: {resolved} was trained for {recorded} steps (its record)")
+        made_by["gen_steps"] = gen_steps
+    elif recorded is not None:
+        made_by["gen_steps"] = int(recorded)
     return export_generator(unet, out, fmt, made_by=made_by)

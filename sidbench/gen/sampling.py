@@ -1,4 +1,4 @@
-"""Sampling: the SiD-LSG one-step generator and N-step teacher baselines, behind one interface.
+"""Sampling: the SiD-LSG one-step (and few-step) generator and N-step teacher baselines, behind one interface.
 
 Image i is made from seed ``seed_offset + i`` whatever the batch size, shard or process count: its
 initial noise is drawn alone on the CPU from its own generator. Prompt conditionings are computed once per
@@ -25,6 +25,15 @@ def initial_noise(seeds, shape: tuple[int, ...]) -> torch.Tensor:
     out = torch.empty((len(seeds), *shape), dtype=torch.float32)
     for k, s in enumerate(seeds):
         out[k] = torch.randn(shape, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float32)
+    return out
+
+
+def step_noise(seeds, shape: tuple[int, ...], step: int) -> torch.Tensor:
+    """The fresh noise of a few-step generator's step ``step`` (>= 1) for each image, from its seed alone."""
+    out = torch.empty((len(seeds), *shape), dtype=torch.float32)
+    for k, s in enumerate(seeds):
+        key = int(np.random.SeedSequence([int(s), int(step)]).generate_state(1, dtype=np.uint64)[0] % (2**63 - 1))
+        out[k] = torch.randn(shape, generator=torch.Generator().manual_seed(key), dtype=torch.float32)
     return out
 
 
@@ -77,10 +86,16 @@ class Sampler:
 
 @dataclass
 class OneStepSampler(Sampler):
-    """SiD: x_g = the x0 estimate of G at t_init from x_in = add_noise(0, z, t_init) (DDPM: sqrt(1-abar) z)."""
+    """SiD: x_g = the x0 estimate of G at t_init from x_in = add_noise(0, z, t_init) (DDPM: sqrt(1-abar) z).
+
+    A few-step generator (trained with ``gen_steps`` K = ``grid``) takes ``steps`` <= K steps: the first ``steps``
+    times of its K-step schedule, as the trainer's mixture components; the fresh noise of step i >= 1 of image k
+    comes from its seed alone (``step_noise``)."""
 
     generator: torch.nn.Module | None = None
     t_init: int = 625
+    steps: int = 1
+    grid: int | None = None
 
     def __post_init__(self):
         if self.generator is None:
@@ -89,20 +104,30 @@ class OneStepSampler(Sampler):
         n = self._diffusion.grid_size
         if not 0 <= self.t_init < n:
             raise SidbenchError(f"t_init must be in [0, {n - 1}], got {self.t_init}")
+        self.grid = self.steps if self.grid is None else self.grid
+        if not 1 <= self.steps <= self.grid:
+            raise SidbenchError(f"--gen-steps {self.steps}: this generator was trained for 1..{self.grid} steps "
+                                f"(its run's gen_steps)")
         self.generator.requires_grad_(False).eval().to(self.base.device)
         if next(self.generator.parameters()).dtype != self.base.dtype:
             self.generator.to(self.base.dtype)
 
-    def latents(self, z: torch.Tensor, cond: Conditioning) -> torch.Tensor:
-        """The trainer's own one-step formula (sidbench.gen.diffusion), without gradients."""
+    def latents(self, z: torch.Tensor, cond: Conditioning, noises=None) -> torch.Tensor:
+        """The trainer's own formula (sidbench.gen.diffusion), without gradients."""
         with torch.no_grad():
-            return self._diffusion.one_step(self.generator, z, cond, self.t_init)
+            return self._diffusion.few_step(self.generator, z, cond, self.t_init, self.steps, self.grid, noises)
 
     def sample(self, prompts: list[str], seeds) -> np.ndarray:
-        return self.decode(self.latents(self.noise(seeds), self.encode(prompts)))
+        shape = self.base.latent_shape(self.height)
+        noises = [step_noise(seeds, shape, i).to(self.base.device) for i in range(1, self.steps)]
+        return self.decode(self.latents(self.noise(seeds), self.encode(prompts), noises))
 
     def describe(self) -> dict:
         out = {"kind": "one-step", "t_init": self.t_init}
+        if self.grid > 1:
+            out.update(kind="few-step", steps=self.steps, step_grid=self.grid,
+                       step_times=self._diffusion.step_times(self.t_init, self.grid)[:self.steps],
+                       noise_rule="step i >= 1: fresh normal from SeedSequence([seed, i])")
         if isinstance(self._diffusion, FlowMatching):
             out["sigma_t_init"] = float(self._diffusion.sigmas[self.t_init])
         else:
