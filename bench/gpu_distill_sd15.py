@@ -6,7 +6,7 @@ without gradient checkpointing: images/s, peak memory, and achieved TFLOP/s (FLO
 counted by torch.utils.flop_counter) against the card's peak. Prints a Markdown table and adds a row to
 its section of bench/RESULTS.md (``--results``).
 
-Usage: python bench/gpu_distill_sd15.py [--batch-per-device 4] [--iters 5] [--results bench/RESULTS.md]
+Usage: python bench/gpu_distill_sd15.py [--batch-per-device 4] [--iters 5] [--gen-steps K] [--results bench/RESULTS.md]
        python bench/gpu_distill_sd15.py --smoke      # tiny SD on the CPU, seconds: the same code path
 ``--smoke`` swaps the SD1.5-size models for ``sidbench.gen.tiny``'s and runs on the CPU with a small batch
 and one timed iteration; everything else (trainer, FLOP counting, timing, table, results row) is the run
@@ -194,6 +194,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-per-device", type=int, default=None, help="default 4 (--smoke: 2)")
     ap.add_argument("--iters", type=int, default=None, help="timed iterations; default 5 (--smoke: 1)")
     ap.add_argument("--device", default=None, help="default cuda (--smoke: cpu)")
+    ap.add_argument("--gen-steps", type=int, default=1, help="few-step generator K (1-4); every iteration draws K'")
     ap.add_argument("--results", default=None, help="results file to add a row to (default bench/RESULTS.md; "
                     "with --smoke, none unless given: smoke figures are not benchmark results)")
     args = ap.parse_args(argv)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
                 b = args.batch_per_device
                 cfg = resolve(overrides=dict(base=str(sd), prompts=str(Path(tmp) / "p.txt"), run_dir=str(Path(tmp) / "r"),
                                              batch=b, batch_per_device=b, precision=precision, grad_checkpointing=ckpt,
-                                             device=dev, lsg=1.5))
+                                             device=dev, lsg=1.5, gen_steps=args.gen_steps))
                 tr = None
                 try:
                     tr = Trainer(cfg, base=copy.copy(base))
@@ -248,14 +249,14 @@ def main(argv: list[str] | None = None) -> None:
     what = "tiny SD (sidbench.gen.tiny)" if args.smoke else "SD1.5-architecture"
     mem = "peak memory (GiB)" if is_cuda(dev) else "peak RSS so far (GiB)"
     print(f"device: {name}; per-device batch {args.batch_per_device}; {args.iters} timed iteration(s); "
-          f"LSG k=1.5; {what} random weights")
+          f"LSG k=1.5; gen_steps {args.gen_steps}; {what} random weights")
     print(f"| precision | grad checkpointing | images/s | {mem} | achieved TFLOP/s | of peak |")
     print("|---|---|---|---|---|---|")
     for p, c, ips, m, tf, frac in rows:
         print(f"| {p} | {'on' if c else 'off'} | {fmt(ips)} | {fmt(m)} | {fmt(tf)} | {frac} |")
     finish(args, argv, __file__, SECTION, HEADER,
-           f"per-device batch {args.batch_per_device}, {args.iters} timed iteration(s), LSG k = 1.5, {what} random "
-           f"weights, {dev}", [training_cell(ips, m, tf, frac, dev) for _, _, ips, m, tf, frac in rows])
+           f"per-device batch {args.batch_per_device}, {args.iters} timed iteration(s), LSG k = 1.5, gen_steps "
+           f"{args.gen_steps}, {what} random weights, {dev}", [training_cell(ips, m, tf, frac, dev) for _, _, ips, m, tf, frac in rows])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from sidbench.core.atomic import atomic_path
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import CHECKPOINT_FORMAT as FORMAT, read_checkpoint  # one reader: gen's generator loader uses it too
 
-_NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+_NAME = re.compile(r"^ckpt-(\d{8})\.(pt|dcp)$")  # a file, or a distributed (FSDP) checkpoint folder
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -22,16 +22,23 @@ def save(run_dir: str | Path, iteration: int, state: dict, keep: int = 2) -> Pat
     path = folder / f"ckpt-{iteration:08d}.pt"
     with atomic_path(path, ".pt") as tmp:
         torch.save(dict(state, format=FORMAT), tmp)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    prune(run_dir, keep)
     return path
+
+
+def prune(run_dir: str | Path, keep: int) -> None:
+    """Keep the latest ``keep`` checkpoints (files or DCP folders)."""
+    import shutil
+
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+    return sorted((p for p in folder.iterdir() if _NAME.match(p.name)), key=lambda p: int(_NAME.match(p.name)[1]))
 
 
 def load(path: str | Path) -> dict:
@@ -46,6 +53,6 @@ def find_resume(run_dir: str | Path, resume: str | None) -> Path | None:
         found = list_checkpoints(run_dir)
         return found[-1] if found else None
     p = Path(resume)
-    if not p.is_file():
+    if not (p.is_file() or (p.is_dir() and _NAME.match(p.name))):
         raise SidbenchError(f"--resume {resume}: no such checkpoint")
     return p

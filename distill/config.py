@@ -94,7 +94,8 @@ class DistillConfig:
     precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (autocast + loss scaling) | fp16-pure (the reference's fp16: all nets fp16, Adam eps 1e-6, G grads clipped by value at 1, no EMA).", trajectory=True, panel="Performance", choices=PRECISIONS)
     tf32: bool = setting(False, "TF32 matmuls (the published runs forced it off).", panel="Performance")
     grad_checkpointing: bool = setting(False, "Trade compute for memory in both trained UNets.", panel="Performance")
-    sharding: str = setting("none", "none | zero1: shard both Adam states over processes (ZeRO stage 1).", panel="Performance", choices=("none", "zero1"))
+    sharding: str = setting("none", "none | zero1: shard both Adam states over processes (ZeRO stage 1) | fsdp: FSDP2, the generator, fake score and EMA sharded (weights, gradients, Adam), checkpoints in torch's distributed format (resume on any number of processes).", panel="Performance", choices=("none", "zero1", "fsdp"))
+    teacher_sharding: str = setting("replicate", "Under fsdp: the frozen teacher replicated on every process (no gathers) or sharded like the others (memory).", panel="Performance", choices=("replicate", "shard"))
     max_nonfinite_steps: int = setting(10, "Stop after this many consecutive steps with non-finite gradients.", panel="Optimisation")
     # Bookkeeping.
     seed: int = setting(0, "All randomness is a function of (seed, iteration, phase, sample index).", trajectory=True, panel="Output and logging")
@@ -127,8 +128,12 @@ class DistillConfig:
                 parse_interval(getattr(self, name))
             except SidbenchError as e:
                 problems.append(f"{name}: {e}")
-        if self.sharding not in ("none", "zero1"):
-            problems.append(f"sharding must be none or zero1, got {self.sharding!r}")
+        if self.sharding not in ("none", "zero1", "fsdp"):
+            problems.append(f"sharding must be none, zero1 or fsdp, got {self.sharding!r}")
+        if self.sharding == "fsdp" and self.precision in ("fp16", "fp16-pure"):
+            problems.append(f"sharding fsdp runs in fp32 or bf16 (autocast, fp32 master weights), not {self.precision}")
+        if self.teacher_sharding not in ("replicate", "shard"):
+            problems.append(f"teacher_sharding must be replicate or shard, got {self.teacher_sharding!r}")
         bad = sorted(set(tracker_names(self.trackers)) - set(TRACKERS))
         if bad:
             problems.append(f"unknown tracker(s) {', '.join(bad)}; expected a comma list of {', '.join(TRACKERS)} or none")

@@ -109,6 +109,13 @@ class Trainer:
         if cfg.grad_checkpointing:
             self.generator.enable_gradient_checkpointing()
             self.fake.enable_gradient_checkpointing()
+        self.fsdp = cfg.sharding == "fsdp" and self.world > 1
+        if self.fsdp:
+            from distill import fsdp
+
+            self._skeleton = copy.deepcopy(self.generator).to("meta")  # the architecture, for full copies
+            for net in (self.generator, self.fake, self.ema) + ((self.teacher,) if cfg.teacher_sharding == "shard" else ()):
+                fsdp.shard(net)
         self.opt_gen = self._adam(self.generator, cfg.lr_gen)
         self.opt_fake = self._adam(self.fake, cfg.lr_fake)
         self.prompts = read_prompts(cfg.prompts)
@@ -134,6 +141,7 @@ class Trainer:
         self.latent_shape = self.base.latent_shape()
         self.iteration, self.cur_nimg, self.nonfinite_streak = 0, 0, 0
         self.steps_now = 1  # K' of the current iteration (few-step generators)
+        self.cuda_peak_mb = 0.0
         self.proxy_tools: dict = {}  # proxy FID extractor and CLIP scorer, loaded at the first proxy
         dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)  # fp16-pure: no autocast
@@ -181,15 +189,52 @@ class Trainer:
         return self.diffusion.few_step(self.generator, z, cond, c.t_init, self.steps_now, c.gen_steps, self._noises)
 
     def _sync(self, params, *scalars: float) -> list[float]:
-        """Sum gradients (and scalars) over processes: every loss is already divided by the global batch."""
+        """Sum gradients (and scalars) over processes: every loss is already divided by the global batch.
+        Under FSDP the backward has reduce-scattered the gradients already: only the scalars are summed."""
         if self.world == 1:
             return list(scalars)
-        for p in params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
+        if not self.fsdp:
+            for p in params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
         t = torch.tensor(scalars, dtype=torch.float64)
         dist.all_reduce(t)
         return t.tolist()
+
+    def _clean_grads(self, params) -> tuple[int, float]:
+        """Replace non-finite gradient values, then (count, norm) over the whole network: under FSDP each process
+        holds a shard, so the shards' counts and squared norms are summed."""
+        from distill.fsdp import local
+
+        if not self.fsdp:
+            return sanitize_grads(params), grad_norm(params)
+        grads = [local(p.grad) for p in params if p.grad is not None]
+        count = 0
+        for g in grads:
+            bad = ~torch.isfinite(g)
+            count += int(bad.sum())
+            torch.nan_to_num_(g, nan=0.0, posinf=1e5, neginf=-1e5)
+        t = torch.tensor([float(count), sum(float(g.double().pow(2).sum()) for g in grads)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return int(t[0]), math.sqrt(float(t[1]))
+
+    def static_bytes(self) -> int:
+        """This process's share of the trained state: both trained networks' weights, gradients and Adam moments,
+        and the EMA (what FSDP divides by the process count and DDP does not)."""
+        from distill.fsdp import local_bytes, optimizer_tensors
+
+        nets = (self.generator, self.fake, self.ema)
+        return (sum(local_bytes(n.parameters()) for n in nets)
+                + sum(local_bytes(p.grad for p in n.parameters()) for n in nets[:2])
+                + sum(local_bytes(optimizer_tensors(o)) for o in (self.opt_gen, self.opt_fake)))
+
+    def plain_ema(self) -> torch.nn.Module:
+        """The EMA generator as one plain network (collective under FSDP: every process must call it)."""
+        if not self.fsdp:
+            return self.ema
+        from distill.fsdp import full_copy
+
+        return full_copy(self.ema, self._skeleton, self.teacher).eval()
 
     def phase_fake(self) -> dict:
         c = self.cfg
@@ -215,8 +260,7 @@ class Trainer:
                           sum(err_cond), float(len(err_cond)))
         total, nan_samples = sums[0], sums[1]
         self.scaler.unscale_(self.opt_fake)  # after the sum: every process sees the same inf/NaN and skips alike
-        nonfinite = sanitize_grads(params)
-        norm = grad_norm(params)
+        nonfinite, norm = self._clean_grads(params)
         self.scaler.step(self.opt_fake)
         self.scaler.update()
         self.opt_fake.zero_grad(set_to_none=True)
@@ -253,10 +297,13 @@ class Trainer:
         sums = self._sync(params, total, float(dropped), float(gap.sum()), float(gap.numel()), *bands)
         total, dropped = sums[0], int(sums[1])
         self.scaler.unscale_(self.opt_gen)  # after the sum, as in phase A
-        nonfinite = sanitize_grads(params)
-        if self.pure_fp16 and sums[3] > 0:  # the reference clips generator gradients by value in fp16
-            torch.nn.utils.clip_grad_value_(params, 1.0)
-        norm = grad_norm(params)
+        if self.pure_fp16:
+            nonfinite = sanitize_grads(params)
+            if sums[3] > 0:  # the reference clips generator gradients by value in fp16
+                torch.nn.utils.clip_grad_value_(params, 1.0)
+            norm = grad_norm(params)
+        else:
+            nonfinite, norm = self._clean_grads(params)
         self.scaler.step(self.opt_gen)
         self.scaler.update()
         self.opt_gen.zero_grad(set_to_none=True)
@@ -272,8 +319,17 @@ class Trainer:
     # -- one iteration ----------------------------------------------------------------------------------
     def step(self) -> dict:
         self.steps_now = steps_this_iteration(self.cfg.seed, self.iteration, self.cfg.gen_steps)
-        stats = self.phase_fake()
-        stats.update(self.phase_gen())
+        cuda = self.cfg.device.startswith("cuda") and torch.cuda.is_available()
+        peaks = {}
+        for name, phase in (("fake", self.phase_fake), ("gen", self.phase_gen)):
+            if cuda:  # each phase's own peak (on CPU the log has the process's lifetime peak only)
+                torch.cuda.reset_peak_memory_stats(self.cfg.device)
+            out = phase()
+            stats = out if name == "fake" else {**stats, **out}
+            if cuda:
+                peaks[f"cuda_peak_mb_{name}"] = torch.cuda.max_memory_allocated(self.cfg.device) / 2**20
+        stats.update(peaks)
+        self.cuda_peak_mb = max([self.cuda_peak_mb, *peaks.values()])  # the run's peak, across the resets
         if self.cfg.gen_steps > 1:
             stats["gen_steps_drawn"] = self.steps_now
         # The reference's ramp reads the image count before this iteration's increment (the first update copies G);
@@ -292,6 +348,10 @@ class Trainer:
         return stats
 
     # -- state --------------------------------------------------------------------------------------------
+    def meta(self) -> dict:
+        return {"config": self.cfg.to_dict(), "iteration": self.iteration, "cur_nimg": self.cur_nimg,
+                "nonfinite_streak": self.nonfinite_streak}
+
     def state(self) -> dict | None:
         """Everything a resume needs. Under ZeRO this is collective (every process calls it); rank 0 gets the dict."""
         if self.sharded:
@@ -304,14 +364,32 @@ class Trainer:
                 "ema": self.ema.state_dict(), "fake": self.fake.state_dict(), "opt_gen": self.opt_gen.state_dict(),
                 "opt_fake": self.opt_fake.state_dict(), "scaler": self.scaler.state_dict()}
 
-    def load_state(self, state: dict) -> None:
+    def _check_trajectory(self, config: dict) -> None:
         # A key an older checkpoint lacks had its default then (e.g. no guidance interval).
-        saved = {**DistillConfig().to_dict(), **state["config"]}
+        saved = {**DistillConfig().to_dict(), **config}
         changed = [k for k in trajectory_keys() if saved.get(k) != getattr(self.cfg, k)]
         if changed:
             raise SidbenchError("the checkpoint was made with other settings for " + ", ".join(
                 f"{k} ({saved.get(k)!r} -> {getattr(self.cfg, k)!r})" for k in changed)
                 + "; resume with the same settings or start a new run folder")
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Continue from a checkpoint: a file (``ckpt-*.pt``) or, under sharding fsdp, a DCP folder written by
+        any number of processes (``ckpt-*.dcp``)."""
+        if Path(path).is_dir():
+            from distill import fsdp
+
+            if self.cfg.sharding != "fsdp":
+                raise SidbenchError(f"{path} is a distributed (FSDP) checkpoint: resume it with --sharding fsdp")
+            meta = fsdp.load(self, Path(path))
+            self._check_trajectory(meta["config"])
+            self.iteration, self.cur_nimg = int(meta["iteration"]), int(meta["cur_nimg"])
+            self.nonfinite_streak = int(meta["nonfinite_streak"])
+            return
+        self.load_state(checkpoint.load(path))
+
+    def load_state(self, state: dict) -> None:
+        self._check_trajectory(state["config"])
         self.generator.load_state_dict(state["generator"])
         self.ema.load_state_dict(state["ema"])
         self.fake.load_state_dict(state["fake"])
@@ -419,7 +497,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     main = trainer.rank == 0
     ck = checkpoint.find_resume(run, resume)
     if ck is not None:
-        trainer.load_state(checkpoint.load(ck))  # a refused resume raises here, before anything is written
+        trainer.load_checkpoint(ck)  # a refused resume raises here, before anything is written
     if main:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", cfg.to_dict())
@@ -453,7 +531,9 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
                 line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
                         "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
-                        **_memory(cfg.device), "time": now, **proxy}
+                        **_memory(cfg.device), "static_mb": trainer.static_bytes() / 2**20, "time": now, **proxy}
+                if "cuda_max_mb" in line:  # the allocator's peak is reset per phase: the run's own maximum
+                    line["cuda_max_mb"] = max(line["cuda_max_mb"], trainer.cuda_peak_mb)
                 with open(log_path, "a", encoding="utf-8") as f:
                     f.write(json.dumps(line) + "\n")
                 say(tick_line(line, total_iters=total_iters, elapsed=now - t_start, sec_per_tick=dt))
@@ -464,19 +544,20 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 gap = stats["fake_teacher_gap"]
                 bar.set_postfix(loss_fake=f"{stats['loss_fake']:.3g}", loss_gen=f"{stats['loss_gen']:.3g}",
                                 gap="n/a" if gap is None else f"{gap:.3g}")
-            if main and cfg.grid_every and it % cfg.grid_every == 0:
-                for n in range(1, cfg.gen_steps + 1):  # a few-step generator: one grid per step count
+            if cfg.grid_every and it % cfg.grid_every == 0:
+                ema = trainer.plain_ema()  # collective under FSDP
+                for n in range(1, cfg.gen_steps + 1) if main else ():  # a few-step generator: a grid per step count
                     name = f"grid-{it:08d}.png" if cfg.gen_steps == 1 else f"grid-{it:08d}-{n}step.png"
-                    sample_grid(trainer, run / "grids" / name, steps=n)
-            if main and cfg.snapshot_every and it % cfg.snapshot_every == 0:
-                snapshot(trainer, run)
+                    sample_grid(trainer, run / "grids" / name, steps=n, ema=ema)
+            if cfg.snapshot_every and it % cfg.snapshot_every == 0:
+                snapshot(trainer, run, main)
             if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
                 _save(trainer, run, main)
         bar.close()
         say.bar = None
         _save(trainer, run, main)
+        snap = snapshot(trainer, run, main)  # collective under FSDP
         if main:
-            snap = snapshot(trainer, run)
             if tracker is not None:
                 tracker.finish()
             say(f"finished: iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg in "
@@ -488,38 +569,54 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
 
 
 def _save(trainer: Trainer, run: Path, main: bool) -> None:
+    if trainer.cfg.sharding == "fsdp":  # every process writes its shards (DCP), on any process count
+        from distill import fsdp
+
+        folder = checkpoint.checkpoint_dir(run) / f"ckpt-{trainer.iteration:08d}.dcp"
+        if main:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+        fsdp.save(trainer, folder, trainer.meta())
+        if main:
+            checkpoint.prune(run, trainer.cfg.keep_checkpoints)
+        return
     state = trainer.state()  # collective under ZeRO: every process takes part
     if main:
         checkpoint.save(run, trainer.iteration, state, keep=trainer.cfg.keep_checkpoints)
 
 
-def snapshot(trainer: Trainer, run: Path) -> Path:
-    """Export the EMA generator as a diffusers network folder that `sidbench generate` reads directly."""
+def snapshot(trainer: Trainer, run: Path, main: bool = True) -> Path:
+    """Export the EMA generator as a diffusers network folder that `sidbench generate` reads directly (collective
+    under FSDP: every process calls it, the main one writes)."""
     out = run / "snapshots" / f"ema-{trainer.iteration:08d}"
+    ema = trainer.plain_ema()
+    if not main:
+        return out
     if not out.exists():
-        export_generator(trainer.ema, out, "diffusers", made_by={
+        export_generator(ema, out, "diffusers", made_by={
             "what": "EMA generator of a sidbench distillation run", "run_dir": str(run.resolve()),
             "iteration": trainer.iteration, "kimg": trainer.cur_nimg / 1000, "config": trainer.cfg.to_dict()})
     (run / "snapshots" / "LATEST").write_text(out.name + "\n")
     return out
 
 
-def ema_sampler(trainer: Trainer, steps: int | None = None):
-    """A sampler of (a copy of) the EMA generator as ``generate`` would build it: ``steps`` of its K (default K)."""
+def ema_sampler(trainer: Trainer, steps: int | None = None, ema: torch.nn.Module | None = None):
+    """A sampler of (a copy of) the EMA generator as ``generate`` would build it: ``steps`` of its K (default K).
+    ``ema``: a plain EMA already gathered (else gathered here: collective under FSDP)."""
     from sidbench.gen.sampling import OneStepSampler
 
     c = trainer.cfg
-    return OneStepSampler(trainer.base, generator=copy.deepcopy(trainer.ema), t_init=c.t_init,
+    return OneStepSampler(trainer.base, generator=copy.deepcopy(ema if ema is not None else trainer.plain_ema()), t_init=c.t_init,
                           embedded_guidance=c.embedded_guidance, steps=steps or c.gen_steps, grid=c.gen_steps)
 
 
-def sample_grid(trainer: Trainer, path: Path, n: int = 16, steps: int | None = None) -> None:
+def sample_grid(trainer: Trainer, path: Path, n: int = 16, steps: int | None = None,
+                ema: torch.nn.Module | None = None) -> None:
     import numpy as np
     from PIL import Image
 
     from sidbench.core.atomic import atomic_path
 
-    sampler = ema_sampler(trainer, steps)
+    sampler = ema_sampler(trainer, steps, ema)
     prompts = [trainer.prompts[i % len(trainer.prompts)] for i in range(n)]
     images = sampler.sample(prompts, list(range(n)))
     side = int(math.ceil(math.sqrt(n)))
@@ -551,8 +648,9 @@ def proxy_metrics(trainer: Trainer) -> dict:
                                          random_weights=ecfg.random_weights, seed=ecfg.weights_seed, device=c.device)
     prompts = trainer.prompts[:c.proxy_prompts]
     out = {logkeys.PROXY_N: len(prompts)}
+    ema = trainer.plain_ema()  # collective under FSDP, once for every step count
     for n in range(c.gen_steps, 0, -1):  # K steps under the plain keys (what generate makes); fewer beside them
-        res = evaluate(GeneratedImages(ema_sampler(trainer, n), prompts, batch_size=max(1, c.batch_per_device)),
+        res = evaluate(GeneratedImages(ema_sampler(trainer, n, ema), prompts, batch_size=max(1, c.batch_per_device)),
                        c.proxy_ref, ecfg, extractor=tools["extractor"], clip_scorer=tools.get("clip"))
         tag = "" if n == c.gen_steps else f"_{n}step"
         out[logkeys.PROXY_FID + tag] = res["metrics"]["fid"]["value"]

@@ -78,6 +78,14 @@ def tiny_sd(tmp_path_factory):
 
 
 @pytest.fixture
+def train_prompts(tmp_path):
+    """Four training prompts for the tiny-SD distillation runs."""
+    p = tmp_path / "train.txt"
+    p.write_text("a red circle\na blue square\ntwo cats\na dog on a mat\n")
+    return p
+
+
+@pytest.fixture
 def prompt_file(tmp_path):
     p = tmp_path / "prompts.txt"
     p.write_text("\n".join(["a red circle", "a dog", "two cats on a sofa", "x", "a kitchen", "a tree",

@@ -92,13 +92,6 @@ def test_two_step_sid_matches_the_data_at_one_and_two_steps(tmp_path):
         assert (start[k - 1][1].log() - world.variances.log()).abs().max() > 0.7, (k, start[k - 1][1])
 
 
-@pytest.fixture
-def train_prompts(tmp_path):
-    p = tmp_path / "train.txt"
-    p.write_text("a red circle\na blue square\ntwo cats\na dog on a mat\n")
-    return p
-
-
 def _distill(sd, prompts, run, iters, *extra):
     from typer.testing import CliRunner
 

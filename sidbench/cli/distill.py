@@ -83,6 +83,13 @@ def _verb_options() -> list[inspect.Parameter]:
         opt("guidance_interval", Optional[str], None, "--guidance-interval", metavar="T_LO,T_HI", panel="Guidance (LSG)",
             help="Apply k1, k2 and k4 only at training timesteps in T_LO..T_HI (scale 1 elsewhere; beyond the "
                  "paper, after Kynkaanniemi et al. 2024); per-scale --cfg-*-interval flags still win."),
+        opt("plan", bool, False, "--plan", panel="Run",
+            help="Print the memory per device this run needs (meta-device architecture, activations measured on "
+                 "fake tensors) and stop; --base names an architecture (sd15, sdxl, sd3.5-large, flux.1-dev, ...)."),
+        opt("device_memory", Optional[float], None, "--device-memory", metavar="GIB", panel="Run",
+            help="With --plan: refuse a plan above this memory per device, naming a setup that fits."),
+        opt("processes", Optional[int], None, "--processes", metavar="N", panel="Run",
+            help="With --plan: the process count to plan for (default: the launcher's WORLD_SIZE, else 1)."),
         opt("resume", str, "auto", "--resume", metavar="auto|none|PATH",
             help="auto: the run folder's latest checkpoint, if any; none: start afresh; or a checkpoint file."),
         opt("threads", Optional[int], None, "--threads", panel="Performance",
@@ -99,6 +106,8 @@ EXAMPLES = """Examples:
   sidbench distill --config runs/lsg15/config.json --resume auto --threads 8
 
   sidbench distill --base sd3-medium/ --preset sd3-start --prompts prompts.txt --run-dir runs/sd3
+
+  sidbench distill --plan --base sdxl --precision bf16 --sharding fsdp --processes 8 --device-memory 80
 """
 
 
@@ -110,9 +119,22 @@ def distill_cmd(**kw):
     config, lsg, resume, quiet = kw.pop("config"), kw.pop("lsg"), kw.pop("resume"), kw.pop("quiet")
     kw["preset"] = kw.pop("preset")
     threads = kw.pop("threads")
+    want_plan, device_memory, processes = kw.pop("plan"), kw.pop("device_memory"), kw.pop("processes")
     with user_errors():
         set_threads(threads)
         cfg = resolve(config, kw, lsg=lsg)
+        if want_plan:
+            import os
+
+            from distill.plan import run_plan
+
+            if not cfg.base:
+                raise SidbenchError("--plan needs --base (an architecture: sd15, sdxl, sd3.5-large, flux.1-dev, ...)")
+            run_plan(cfg, processes or int(os.environ.get("WORLD_SIZE", 1)), device_memory)
+            return
+        if device_memory is not None or processes is not None:
+            raise SidbenchError("--device-memory and --processes describe a --plan; a run takes its processes "
+                                "from the launcher")
         missing = [k for k in ("base", "prompts", "run_dir") if not getattr(cfg, k)]
         if missing:
             raise SidbenchError("missing required setting(s): " + ", ".join("--" + k.replace("_", "-") for k in missing))
