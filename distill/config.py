@@ -134,6 +134,8 @@ class DistillConfig:
             problems.append(f"sharding fsdp runs in fp32 or bf16 (autocast, fp32 master weights), not {self.precision}")
         if self.teacher_sharding not in ("replicate", "shard"):
             problems.append(f"teacher_sharding must be replicate or shard, got {self.teacher_sharding!r}")
+        elif self.teacher_sharding == "shard" and self.sharding != "fsdp":
+            problems.append("teacher_sharding shard needs sharding fsdp")
         bad = sorted(set(tracker_names(self.trackers)) - set(TRACKERS))
         if bad:
             problems.append(f"unknown tracker(s) {', '.join(bad)}; expected a comma list of {', '.join(TRACKERS)} or none")
@@ -172,7 +174,7 @@ def apply_lsg(values: dict, k: float | None) -> dict:
     """The paper's LSG preset: k1 = k2 = k3 = k4 = k (explicit per-scale values still win)."""
     if k is None:
         return values
-    out = {"cfg_train_fake": k, "cfg_eval_fake": k, "cfg_eval_real": k}
+    out = {"cfg_train_fake": k, "cfg_eval_fake": k, "cfg_eval_real": k, "fake_conditioning": "text"}
     out.update(values)
     return out
 
@@ -256,8 +258,8 @@ def resolve(file: str | None = None, overrides: dict | None = None, lsg: float |
     values = {**guidance_values(values.pop("guidance", None)), **values}  # in the file: below its own fields
     merged = apply_lsg(values, values.pop("lsg", None))        # in the file: per-scale values beat its presets
     merged = apply_interval(merged, merged.pop("guidance_interval", None))
-    if cli_lsg is not None:                                     # a CLI --lsg beats the file's scales
-        merged.update(cfg_train_fake=cli_lsg, cfg_eval_fake=cli_lsg, cfg_eval_real=cli_lsg)
+    if cli_lsg is not None:                                     # a CLI --lsg beats the file's scales (= lsg:K)
+        merged.update(cfg_train_fake=cli_lsg, cfg_eval_fake=cli_lsg, cfg_eval_real=cli_lsg, fake_conditioning="text")
     merged.update(guidance_values(cli_guidance))                # a CLI strategy beats the file's scales
     if cli_interval is not None:
         merged.update({k: cli_interval for k in INTERVAL_KEYS})

@@ -61,21 +61,25 @@ def optimizer_tensors(opt: torch.optim.Optimizer):
                 yield v
 
 
-def full_copy(sharded: torch.nn.Module, skeleton: torch.nn.Module, buffers_from: torch.nn.Module) -> torch.nn.Module:
-    """A plain (unsharded) copy of a sharded network on every process (collective): its full state dict loaded into
-    a meta-device ``skeleton`` of the architecture; buffers outside the state dict from ``buffers_from``."""
+def full_copy(sharded: torch.nn.Module, skeleton: torch.nn.Module, *, everywhere: bool = True,
+              device: torch.device | str = "cpu") -> torch.nn.Module | None:
+    """A plain (unsharded) copy of a sharded network (collective): its full state dict loaded into a meta-device
+    ``skeleton`` of the architecture, on ``device``. ``everywhere``: on every process (the proxy generates on all);
+    else gathered to rank 0's CPU only (grids, snapshots) and None elsewhere."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True))
+    full = get_model_state_dict(sharded, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
+    if not everywhere and dist.get_rank() != 0:
+        return None
     plain = copy.deepcopy(skeleton)
     plain.load_state_dict(full, assign=True)
-    donors = dict(buffers_from.named_buffers())
+    donors = dict(sharded.named_buffers())  # FSDP leaves buffers unsharded
     for name, b in list(plain.named_buffers()):
         if b.is_meta:
             owner, _, leaf = name.rpartition(".")
             mod = plain.get_submodule(owner) if owner else plain
             mod._buffers[leaf] = local(donors[name]).detach().clone()
-    return plain
+    return plain.to(device)
 
 
 def state_dicts(trainer) -> dict:
@@ -96,10 +100,13 @@ def save(trainer, folder: Path, meta: dict) -> None:
 
     import torch.distributed.checkpoint as dcp
 
-    if folder.is_dir():  # this iteration is saved already (the final save after a periodic one)
+    main = not dist.is_initialized() or dist.get_rank() == 0
+    done = [folder.is_dir()]  # this iteration saved already (the final save after a periodic one): rank 0 decides
+    if dist.is_initialized():
+        dist.broadcast_object_list(done, src=0)
+    if done[0]:
         return
     tmp = folder.with_name(folder.name + ".tmp")
-    main = not dist.is_initialized() or dist.get_rank() == 0
     if main and tmp.exists():
         shutil.rmtree(tmp)
     if dist.is_initialized():
@@ -121,7 +128,10 @@ def load(trainer, folder: Path) -> dict:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-    state = {**state_dicts(trainer), "meta": {"json": ""}}
+    meta = {"meta": {"json": ""}}
+    dcp.load(meta, checkpoint_id=str(folder))  # the settings first: a refused resume reads no weights
+    trainer._check_trajectory(json.loads(meta["meta"]["json"])["config"])
+    state = {**state_dicts(trainer), **meta}
     dcp.load(state, checkpoint_id=str(folder))
     for name in ("generator", "ema", "fake"):
         set_model_state_dict(getattr(trainer, name), state[name])

@@ -224,17 +224,19 @@ class Trainer:
         from distill.fsdp import local_bytes, optimizer_tensors
 
         nets = (self.generator, self.fake, self.ema)
-        return (sum(local_bytes(n.parameters()) for n in nets)
-                + sum(local_bytes(p.grad for p in n.parameters()) for n in nets[:2])
-                + sum(local_bytes(optimizer_tensors(o)) for o in (self.opt_gen, self.opt_fake)))
+        weights = sum(local_bytes(n.parameters()) for n in nets)
+        grads = sum(local_bytes(n.parameters()) for n in nets[:2])  # each step's gradients: the weights' shapes
+        return weights + grads + sum(local_bytes(optimizer_tensors(o)) for o in (self.opt_gen, self.opt_fake))
 
-    def plain_ema(self) -> torch.nn.Module:
-        """The EMA generator as one plain network (collective under FSDP: every process must call it)."""
+    def plain_ema(self, everywhere: bool = True) -> torch.nn.Module | None:
+        """The EMA generator as one plain network (collective under FSDP: every process must call it); under FSDP
+        a fresh copy, on every process or (``everywhere`` False) on the main one only (None elsewhere)."""
         if not self.fsdp:
             return self.ema
         from distill.fsdp import full_copy
 
-        return full_copy(self.ema, self._skeleton, self.teacher).eval()
+        plain = full_copy(self.ema, self._skeleton, everywhere=everywhere, device=self.base.device)
+        return None if plain is None else plain.eval()
 
     def phase_fake(self) -> dict:
         c = self.cfg
@@ -323,6 +325,7 @@ class Trainer:
         peaks = {}
         for name, phase in (("fake", self.phase_fake), ("gen", self.phase_gen)):
             if cuda:  # each phase's own peak (on CPU the log has the process's lifetime peak only)
+                self.cuda_peak_mb = max(self.cuda_peak_mb, torch.cuda.max_memory_allocated(self.cfg.device) / 2**20)
                 torch.cuda.reset_peak_memory_stats(self.cfg.device)
             out = phase()
             stats = out if name == "fake" else {**stats, **out}
@@ -381,11 +384,13 @@ class Trainer:
 
             if self.cfg.sharding != "fsdp":
                 raise SidbenchError(f"{path} is a distributed (FSDP) checkpoint: resume it with --sharding fsdp")
-            meta = fsdp.load(self, Path(path))
-            self._check_trajectory(meta["config"])
+            meta = fsdp.load(self, Path(path))  # checks the trajectory before it reads any weight
             self.iteration, self.cur_nimg = int(meta["iteration"]), int(meta["cur_nimg"])
             self.nonfinite_streak = int(meta["nonfinite_streak"])
             return
+        if self.fsdp:
+            raise SidbenchError(f"{path} was written without fsdp: resume it on 1 process (it then continues in the "
+                                f"distributed format) or with the sharding it was written with")
         self.load_state(checkpoint.load(path))
 
     def load_state(self, state: dict) -> None:
@@ -545,10 +550,11 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 bar.set_postfix(loss_fake=f"{stats['loss_fake']:.3g}", loss_gen=f"{stats['loss_gen']:.3g}",
                                 gap="n/a" if gap is None else f"{gap:.3g}")
             if cfg.grid_every and it % cfg.grid_every == 0:
-                ema = trainer.plain_ema()  # collective under FSDP
+                ema = trainer.plain_ema(everywhere=False)  # collective under FSDP; the main process draws
                 for n in range(1, cfg.gen_steps + 1) if main else ():  # a few-step generator: a grid per step count
                     name = f"grid-{it:08d}.png" if cfg.gen_steps == 1 else f"grid-{it:08d}-{n}step.png"
                     sample_grid(trainer, run / "grids" / name, steps=n, ema=ema)
+                del ema  # under FSDP a full copy: not kept
             if cfg.snapshot_every and it % cfg.snapshot_every == 0:
                 snapshot(trainer, run, main)
             if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
@@ -588,7 +594,7 @@ def snapshot(trainer: Trainer, run: Path, main: bool = True) -> Path:
     """Export the EMA generator as a diffusers network folder that `sidbench generate` reads directly (collective
     under FSDP: every process calls it, the main one writes)."""
     out = run / "snapshots" / f"ema-{trainer.iteration:08d}"
-    ema = trainer.plain_ema()
+    ema = trainer.plain_ema(everywhere=False)  # collective under FSDP
     if not main:
         return out
     if not out.exists():
@@ -605,7 +611,9 @@ def ema_sampler(trainer: Trainer, steps: int | None = None, ema: torch.nn.Module
     from sidbench.gen.sampling import OneStepSampler
 
     c = trainer.cfg
-    return OneStepSampler(trainer.base, generator=copy.deepcopy(ema if ema is not None else trainer.plain_ema()), t_init=c.t_init,
+    ema = ema if ema is not None else trainer.plain_ema()
+    net = copy.deepcopy(ema) if ema is trainer.ema else ema  # the sampler freezes and moves it: never the live EMA
+    return OneStepSampler(trainer.base, generator=net, t_init=c.t_init,
                           embedded_guidance=c.embedded_guidance, steps=steps or c.gen_steps, grid=c.gen_steps)
 
 

@@ -9,7 +9,8 @@ with its MemTracker: shapes and dtypes only, no arithmetic), one forward + backw
 the run's precision (bf16 autocast or fp32) and with or without gradient checkpointing: a fixed part (under
 autocast, the cached bf16 copies of the weights) and a per-sample part. Counted for phase B, the larger phase:
 the generator's graph, plus the fake score's and the teacher's (kept for the backward to x_t), each with its
-batch doubled when its guidance needs the unconditional branch.
+batch doubled when its guidance needs the unconditional branch; the fixed part is counted for the generator
+only, the one network whose weights require gradients in phase B.
 """
 from __future__ import annotations
 
@@ -126,10 +127,11 @@ def static_parts(params: int, buffers: int, frozen: int, s: Setup) -> dict:
 def phase_b_activations(s: Setup, trained: tuple[int, int], teacher: tuple[int, int]) -> float:
     """Phase B's activations per device: the generator's graph, the fake score's and the teacher's (each kept for
     the backward to x_t, its batch doubled when its guidance needs the unconditional branch), from (fixed,
-    per-sample) fits."""
+    per-sample) fits. The fixed part (autocast's cached copies of weights that require gradients) is the
+    generator's alone: in phase B the fake score and the teacher are frozen, and their casts are not cached."""
     b = s.batch_per_device
-    return (trained[0] + b * trained[1]) + (trained[0] + (2 if s.cfg_fake else 1) * b * trained[1]) \
-        + (teacher[0] + (2 if s.cfg_teacher else 1) * b * teacher[1])
+    return (trained[0] + b * trained[1]) + (2 if s.cfg_fake else 1) * b * trained[1] \
+        + (2 if s.cfg_teacher else 1) * b * teacher[1]
 
 
 def plan(name: str, s: Setup, device_memory_gib: float | None = None, fits: dict | None = None) -> dict:

@@ -150,3 +150,39 @@ def test_tiny_sd_two_step_run_resumes_bitwise_exports_and_generates_at_each_step
     assert bad.exit_code != 0 and "trained for 1..2 steps" in bad.output
     mixed = generate("k2", "--gen-steps", "1")  # the folder holds 2-step images: not mixed in silently
     assert mixed.exit_code != 0 and "gen_steps" in mixed.output
+
+
+def test_tiny_sd3_two_step_run_exports_and_generates_on_the_flow_grid(tmp_path, train_prompts):
+    """The same on a rectified-flow DiT (tiny SD3): steps at sigma 1 and 0.5 of its shifted grid, the step count
+    carried through a safetensors export into generate."""
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from sidbench.cli.app import app
+    from sidbench.gen.models import load_base
+    from sidbench.gen.diffusion import schedule_of
+    from sidbench.gen.tiny import build_tiny_sd3
+
+    folder = build_tiny_sd3(tmp_path / "sd3")
+    runner = CliRunner()
+    r = runner.invoke(app, ["distill", "--base", str(folder), "--prompts", str(train_prompts), "--run-dir",
+                            str(tmp_path / "run"), "--preset", "sd3-start", "--gen-steps", "2", "--batch", "2",
+                            "--batch-per-device", "2", "--precision", "fp32", "--duration-kimg", "0.004",
+                            "--trackers", "none", "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["export", "--generator", str(tmp_path / "run"), "--out", str(tmp_path / "g.safetensors"),
+                            "--format", "safetensors", "--base", str(folder)])
+    assert r.exit_code == 0, r.output
+    fm = schedule_of(load_base(folder))
+    times = fm.step_times(999, 2)
+    assert [round(float(fm.sigmas[t]), 2) for t in times] == [1.0, 0.5]
+    for n in (1, 2):
+        r = runner.invoke(app, ["generate", "--base", str(folder), "--generator", str(tmp_path / "g.safetensors"),
+                                "--prompts", str(train_prompts), "--out", str(tmp_path / f"k{n}"), "--gen-steps",
+                                str(n), "--batch", "2", "-q"])
+        assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "k2" / "sidbench_generate.json").read_text())
+    assert side["networks"]["sampler"]["step_times"] == times and side["networks"]["sampler"]["step_grid"] == 2
+    a, b = (np.asarray(Image.open(tmp_path / k / "000000.png")) for k in ("k1", "k2"))
+    assert not np.array_equal(a, b)

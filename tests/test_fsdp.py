@@ -50,6 +50,13 @@ def test_fsdp_two_processes_equal_one_resume_on_one_and_halve_the_trained_state(
     s1, s2 = (load_file(str(tmp_path / r / "snapshots" / "ema-00000004" / "diffusion_pytorch_model.safetensors"))
               for r in ("one", "two"))
     assert max(float((s1[k] - s2[k]).abs().max()) for k in s1) <= 2.5e-4  # Adam's sign flips at ~0 gradients
+    # The run's generator for generate / eval: its EMA snapshot; the raw one is refused with the reason.
+    from sidbench.core.errors import SidbenchError
+    from sidbench.gen.models import resolve_generator
+
+    assert resolve_generator(tmp_path / "two")[1] == "snapshot"
+    with pytest.raises(SidbenchError, match="distributed .FSDP. checkpoint"):
+        resolve_generator(tmp_path / "two", "raw")
     # Memory: the trained state (G and fake score weights, gradients, Adam; the EMA) per process, FSDP vs DDP.
     ddp = run_sidbench(args(tiny_sd, prompts, tmp_path / "ddp", 1), processes=2)
     assert ddp.returncode == 0, ddp.stderr[-3000:]

@@ -47,9 +47,9 @@ def test_phase_b_activations_count_each_network_and_its_guidance_branch():
     from distill.plan import phase_b_activations
 
     s = Setup(batch_per_device=3)  # CFG in the fake score and the teacher: both evaluate 2 x 3 samples
-    assert phase_b_activations(s, (10, 1), (20, 2)) == (10 + 3) + (10 + 6) + (20 + 12)
+    assert phase_b_activations(s, (10, 1), (20, 2)) == (10 + 3) + 6 + 12  # fixed part: the generator's only
     s1 = Setup(batch_per_device=3, cfg_fake=False, cfg_teacher=False)
-    assert phase_b_activations(s1, (10, 1), (20, 2)) == (10 + 3) + (10 + 3) + (20 + 6)
+    assert phase_b_activations(s1, (10, 1), (20, 2)) == (10 + 3) + 3 + 6
 
 
 def test_plan_refuses_what_does_not_fit_and_names_what_would(monkeypatch, capsys):

@@ -258,6 +258,11 @@ CHECKPOINT_FORMAT = "sidbench.distill-checkpoint/1"   # what distill/checkpoint.
 WHICH = ("ema", "raw")                                 # which generator of a training checkpoint
 
 
+_DCP_HINT = ("{path} is a distributed (FSDP) checkpoint, a shard per process: the generator is read from the "
+             "run's EMA snapshots (snapshots/ema-*), or continue the run with --sharding fsdp; a raw generator "
+             "from it is not exported yet")
+
+
 def resolve_generator(path: str | os.PathLike, which: str = "ema") -> tuple[Path, str]:
     """Where a generator given as a run folder, snapshot folder, checkpoint or file really is, and its kind.
 
@@ -274,10 +279,15 @@ def resolve_generator(path: str | os.PathLike, which: str = "ema") -> tuple[Path
             if not snap.is_dir():
                 raise SidbenchError(f"{latest} names {snap.name}, which is not in {snap.parent}")
             return snap, "snapshot"
-        ckpts = sorted((p / "checkpoints").glob("ckpt-*.pt")) if (p / "checkpoints").is_dir() else []
+        ckpts = sorted((p / "checkpoints").glob("ckpt-*.*")) if (p / "checkpoints").is_dir() else []
+        ckpts = [c for c in ckpts if c.suffix in (".pt", ".dcp")]
         if not ckpts:
             raise SidbenchError(f"{p}: a run folder with no {'snapshot or ' if which == 'ema' else ''}checkpoint yet")
+        if ckpts[-1].suffix == ".dcp":
+            raise SidbenchError(_DCP_HINT.format(path=ckpts[-1]))
         return ckpts[-1], "checkpoint"
+    if p.is_dir() and p.suffix == ".dcp":
+        raise SidbenchError(_DCP_HINT.format(path=p))
     if p.is_dir():
         if which == "raw":
             raise SidbenchError(f"{p}: a snapshot folder holds one generator; --which raw needs a run folder or a "
