@@ -1,7 +1,9 @@
 """The README's `distill --plan` table: memory per device of SiD training for SD1.5, SDXL, SD3.5-Large and FLUX.1
 under three setups, from meta-device architectures (real configs) and activations measured on fake tensors.
 
-Run: python bench/plan_table.py [NAME ...]   (default: the four; a few minutes each on 2 cores)
+Run: python bench/plan_table.py [--static-only] [NAME ...]   (default: the four). The activation measurement
+takes about 3 minutes for SD1.5 and half an hour for SDXL on 2 cores (bf16 autocast on fake tensors is the slow
+part); --static-only prints the static part alone, in seconds.
 """
 import sys
 import time
@@ -15,6 +17,20 @@ SETUPS = (("the reference's: fp32, plain DDP", Setup(processes=8)),
            Setup(processes=8, precision="bf16", grad_checkpointing=True, sharding="fsdp")),
           ("bf16, checkpointing, FSDP x8 (teacher sharded)",
            Setup(processes=8, precision="bf16", grad_checkpointing=True, sharding="fsdp", teacher_sharding="shard")))
+
+
+def static_only(names) -> None:
+    from sidbench.gen.architectures import ARCHITECTURES, build, count_buffers, count_params
+    from distill.plan import GIB, _vae_params, static_parts
+
+    print("| teacher | setup | static GiB per device | fits 80 GiB before activations |")
+    print("|---|---|---:|---|")
+    for name in names:
+        net = build(name)
+        frozen = sum(count_params(build(e)) for e in ARCHITECTURES[name].text_encoders) + _vae_params(name)
+        for label, s in SETUPS:
+            total = sum(static_parts(count_params(net), count_buffers(net), frozen, s).values()) / GIB
+            print(f"| {name} | {label} | {total:.1f} | {'yes' if total <= 80 else 'no'} |")
 
 
 def main(names) -> None:
@@ -32,4 +48,9 @@ def main(names) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or NAMES)
+    argv = sys.argv[1:]
+    if "--static-only" in argv:
+        argv.remove("--static-only")
+        static_only(argv or NAMES)
+    else:
+        main(argv or NAMES)
