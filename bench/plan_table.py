@@ -20,16 +20,13 @@ SETUPS = (("the reference's: fp32, plain DDP", Setup(processes=8)),
 
 
 def static_only(names) -> None:
-    from sidbench.gen.architectures import ARCHITECTURES, build, count_buffers, count_params
-    from distill.plan import GIB, _vae_params, static_parts
+    from distill.plan import GIB, _counts, static_parts
 
     print("| teacher | setup | static GiB per device | fits 80 GiB before activations |")
     print("|---|---|---:|---|")
     for name in names:
-        net = build(name)
-        frozen = sum(count_params(build(e)) for e in ARCHITECTURES[name].text_encoders) + _vae_params(name)
         for label, s in SETUPS:
-            total = sum(static_parts(count_params(net), count_buffers(net), frozen, s).values()) / GIB
+            total = sum(static_parts(*_counts(name), s).values()) / GIB
             print(f"| {name} | {label} | {total:.1f} | {'yes' if total <= 80 else 'no'} |")
 
 

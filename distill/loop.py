@@ -33,21 +33,31 @@ from sidbench.gen.families import Conditioning
 # Settings that define the training trajectory: a resume must not change them.
 
 
+def _grads(params):
+    """The gradients this process holds: whole tensors, or its shards under FSDP."""
+    from distill.fsdp import local
+
+    return [local(p.grad) for p in params if p.grad is not None]
+
+
 def sanitize_grads(params) -> int:
-    """Replace non-finite gradient values like the reference (NaN->0, +-inf->+-1e5); return how many there were."""
+    """Replace non-finite gradient values like the reference (NaN->0, +-inf->+-1e5); return how many there were
+    (of this process's shards, under FSDP)."""
     count = 0
-    for p in params:
-        if p.grad is not None:
-            bad = ~torch.isfinite(p.grad)
-            if bad.any():
-                count += int(bad.sum())
-                torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+    for g in _grads(params):
+        bad = ~torch.isfinite(g)
+        if bad.any():
+            count += int(bad.sum())
+            torch.nan_to_num_(g, nan=0.0, posinf=1e5, neginf=-1e5)
     return count
 
 
+def grad_sq(params) -> float:
+    return sum(float(g.detach().double().pow(2).sum()) for g in _grads(params))
+
+
 def grad_norm(params) -> float:
-    sq = sum(float(p.grad.detach().double().pow(2).sum()) for p in params if p.grad is not None)
-    return math.sqrt(sq)
+    return math.sqrt(grad_sq(params))
 
 
 class EmbeddingCache:
@@ -204,19 +214,12 @@ class Trainer:
     def _clean_grads(self, params) -> tuple[int, float]:
         """Replace non-finite gradient values, then (count, norm) over the whole network: under FSDP each process
         holds a shard, so the shards' counts and squared norms are summed."""
-        from distill.fsdp import local
-
-        if not self.fsdp:
-            return sanitize_grads(params), grad_norm(params)
-        grads = [local(p.grad) for p in params if p.grad is not None]
-        count = 0
-        for g in grads:
-            bad = ~torch.isfinite(g)
-            count += int(bad.sum())
-            torch.nan_to_num_(g, nan=0.0, posinf=1e5, neginf=-1e5)
-        t = torch.tensor([float(count), sum(float(g.double().pow(2).sum()) for g in grads)], dtype=torch.float64)
-        dist.all_reduce(t)
-        return int(t[0]), math.sqrt(float(t[1]))
+        count, sq = sanitize_grads(params), grad_sq(params)
+        if self.fsdp:
+            t = torch.tensor([float(count), sq], dtype=torch.float64)
+            dist.all_reduce(t)
+            count, sq = int(t[0]), float(t[1])
+        return count, math.sqrt(sq)
 
     def static_bytes(self) -> int:
         """This process's share of the trained state: both trained networks' weights, gradients and Adam moments,

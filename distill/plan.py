@@ -14,6 +14,7 @@ only, the one network whose weights require gradients in phase B.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, replace
 
@@ -112,16 +113,16 @@ def measure_activations(net: torch.nn.Module, inputs: tuple, *, precision: str =
 
 
 def static_parts(params: int, buffers: int, frozen: int, s: Setup) -> dict:
-    """Bytes per device of each static part (fp32 master weights; fp16-pure holds every network in fp16)."""
+    """Bytes per device of each static part (fp32 master weights; fp16-pure holds every network in fp16, no EMA);
+    the arithmetic is ``sid_static_bytes``'s, with the frozen text encoders and VAE at fp32."""
+    from sidbench.gen.architectures import sid_static_bytes
+
     wb = 2 if s.precision == "fp16-pure" else 4
-    n = s.processes
-    all_sharded = s.sharding == "fsdp"
-    teacher = (params + buffers) * wb / (n if all_sharded and s.teacher_sharding == "shard" else 1)
-    weights_grads = 2 * (params * 2 * wb + buffers * wb) / (n if all_sharded else 1)
-    adam = 2 * params * 8 / (n if s.sharding in ("zero1", "fsdp") else 1)
-    ema = 0 if s.precision == "fp16-pure" else (params + buffers) * 4 / (n if all_sharded else 1)
-    return {"teacher": teacher, "generator + fake score: weights and gradients": weights_grads,
-            "Adam moments, both nets": adam, "EMA": ema, "text encoders + VAE (frozen, fp32)": frozen * 4}
+    b = sid_static_bytes(params, buffers=buffers, encoder_params=frozen, weights_bytes=wb, train_bytes=wb,
+                         encoder_bytes=4, ema=s.precision != "fp16-pure", processes=s.processes, sharding=s.sharding,
+                         teacher_sharded=s.teacher_sharding == "shard")
+    return {"teacher": b["teacher"], "generator + fake score: weights and gradients": b["weights and gradients"],
+            "Adam moments, both nets": b["Adam"], "EMA": b["EMA"], "text encoders + VAE (frozen, fp32)": b["text encoders"]}
 
 
 def phase_b_activations(s: Setup, trained: tuple[int, int], teacher: tuple[int, int]) -> float:
@@ -137,13 +138,8 @@ def phase_b_activations(s: Setup, trained: tuple[int, int], teacher: tuple[int, 
 def plan(name: str, s: Setup, device_memory_gib: float | None = None, fits: dict | None = None) -> dict:
     """The memory plan of architecture ``name`` under setup ``s``; ``fits``: activation fits already measured,
     {(precision, checkpointing): (fixed, per-sample)}, filled in as measured."""
-    from sidbench.gen.architectures import ARCHITECTURES, build, count_buffers, count_params
-
     fits = {} if fits is None else fits
-    a = ARCHITECTURES[name]
-    net = build(name)
-    params, buffers = count_params(net), count_buffers(net)
-    frozen = sum(count_params(build(e)) for e in a.text_encoders) + _vae_params(name)
+    params, buffers, frozen = _counts(name)
     parts = static_parts(params, buffers, frozen, s)
     for key in {(s.precision, False), (s.precision, s.grad_checkpointing)}:
         if key not in fits:
@@ -159,6 +155,16 @@ def plan(name: str, s: Setup, device_memory_gib: float | None = None, fits: dict
         out["device_memory_gib"] = device_memory_gib
         out["fits"] = total / GIB <= device_memory_gib
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _counts(name: str) -> tuple[int, int, int]:
+    """(parameters, persistent buffers, frozen text-encoder + VAE parameters), built on the meta device once."""
+    from sidbench.gen.architectures import ARCHITECTURES, build, count_buffers, count_params
+
+    net = build(name)
+    frozen = sum(count_params(build(e)) for e in ARCHITECTURES[name].text_encoders) + _vae_params(name)
+    return count_params(net), count_buffers(net), frozen
 
 
 def _vae_params(name: str) -> int:

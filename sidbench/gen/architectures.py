@@ -276,19 +276,32 @@ def forward_flops(name: str, batch: int = 1) -> int:
     return int(counter.get_total_flops())
 
 
+def sid_static_bytes(params: int, *, buffers: int = 0, encoder_params: int = 0, weights_bytes: int = 4,
+                     train_bytes: int = 4, encoder_bytes: int | None = None, ema: bool = True, processes: int = 1,
+                     sharding: str = "none", teacher_sharded: bool = False) -> dict:
+    """Static bytes per device of SiD training (no activations): the teacher's weights; the fake score and the
+    generator each with weights and gradients (``train_bytes``) and Adam's two fp32 moments; the generator's fp32
+    EMA; the frozen text encoders (`encoder_bytes` per parameter, by default `weights_bytes`). Persistent buffers
+    are held by every copy. Over ``processes``: zero1 divides Adam; fsdp divides the trained networks, Adam and the
+    EMA, and the teacher too when ``teacher_sharded``."""
+    fsdp, n = sharding == "fsdp", processes
+    return {"teacher": (params + buffers) * weights_bytes / (n if fsdp and teacher_sharded else 1),
+            "weights and gradients": 2 * (params * 2 * train_bytes + buffers * train_bytes) / (n if fsdp else 1),
+            "Adam": 2 * params * 8 / (n if sharding in ("zero1", "fsdp") else 1),
+            "EMA": (params + buffers) * 4 / (n if fsdp else 1) if ema else 0,
+            "text encoders": encoder_params * (weights_bytes if encoder_bytes is None else encoder_bytes)}
+
+
 def sid_memory_gib(params: int, *, buffers: int = 0, encoder_params: int = 0, weights_bytes: int = 4,
                    train_bytes: int = 4, encoder_bytes: int | None = None, ema: bool = True) -> dict:
-    """Static memory of SiD training in GiB (no activations): the teacher's weights; the fake score and the
-    generator each with weights, gradients and Adam's two moments (fp32); the generator's EMA copy; the frozen
-    text encoders' weights (`encoder_bytes` per parameter, by default `weights_bytes`: no gradients, no Adam).
-    Persistent buffers (fixed, untrained tables) are held by every copy at its weights' precision."""
+    """Static memory of SiD training in GiB on one device, unsharded (``sid_static_bytes``)."""
     gib = 2 ** 30
-    teacher = (params + buffers) * weights_bytes
-    trained = 2 * (params * (train_bytes + train_bytes + 8) + buffers * train_bytes)  # weights + grads + Adam m, v
-    ema_b = (params + buffers) * 4 if ema else 0
-    encoders = encoder_params * (weights_bytes if encoder_bytes is None else encoder_bytes)
-    return {"teacher": teacher / gib, "fake + generator (w, grad, Adam)": trained / gib, "EMA": ema_b / gib,
-            "text encoders (frozen)": encoders / gib, "total": (teacher + trained + ema_b + encoders) / gib}
+    b = sid_static_bytes(params, buffers=buffers, encoder_params=encoder_params, weights_bytes=weights_bytes,
+                         train_bytes=train_bytes, encoder_bytes=encoder_bytes, ema=ema)
+    out = {"teacher": b["teacher"] / gib, "fake + generator (w, grad, Adam)": (b["weights and gradients"] + b["Adam"]) / gib,
+           "EMA": b["EMA"] / gib, "text encoders (frozen)": b["text encoders"] / gib}
+    out["total"] = sum(out.values())
+    return out
 
 
 def sid_iteration_forward_equivalents(cfg_in_phase_a: bool = True, cfg_in_phase_b: bool = True) -> float:
