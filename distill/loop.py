@@ -110,6 +110,8 @@ class Trainer:
             torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
         self.base = base or load_base(cfg.base, device=cfg.device)
         self.pure_fp16 = cfg.precision == "fp16-pure"
+        if cfg.text_encoder_dtype == "bf16":
+            self.base.cast_text_encoders(torch.bfloat16)
         self.teacher = self.base.net.requires_grad_(False).eval()
         if self.pure_fp16:  # the reference's fp16 mode: every network in fp16, no autocast, no loss scaling
             self.teacher = copy.deepcopy(self.teacher).half()
@@ -119,6 +121,8 @@ class Trainer:
         if cfg.grad_checkpointing:
             self.generator.enable_gradient_checkpointing()
             self.fake.enable_gradient_checkpointing()
+        if cfg.recompute_teacher:  # same numbers, recomputed: phase B's graph runs through the teacher
+            self.teacher.enable_gradient_checkpointing()
         self.fsdp = cfg.sharding == "fsdp" and self.world > 1
         if self.fsdp:
             from distill import fsdp

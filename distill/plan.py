@@ -4,13 +4,15 @@ Static part, from the teacher's architecture built on the meta device (no weight
 (replicated, or divided over the processes with fsdp + teacher sharding), the generator and the fake score with
 fp32 master weights, gradients and Adam's two moments (Adam divided by the processes under zero1, everything
 under fsdp), the EMA (divided under fsdp), and the frozen text encoders and VAE (fp32 weights, as the trainer
-loads them). Activations: measured on the real architecture at full size, on fake tensors (torch's FakeTensorMode
-with its MemTracker: shapes and dtypes only, no arithmetic), one forward + backward at batch 1 and at batch 2 in
-the run's precision (bf16 autocast or fp32) and with or without gradient checkpointing: a fixed part (under
-autocast, the cached bf16 copies of the weights) and a per-sample part. Counted for phase B, the larger phase:
-the generator's graph, plus the fake score's and the teacher's (kept for the backward to x_t), each with its
-batch doubled when its guidance needs the unconditional branch; the fixed part is counted for the generator
-only, the one network whose weights require gradients in phase B.
+loads them). Activations: measured on the real architecture at full size, on fake tensors (torch's FakeTensorMode:
+shapes and dtypes only, no arithmetic; storages counted op by op by distill.memory_trace), one forward + backward
+at batch 1 and at batch 2 in the run's precision (bf16 autocast or fp32), with or without gradient checkpointing,
+as a trained network (weights need gradients) or a frozen one (the gradient goes to the input only): a fixed
+part (under autocast, the bf16 copies of the weights: cached for trained ones, kept by the graph for frozen ones
+unless checkpointed) and a per-sample part. Counted
+for phase B, the larger phase: the generator's graph (trained), the fake score's and the teacher's (frozen, kept
+for the backward to x_t; the teacher checkpointed with --recompute-teacher), each of those two on twice the
+batch when its guidance needs the unconditional branch.
 """
 from __future__ import annotations
 
@@ -37,19 +39,24 @@ class Setup:
     sharding: str = "none"
     teacher_sharding: str = "replicate"
     grad_checkpointing: bool = False
+    recompute_teacher: bool = False
+    text_encoder_dtype: str = "fp32"
     cfg_fake: bool = True       # k2 != 1: the fake score's guided call doubles its batch
     cfg_teacher: bool = True    # k4 != 1
 
     @classmethod
     def of(cls, cfg, processes: int) -> "Setup":
         return cls(processes, cfg.batch_per_device, cfg.precision, cfg.sharding, cfg.teacher_sharding,
-                   cfg.grad_checkpointing, cfg.cfg_eval_fake != 1, cfg.cfg_eval_real != 1)
+                   cfg.grad_checkpointing, cfg.recompute_teacher, cfg.text_encoder_dtype, cfg.cfg_eval_fake != 1,
+                   cfg.cfg_eval_real != 1)
 
     def describe(self) -> str:
         teacher = {"replicate": "replicated", "shard": "sharded"}[self.teacher_sharding]
         shard = self.sharding + (f" (teacher {teacher})" if self.sharding == "fsdp" else "")
         return (f"{self.processes} process(es), batch {self.batch_per_device}/device, {self.precision}, "
-                f"sharding {shard}, checkpointing {'on' if self.grad_checkpointing else 'off'}")
+                f"sharding {shard}, checkpointing {'on' if self.grad_checkpointing else 'off'}"
+                + (", teacher checkpointed" if self.recompute_teacher else "")
+                + (f", text encoders {self.text_encoder_dtype}" if self.text_encoder_dtype != "fp32" else ""))
 
 
 def architecture_of(base: str) -> str | None:
@@ -70,9 +77,10 @@ def _fake(x):
 
 
 def activation_bytes(name: str, *, precision: str = "fp32", grad_checkpointing: bool = False,
-                     batch: int = 1) -> int:
+                     batch: int = 1, frozen: bool = False) -> int:
     """Peak activation (and temporary) bytes of one forward + backward of architecture ``name`` at ``batch``,
-    measured on fake tensors."""
+    measured on fake tensors; ``frozen``: the weights need no gradient, only the input (the fake score and the
+    teacher in phase B)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from sidbench.gen.architectures import ARCHITECTURES
@@ -80,77 +88,84 @@ def activation_bytes(name: str, *, precision: str = "fp32", grad_checkpointing: 
     a = ARCHITECTURES[name]
     with FakeTensorMode():
         return measure_activations(a.build(), _fake(a.example_inputs(batch)), precision=precision,
-                                   grad_checkpointing=grad_checkpointing)
+                                   grad_checkpointing=grad_checkpointing, frozen=frozen)
 
 
-def activation_fit(name: str, *, precision: str = "fp32", grad_checkpointing: bool = False) -> tuple[int, int]:
+def activation_fit(name: str, *, precision: str = "fp32", grad_checkpointing: bool = False,
+                   frozen: bool = False) -> tuple[int, int]:
     """(fixed, per-sample) bytes from the measurements at batch 1 and 2: under bf16 autocast the cached bf16
-    copies of the weights are a fixed cost, the activations grow with the batch."""
-    one = activation_bytes(name, precision=precision, grad_checkpointing=grad_checkpointing, batch=1)
-    two = activation_bytes(name, precision=precision, grad_checkpointing=grad_checkpointing, batch=2)
+    copies of the weights that require gradients are a fixed cost, the activations grow with the batch."""
+    kw = dict(precision=precision, grad_checkpointing=grad_checkpointing, frozen=frozen)
+    one, two = activation_bytes(name, batch=1, **kw), activation_bytes(name, batch=2, **kw)
     return max(one - (two - one), 0), two - one
 
 
 def measure_activations(net: torch.nn.Module, inputs: tuple, *, precision: str = "fp32",
-                        grad_checkpointing: bool = False) -> int:
-    """Peak bytes of activations and temporaries (torch's MemTracker) of one training forward + backward of
-    ``net`` on ``inputs`` ((args, kwargs)): real tensors, or fake ones for a network too large to run."""
-    from torch.distributed._tools.mem_tracker import MemTracker
+                        grad_checkpointing: bool = False, frozen: bool = False) -> int:
+    """The most bytes of activations and temporaries held at any moment (``ActivationPeak``) of one training
+    forward + backward of ``net`` on ``inputs`` ((args, kwargs)): real tensors, or fake ones for a network too large
+    to run. Gradients are not in it: the static part counts all of them. ``frozen``: the backward goes to the
+    input latent only (the trainer's phase B through the fake score and the teacher), which keeps less."""
+    from distill.memory_trace import ActivationPeak
 
     amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if grad_checkpointing:
         net.enable_gradient_checkpointing()
-    net.train()
+    net.train().requires_grad_(not frozen)
     args, kwargs = inputs
-    tracker = MemTracker()
-    tracker.track_external(net)
-    with tracker, torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+    if frozen:
+        (args[0] if args else kwargs["hidden_states"]).requires_grad_(True)
+    with ActivationPeak(net) as tracker, torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
         out = net(*args, **kwargs)
         out = out[0] if isinstance(out, tuple) else getattr(out, "sample", out)
         out.float().pow(2).mean().backward()
-    peak = tracker.get_tracker_snapshot("peak")
-    return int(sum(v.get(k, 0) for v in peak.values() for k in v if str(k).endswith(("ACT", "TEMP"))))
+    return tracker.peak
 
 
-def static_parts(params: int, buffers: int, frozen: int, s: Setup) -> dict:
+def static_parts(params: int, buffers: int, encoders: int, vae: int, s: Setup) -> dict:
     """Bytes per device of each static part (fp32 master weights; fp16-pure holds every network in fp16, no EMA);
-    the arithmetic is ``sid_static_bytes``'s, with the frozen text encoders and VAE at fp32."""
+    the arithmetic is ``sid_static_bytes``'s, with the frozen text encoders at fp32 or bf16 and the VAE at fp32."""
     from sidbench.gen.architectures import sid_static_bytes
 
     wb = 2 if s.precision == "fp16-pure" else 4
-    b = sid_static_bytes(params, buffers=buffers, encoder_params=frozen, weights_bytes=wb, train_bytes=wb,
-                         encoder_bytes=4, ema=s.precision != "fp16-pure", processes=s.processes, sharding=s.sharding,
+    eb = 2 if s.text_encoder_dtype == "bf16" else 4
+    b = sid_static_bytes(params, buffers=buffers, encoder_params=encoders, weights_bytes=wb, train_bytes=wb,
+                         encoder_bytes=eb, ema=s.precision != "fp16-pure", processes=s.processes, sharding=s.sharding,
                          teacher_sharded=s.teacher_sharding == "shard")
     return {"teacher": b["teacher"], "generator + fake score: weights and gradients": b["weights and gradients"],
-            "Adam moments, both nets": b["Adam"], "EMA": b["EMA"], "text encoders + VAE (frozen, fp32)": b["text encoders"]}
+            "Adam moments, both nets": b["Adam"], "EMA": b["EMA"],
+            f"text encoders (frozen, {s.text_encoder_dtype})": b["text encoders"], "VAE (frozen, fp32)": 4 * vae}
 
 
-def phase_b_activations(s: Setup, trained: tuple[int, int], teacher: tuple[int, int]) -> float:
-    """Phase B's activations per device: the generator's graph, the fake score's and the teacher's (each kept for
-    the backward to x_t, its batch doubled when its guidance needs the unconditional branch), from (fixed,
-    per-sample) fits. The fixed part (autocast's cached copies of weights that require gradients) is the
-    generator's alone: in phase B the fake score and the teacher are frozen, and their casts are not cached."""
+def phase_b_activations(s: Setup, trained: tuple[int, int], fake: tuple[int, int], teacher: tuple[int, int]) -> float:
+    """Phase B's activations per device from (fixed, per-sample) fits: the generator's graph (trained), the fake
+    score's and the teacher's (frozen: kept for the backward to x_t only), each of those two on twice the batch
+    when its guidance needs the unconditional branch. The fake score runs with the run's checkpointing (the
+    trainer switches it on for both trained networks), the teacher only with --recompute-teacher."""
     b = s.batch_per_device
-    return (trained[0] + b * trained[1]) + (2 if s.cfg_fake else 1) * b * trained[1] \
-        + (2 if s.cfg_teacher else 1) * b * teacher[1]
+    return (trained[0] + b * trained[1]) + (fake[0] + (2 if s.cfg_fake else 1) * b * fake[1]) \
+        + (teacher[0] + (2 if s.cfg_teacher else 1) * b * teacher[1])
 
 
 def plan(name: str, s: Setup, device_memory_gib: float | None = None, fits: dict | None = None) -> dict:
     """The memory plan of architecture ``name`` under setup ``s``; ``fits``: activation fits already measured,
-    {(precision, checkpointing): (fixed, per-sample)}, filled in as measured."""
+    {(precision, checkpointing, frozen): (fixed, per-sample)}, filled in as measured."""
     fits = {} if fits is None else fits
-    params, buffers, frozen = _counts(name)
-    parts = static_parts(params, buffers, frozen, s)
-    for key in {(s.precision, False), (s.precision, s.grad_checkpointing)}:
+    params, buffers, encoders, vae = _counts(name)
+    parts = static_parts(params, buffers, encoders, vae, s)
+    wanted = {"trained (generator)": (s.precision, s.grad_checkpointing, False),
+              "frozen (fake score, phase B)": (s.precision, s.grad_checkpointing, True),
+              "frozen (teacher)": (s.precision, s.recompute_teacher, True)}
+    for key in wanted.values():
         if key not in fits:
-            fits[key] = activation_fit(name, precision=key[0], grad_checkpointing=key[1])
-    trained, teacher = fits[(s.precision, s.grad_checkpointing)], fits[(s.precision, False)]
-    parts["activations, phase B (measured at batch 1 and 2, fake tensors)"] = phase_b_activations(s, trained, teacher)
+            fits[key] = activation_fit(name, precision=key[0], grad_checkpointing=key[1], frozen=key[2])
+    parts["activations, phase B (measured at batch 1 and 2, fake tensors)"] = phase_b_activations(
+        s, *(fits[k] for k in wanted.values()))
     total = sum(parts.values())
     out = {"architecture": name, "setup": s.describe(), "params": params,
            "parts_gib": {k: v / GIB for k, v in parts.items()}, "total_gib": total / GIB,
-           "activation_fit_gib": {"trained (G, fake): fixed, per sample": [v / GIB for v in trained],
-                                  "teacher: fixed, per sample": [v / GIB for v in teacher]}}
+           "activation_fit_gib": {f"{k}: fixed, per sample": [v / GIB for v in fits[key]]
+                                  for k, key in wanted.items()}}
     if device_memory_gib is not None:
         out["device_memory_gib"] = device_memory_gib
         out["fits"] = total / GIB <= device_memory_gib
@@ -158,13 +173,13 @@ def plan(name: str, s: Setup, device_memory_gib: float | None = None, fits: dict
 
 
 @functools.lru_cache(maxsize=None)
-def _counts(name: str) -> tuple[int, int, int]:
-    """(parameters, persistent buffers, frozen text-encoder + VAE parameters), built on the meta device once."""
+def _counts(name: str) -> tuple[int, int, int, int]:
+    """(parameters, persistent buffers, text-encoder parameters, VAE parameters), built on the meta device once."""
     from sidbench.gen.architectures import ARCHITECTURES, build, count_buffers, count_params
 
     net = build(name)
-    frozen = sum(count_params(build(e)) for e in ARCHITECTURES[name].text_encoders) + _vae_params(name)
-    return count_params(net), count_buffers(net), frozen
+    encoders = sum(count_params(build(e)) for e in ARCHITECTURES[name].text_encoders)
+    return count_params(net), count_buffers(net), encoders, _vae_params(name)
 
 
 def _vae_params(name: str) -> int:
@@ -180,15 +195,17 @@ def _vae_params(name: str) -> int:
 
 # The options tried, in order, when a plan does not fit: the cheapest change first.
 def _alternatives(s: Setup):
+    cheap = replace(s, precision="bf16", grad_checkpointing=True)
     yield replace(s, precision="bf16") if s.precision == "fp32" else s
-    yield replace(s, precision="bf16", grad_checkpointing=True)
-    yield replace(s, precision="bf16", grad_checkpointing=True, sharding="zero1")
-    yield replace(s, precision="bf16", grad_checkpointing=True, sharding="fsdp")
-    yield replace(s, precision="bf16", grad_checkpointing=True, sharding="fsdp", teacher_sharding="shard")
+    yield cheap
+    yield (cheap := replace(cheap, recompute_teacher=True))
+    yield (cheap := replace(cheap, text_encoder_dtype="bf16"))
+    yield replace(cheap, sharding="zero1")
+    yield (cheap := replace(cheap, sharding="fsdp"))
+    yield (cheap := replace(cheap, teacher_sharding="shard"))
     for n in (2, 4, 8, 16, 32, 64):
         if n > s.processes:
-            yield replace(s, precision="bf16", grad_checkpointing=True, sharding="fsdp", teacher_sharding="shard",
-                          processes=n)
+            yield replace(cheap, processes=n)
 
 
 def what_fits(name: str, s: Setup, device_memory_gib: float, fits: dict | None = None) -> dict | None:
@@ -224,7 +241,9 @@ def run_plan(cfg, processes: int, device_memory_gib: float | None, as_json: bool
     print(json.dumps(p, indent=1) if as_json else render(p))
     if device_memory_gib is not None and not p["fits"]:
         alt = what_fits(name, s, device_memory_gib, fits)
-        hint = ("no setup tried fits (bf16, checkpointing, zero1, fsdp, teacher sharding, up to 64 processes)"
+        hint = ("no setup tried fits (bf16, checkpointing, teacher checkpointing, bf16 text encoders, zero1, fsdp, "
+                "teacher sharding, "
+                "up to 64 processes)"
                 if alt is None else f"this would fit: {alt['setup']} ({alt['total_gib']:.1f} GiB)")
         raise SidbenchError(f"the plan needs {p['total_gib']:.1f} GiB per device, more than {device_memory_gib:g}; "
                             + hint)

@@ -8,16 +8,18 @@ from distill.plan import GIB, Setup, measure_activations, static_parts
 
 def test_static_parts_divide_as_each_sharding_says():
     P, n = 1_000_000, 4
-    ddp = static_parts(P, 0, 0, Setup(processes=n))
+    ddp = static_parts(P, 0, 0, 0, Setup(processes=n))
     assert ddp["teacher"] == 4 * P and ddp["generator + fake score: weights and gradients"] == 16 * P
     assert ddp["Adam moments, both nets"] == 16 * P and ddp["EMA"] == 4 * P
-    z1 = static_parts(P, 0, 0, Setup(processes=n, sharding="zero1"))
+    z1 = static_parts(P, 0, 0, 0, Setup(processes=n, sharding="zero1"))
     assert z1["Adam moments, both nets"] == 16 * P / n and z1["generator + fake score: weights and gradients"] == 16 * P
-    f = static_parts(P, 0, 0, Setup(processes=n, sharding="fsdp"))
+    f = static_parts(P, 0, 0, 0, Setup(processes=n, sharding="fsdp"))
     assert f["teacher"] == 4 * P and all(f[k] == ddp[k] / n for k in f if k not in ("teacher",)
-                                         and not k.startswith("text"))
-    fs = static_parts(P, 0, 7, Setup(processes=n, sharding="fsdp", teacher_sharding="shard"))
-    assert fs["teacher"] == 4 * P / n and fs["text encoders + VAE (frozen, fp32)"] == 28
+                                         and not k.startswith(("text", "VAE")))
+    fs = static_parts(P, 0, 7, 5, Setup(processes=n, sharding="fsdp", teacher_sharding="shard"))
+    assert fs["teacher"] == 4 * P / n and fs["text encoders (frozen, fp32)"] == 28 and fs["VAE (frozen, fp32)"] == 20
+    half = static_parts(P, 0, 7, 5, Setup(text_encoder_dtype="bf16"))
+    assert half["text encoders (frozen, bf16)"] == 14 and half["VAE (frozen, fp32)"] == 20  # replicated, 2 B each
 
 
 def _tiny_unet_and_inputs(config):
@@ -29,27 +31,70 @@ def _tiny_unet_and_inputs(config):
     return unet, (args, {"encoder_hidden_states": torch.randn(1, 77, config["cross_attention_dim"])})
 
 
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_fake_tensor_activations_equal_the_real_runs(tiny_sd, checkpointing):
+@pytest.mark.parametrize("checkpointing,frozen", [(False, False), (True, False), (True, True)])
+def test_fake_tensor_activations_equal_the_real_runs(tiny_sd, checkpointing, frozen):
     """The plan measures a real architecture's activations without running it: on fake tensors. On a network
     small enough to run, the two measurements are the same bytes."""
     from diffusers import UNet2DConditionModel
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     config = dict(UNet2DConditionModel.load_config(str(tiny_sd / "unet")))
-    real = measure_activations(*_tiny_unet_and_inputs(config), grad_checkpointing=checkpointing)
+    real = measure_activations(*_tiny_unet_and_inputs(config), grad_checkpointing=checkpointing, frozen=frozen)
     with FakeTensorMode():
-        fake = measure_activations(*_tiny_unet_and_inputs(config), grad_checkpointing=checkpointing)
+        fake = measure_activations(*_tiny_unet_and_inputs(config), grad_checkpointing=checkpointing, frozen=frozen)
     assert real > 0 and fake == real, (fake, real)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_activation_count_equals_torchs_memtracker_after_every_op(tiny_sd, checkpointing):
+    """Our O(1)-per-op storage count against torch's MemTracker on the same ops: run under it, activations +
+    temporaries + gradients agree to the byte after every op; its peak is the most activations it held."""
+    from diffusers import UNet2DConditionModel
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    from distill.memory_trace import ActivationPeak
+
+    net, (args, kwargs) = _tiny_unet_and_inputs(dict(UNet2DConditionModel.load_config(str(tiny_sd / "unet"))))
+    if checkpointing:
+        net.enable_gradient_checkpointing()
+    net.train()
+    theirs_log, ours_log = [], []
+
+    class Logged(ActivationPeak):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = super().__torch_dispatch__(func, types, args, kwargs)
+            snap = reference._curr_mem_snap.get(torch.device("cpu"), {})
+            theirs_log.append(sum(v for k, v in snap.items() if getattr(k, "name", "") in ("ACT", "TEMP", "GRAD")))
+            ours_log.append((self.act + self.grad, self.act))
+            return out
+
+    reference = MemTracker()
+    reference.track_external(net)
+    with reference, Logged(net) as ours:
+        net(*args, **kwargs).sample.pow(2).mean().backward()
+    assert len(ours_log) > 500 and [o for o, _ in ours_log] == theirs_log
+    assert ours.peak == max(a for _, a in ours_log) and ours.grad == sum(4 * p.numel() for p in net.parameters())
 
 
 def test_phase_b_activations_count_each_network_and_its_guidance_branch():
     from distill.plan import phase_b_activations
 
     s = Setup(batch_per_device=3)  # CFG in the fake score and the teacher: both evaluate 2 x 3 samples
-    assert phase_b_activations(s, (10, 1), (20, 2)) == (10 + 3) + 6 + 12  # fixed part: the generator's only
+    assert phase_b_activations(s, (10, 1), (5, 2), (7, 4)) == (10 + 3) + (5 + 12) + (7 + 24)
     s1 = Setup(batch_per_device=3, cfg_fake=False, cfg_teacher=False)
-    assert phase_b_activations(s1, (10, 1), (20, 2)) == (10 + 3) + 3 + 6
+    assert phase_b_activations(s1, (10, 1), (5, 2), (7, 4)) == (10 + 3) + (5 + 6) + (7 + 12)
+
+
+def test_a_frozen_network_keeps_less_than_a_trained_one(tiny_sd):
+    """Phase B's fake score and teacher take no weight gradients: what their backward to x_t keeps is less (a
+    linear layer's input is kept for its weight's gradient only), and under bf16 autocast nothing is cached."""
+    from diffusers import UNet2DConditionModel
+
+    config = dict(UNet2DConditionModel.load_config(str(tiny_sd / "unet")))
+    for precision in ("fp32", "bf16"):
+        trained = measure_activations(*_tiny_unet_and_inputs(config), precision=precision)
+        frozen = measure_activations(*_tiny_unet_and_inputs(config), precision=precision, frozen=True)
+        assert 0 < frozen < trained, (precision, frozen, trained)
 
 
 def test_plan_refuses_what_does_not_fit_and_names_what_would(monkeypatch, capsys):
@@ -58,7 +103,8 @@ def test_plan_refuses_what_does_not_fit_and_names_what_would(monkeypatch, capsys
     import distill.plan as P
     from sidbench.cli.app import app
 
-    monkeypatch.setattr(P, "activation_bytes", lambda name, precision="fp32", grad_checkpointing=False, batch=1:
+    monkeypatch.setattr(P, "activation_bytes", lambda name, precision="fp32", grad_checkpointing=False, batch=1,
+                        frozen=False:
                         int(((0.5 if precision == "bf16" else 1.0) * (0.3 if grad_checkpointing else 1.0) * batch
                              + (0.4 if precision == "bf16" else 0.0)) * GIB))
     r = CliRunner().invoke(app, ["distill", "--plan", "--base", "sd15"])
@@ -91,4 +137,41 @@ def test_gradient_checkpointing_really_lowers_the_trained_networks_activations(t
     tr = Trainer(resolve(overrides=dict(base=str(tiny_sd), prompts=str(tmp_path / "p.txt"), run_dir=str(tmp_path / "r"),
                                         grad_checkpointing=True, batch=2, batch_per_device=2)))
     assert tr.generator.is_gradient_checkpointing and tr.fake.is_gradient_checkpointing
-    assert not tr.teacher.is_gradient_checkpointing  # frozen: nothing to trade
+    assert not tr.teacher.is_gradient_checkpointing  # its own switch: --recompute-teacher
+
+
+def test_bf16_text_encoders_give_the_fp32_conditioning_to_bf16_precision(tiny_sd, tmp_path):
+    """--text-encoder-dtype bf16 holds the encoders in bf16 (half their memory); the conditioning they give is
+    the fp32 one to bf16's precision (8 bits of mantissa), in the model's dtype."""
+    from distill.config import resolve
+    from distill.loop import Trainer
+
+    (tmp_path / "p.txt").write_text("a cat\n")
+    conds = []
+    for dtype in ("fp32", "bf16"):
+        tr = Trainer(resolve(overrides=dict(base=str(tiny_sd), prompts=str(tmp_path / "p.txt"), batch=1,
+                                            batch_per_device=1, run_dir=str(tmp_path / dtype), text_encoder_dtype=dtype)))
+        assert {p.dtype for m in tr.base.text_encoders for p in m.parameters()} == {getattr(torch, dtype.replace(
+            "fp32", "float32").replace("bf16", "bfloat16"))}
+        conds.append(tr.embed(["a cat"]).tensors["encoder_hidden_states"])
+    full, half = conds
+    assert half.dtype == full.dtype == torch.float32 and not torch.equal(half, full)
+    assert torch.allclose(half, full, rtol=0.05, atol=0.05 * float(full.abs().max()))
+
+
+def test_recompute_teacher_recomputes_the_same_numbers(tiny_sd, tmp_path):
+    """Phase B back-propagates through the frozen teacher; checkpointing it only recomputes: one training step
+    leaves the generator and the fake score bitwise equal to the step without it."""
+    from distill.config import resolve
+    from distill.loop import Trainer
+
+    (tmp_path / "p.txt").write_text("a cat\na dog\n")
+    nets = []
+    for on in (False, True):
+        tr = Trainer(resolve(overrides=dict(base=str(tiny_sd), prompts=str(tmp_path / "p.txt"), batch=2,
+                                            batch_per_device=2, run_dir=str(tmp_path / f"r{on}"),
+                                            recompute_teacher=on)))
+        assert tr.teacher.is_gradient_checkpointing == on
+        tr.step()
+        nets.append([p.detach().clone() for p in (*tr.generator.parameters(), *tr.fake.parameters())])
+    assert all(torch.equal(a, b) for a, b in zip(*nets))

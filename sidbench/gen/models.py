@@ -49,6 +49,7 @@ class BaseModel:
     family: Family = SD
     components: dict = field(default_factory=dict)  # the family's further text encoders and tokenizers, by name
     index: dict = field(default_factory=dict)       # model_index.json
+    text_encoders_cast: bool = False                # cast_text_encoders: their outputs go back to ``dtype``
 
     @property
     def unet(self) -> torch.nn.Module:
@@ -83,8 +84,22 @@ class BaseModel:
         return self.family.image_seq_len(self.latent_shape())
 
     def encode(self, prompts: list[str], height: int | None = None) -> Conditioning:
-        """The prompts' conditioning as this family's network takes it."""
-        return self.family.encode(self, list(prompts), height)
+        """The prompts' conditioning as this family's network takes it (in ``dtype``, whatever the encoders')."""
+        cond = self.family.encode(self, list(prompts), height)
+        return cond.to(dtype=self.dtype) if self.text_encoders_cast else cond
+
+    @property
+    def text_encoders(self) -> list[torch.nn.Module]:
+        """The frozen text encoders, in the pipeline's order."""
+        return [self.text_encoder] + [m for k, m in self.components.items()
+                                      if k.startswith("text_encoder") and isinstance(m, torch.nn.Module)]
+
+    def cast_text_encoders(self, dtype: torch.dtype) -> None:
+        """Hold the text encoders in ``dtype`` (bf16: half their memory, as the SD3/FLUX pipelines load them);
+        the conditioning they give is cast back to the model's dtype."""
+        for m in self.text_encoders:
+            m.to(dtype)
+        self.text_encoders_cast = dtype != self.dtype
 
     def unconditional(self, height: int | None = None) -> Conditioning:
         """The one-row conditioning of CFG's unconditional branch (and of dropped prompts)."""
