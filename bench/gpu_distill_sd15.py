@@ -7,6 +7,9 @@ counted by torch.utils.flop_counter) against the card's peak. Prints a Markdown 
 its section of bench/RESULTS.md (``--results``).
 
 Usage: python bench/gpu_distill_sd15.py [--batch-per-device 4] [--iters 5] [--gen-steps K] [--results bench/RESULTS.md]
+       torchrun --nproc-per-node 8 bench/gpu_distill_sd15.py --sharding fsdp [--teacher-sharding shard]
+           [--recompute-teacher]    # FSDP2 over the node's GPUs: images/s of the global batch, the largest
+                                    # per-device peak; needs >= 2 GPUs (one process is plain DDP-free training)
        python bench/gpu_distill_sd15.py --smoke      # tiny SD on the CPU, seconds: the same code path
 ``--smoke`` swaps the SD1.5-size models for ``sidbench.gen.tiny``'s and runs on the CPU with a small batch
 and one timed iteration; everything else (trainer, FLOP counting, timing, table, results row) is the run
@@ -195,6 +198,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--iters", type=int, default=None, help="timed iterations; default 5 (--smoke: 1)")
     ap.add_argument("--device", default=None, help="default cuda (--smoke: cpu)")
     ap.add_argument("--gen-steps", type=int, default=1, help="few-step generator K (1-4); every iteration draws K'")
+    ap.add_argument("--sharding", default="none", choices=("none", "zero1", "fsdp"),
+                    help="the trainer's sharding over the processes torchrun starts")
+    ap.add_argument("--teacher-sharding", default="replicate", choices=("replicate", "shard"))
+    ap.add_argument("--recompute-teacher", action="store_true", help="gradient checkpointing in the teacher too")
     ap.add_argument("--results", default=None, help="results file to add a row to (default bench/RESULTS.md; "
                     "with --smoke, none unless given: smoke figures are not benchmark results)")
     args = ap.parse_args(argv)
@@ -211,22 +218,41 @@ def main(argv: list[str] | None = None) -> None:
     from sidbench.gen.models import load_base
     from torch.utils.flop_counter import FlopCounterMode
 
+    import torch.distributed as dist
+
+    from sidbench.core import distributed
+
     args = parse_args(argv)
+    distributed.init_if_launched()
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    main_process = distributed.is_main()
+    if is_cuda(args.device) and world > 1:  # one GPU per process, as torchrun's LOCAL_RANK says
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     dev = args.device
     name = torch.cuda.get_device_name(torch.device(dev)) if is_cuda(dev) else "CPU"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        sd = build_base(Path(tmp) / "sd", args.smoke)
-        (Path(tmp) / "p.txt").write_text("\n".join(f"a photo of object {i} on a table" for i in range(1024)) + "\n")
+    with tempfile.TemporaryDirectory() as own:
+        tmp = [own]
+        if world > 1:  # one folder, written by process 0 (the libraries' save_pretrained writes on the main one)
+            dist.broadcast_object_list(tmp, src=0)
+        tmp = tmp[0]
+        sd = Path(tmp) / "sd"
+        if main_process:
+            build_base(sd, args.smoke)
+            (Path(tmp) / "p.txt").write_text("\n".join(f"a photo of object {i} on a table" for i in range(1024)) + "\n")
+        if world > 1:
+            dist.barrier()
         base = load_base(sd, device=dev)
         for precision in ("fp32", "bf16"):
             for ckpt in (False, True):
                 reset_peak_memory(dev)
                 b = args.batch_per_device
                 cfg = resolve(overrides=dict(base=str(sd), prompts=str(Path(tmp) / "p.txt"), run_dir=str(Path(tmp) / "r"),
-                                             batch=b, batch_per_device=b, precision=precision, grad_checkpointing=ckpt,
-                                             device=dev, lsg=1.5, gen_steps=args.gen_steps))
+                                             batch=b * world, batch_per_device=b, precision=precision,
+                                             grad_checkpointing=ckpt, device=dev, lsg=1.5, gen_steps=args.gen_steps,
+                                             sharding=args.sharding, teacher_sharding=args.teacher_sharding,
+                                             recompute_teacher=args.recompute_teacher))
                 tr = None
                 try:
                     tr = Trainer(cfg, base=copy.copy(base))
@@ -240,23 +266,33 @@ def main(argv: list[str] | None = None) -> None:
                     sync(dev)
                     dt = (time.perf_counter() - t0) / args.iters
                     tflops = flops / dt / 1e12
-                    rows.append((precision, ckpt, b / dt, peak_memory_gib(dev), tflops,
-                                 (f"{100 * tflops / peak[precision]:.0f}%" if peak else "?")))
+                    mem = torch.tensor(peak_memory_gib(dev), device=dev if is_cuda(dev) else "cpu")
+                    if world > 1:  # the largest device's peak: the one that has to fit
+                        dist.all_reduce(mem, op=dist.ReduceOp.MAX)
+                    rows.append((precision, ckpt, b * world / dt, float(mem), tflops,
+                                 (f"{100 * tflops / peak[precision]:.0f}%" if peak else "?")))  # per device
                 except torch.cuda.OutOfMemoryError:
                     rows.append((precision, ckpt, None, None, None, "OOM"))
                 finally:
                     del tr
-    what = "tiny SD (sidbench.gen.tiny)" if args.smoke else "SD1.5-architecture"
+        if world > 1:
+            dist.barrier()  # process 0 removes the folder the others read
+    if not main_process:
+        return
+    what = ("tiny SD (sidbench.gen.tiny)" if args.smoke else "SD1.5-architecture") + " random weights"
+    sharding = "" if world == 1 and args.sharding == "none" else (
+        f"; {world} process(es), sharding {args.sharding}, teacher {args.teacher_sharding}")
+    what += sharding + ("; teacher recomputed" if args.recompute_teacher else "")
     mem = "peak memory (GiB)" if is_cuda(dev) else "peak RSS so far (GiB)"
     print(f"device: {name}; per-device batch {args.batch_per_device}; {args.iters} timed iteration(s); "
-          f"LSG k=1.5; gen_steps {args.gen_steps}; {what} random weights")
+          f"LSG k=1.5; gen_steps {args.gen_steps}; {what}")
     print(f"| precision | grad checkpointing | images/s | {mem} | achieved TFLOP/s | of peak |")
     print("|---|---|---|---|---|---|")
     for p, c, ips, m, tf, frac in rows:
         print(f"| {p} | {'on' if c else 'off'} | {fmt(ips)} | {fmt(m)} | {fmt(tf)} | {frac} |")
     finish(args, argv, __file__, SECTION, HEADER,
            f"per-device batch {args.batch_per_device}, {args.iters} timed iteration(s), LSG k = 1.5, gen_steps "
-           f"{args.gen_steps}, {what} random weights, {dev}", [training_cell(ips, m, tf, frac, dev) for _, _, ips, m, tf, frac in rows])
+           f"{args.gen_steps}, {what}, {dev}", [training_cell(ips, m, tf, frac, dev) for _, _, ips, m, tf, frac in rows])
 
 
 if __name__ == "__main__":

@@ -152,9 +152,9 @@ def test_tiny_sd_two_step_run_resumes_bitwise_exports_and_generates_at_each_step
     assert mixed.exit_code != 0 and "gen_steps" in mixed.output
 
 
-def test_tiny_sd3_two_step_run_exports_and_generates_on_the_flow_grid(tmp_path, train_prompts):
-    """The same on a rectified-flow DiT (tiny SD3): steps at sigma 1 and 0.5 of its shifted grid, the step count
-    carried through a safetensors export into generate."""
+def test_tiny_sd3_two_step_run_resumes_bitwise_exports_and_generates_on_the_flow_grid(tmp_path, train_prompts):
+    """The same on a rectified-flow DiT (tiny SD3): a resumed 2-step run equal to an uninterrupted one, steps at
+    sigma 1 and 0.5 of its shifted grid, the step count carried through a safetensors export into generate."""
     import numpy as np
     from PIL import Image
     from typer.testing import CliRunner
@@ -166,11 +166,24 @@ def test_tiny_sd3_two_step_run_exports_and_generates_on_the_flow_grid(tmp_path, 
 
     folder = build_tiny_sd3(tmp_path / "sd3")
     runner = CliRunner()
-    r = runner.invoke(app, ["distill", "--base", str(folder), "--prompts", str(train_prompts), "--run-dir",
-                            str(tmp_path / "run"), "--preset", "sd3-start", "--gen-steps", "2", "--batch", "2",
-                            "--batch-per-device", "2", "--precision", "fp32", "--duration-kimg", "0.004",
-                            "--trackers", "none", "-q"])
-    assert r.exit_code == 0, r.output
+
+    def distill(run, iters, *extra):
+        r = runner.invoke(app, ["distill", "--base", str(folder), "--prompts", str(train_prompts), "--run-dir",
+                                str(tmp_path / run), "--preset", "sd3-start", "--gen-steps", "2", "--batch", "2",
+                                "--batch-per-device", "2", "--precision", "fp32", "--duration-kimg",
+                                str(iters * 2 / 1000), "--checkpoint-every", "1", "--trackers", "none", "-q", *extra])
+        assert r.exit_code == 0, r.output
+
+    distill("run", 3)
+    distill("half", 2)  # interrupted after 2 of 3 iterations (1-, then 2-step: both trained), resumed
+    distill("half", 3, "--resume", "auto")
+    sa, sb = (torch.load(sorted((tmp_path / r / "checkpoints").glob("ckpt-*.pt"))[-1], weights_only=True)
+              for r in ("run", "half"))
+    assert sa["iteration"] == sb["iteration"] == 3
+    log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [x["gen_steps_drawn"] for x in log[:2]] == [1, 2]
+    for net in ("generator", "ema", "fake"):
+        assert all(torch.equal(sa[net][k], sb[net][k]) for k in sa[net]), net
     r = runner.invoke(app, ["export", "--generator", str(tmp_path / "run"), "--out", str(tmp_path / "g.safetensors"),
                             "--format", "safetensors", "--base", str(folder)])
     assert r.exit_code == 0, r.output
