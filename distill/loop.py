@@ -24,6 +24,7 @@ from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
 from sidbench.core import distributed, logkeys
+from sidbench.core.device import peak_rss_mb, reset_peak_rss
 from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
@@ -156,6 +157,7 @@ class Trainer:
         self.iteration, self.cur_nimg, self.nonfinite_streak = 0, 0, 0
         self.steps_now = 1  # K' of the current iteration (few-step generators)
         self.cuda_peak_mb = 0.0
+        self.rss_peak_mb = 0.0  # the resident-set peak across the per-phase resets (they lower the kernel's own)
         self.proxy_tools: dict = {}  # proxy FID extractor and CLIP scorer, loaded at the first proxy
         dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)  # fp16-pure: no autocast
@@ -331,15 +333,24 @@ class Trainer:
         cuda = self.cfg.device.startswith("cuda") and torch.cuda.is_available()
         peaks = {}
         for name, phase in (("fake", self.phase_fake), ("gen", self.phase_gen)):
-            if cuda:  # each phase's own peak (on CPU the log has the process's lifetime peak only)
+            # Each phase's own peak: the CUDA allocator's, or on the CPU the resident set's (Linux), reset first.
+            if cuda:
                 self.cuda_peak_mb = max(self.cuda_peak_mb, torch.cuda.max_memory_allocated(self.cfg.device) / 2**20)
                 torch.cuda.reset_peak_memory_stats(self.cfg.device)
+            else:
+                self.rss_peak_mb = max(self.rss_peak_mb, peak_rss_mb() or 0.0)
+                rss_phase = reset_peak_rss()
             out = phase()
             stats = out if name == "fake" else {**stats, **out}
             if cuda:
                 peaks[f"cuda_peak_mb_{name}"] = torch.cuda.max_memory_allocated(self.cfg.device) / 2**20
+            elif rss_phase and (rss := peak_rss_mb()) is not None:
+                peaks[f"rss_peak_mb_{name}"] = rss
         stats.update(peaks)
-        self.cuda_peak_mb = max([self.cuda_peak_mb, *peaks.values()])  # the run's peak, across the resets
+        if cuda:
+            self.cuda_peak_mb = max([self.cuda_peak_mb, *peaks.values()])  # the run's peak, across the resets
+        else:
+            self.rss_peak_mb = max([self.rss_peak_mb, *peaks.values()])
         if self.cfg.gen_steps > 1:
             stats["gen_steps_drawn"] = self.steps_now
         # The reference's ramp reads the image count before this iteration's increment (the first update copies G);
@@ -412,10 +423,11 @@ class Trainer:
         self.nonfinite_streak = int(state["nonfinite_streak"])
 
 
-def _memory(device: str = "cpu") -> dict:
-    """Peak memory so far, in MiB: the process's resident set (CPU) and, training on CUDA, the allocator's peaks."""
+def _memory(device: str = "cpu", rss_floor_mb: float = 0.0) -> dict:
+    """Peak memory so far, in MiB: the process's resident set (CPU; at least ``rss_floor_mb``, the peak the
+    per-phase resets have seen) and, training on CUDA, the allocator's peaks."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    out = {"rss_max_mb": rss / 2**20 if sys.platform == "darwin" else rss / 1024}
+    out = {"rss_max_mb": max(rss / 2**20 if sys.platform == "darwin" else rss / 1024, rss_floor_mb, peak_rss_mb() or 0.0)}
     if device.startswith("cuda") and torch.cuda.is_available():
         out["cuda_max_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         out["cuda_reserved_max_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
@@ -543,7 +555,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
                 line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
                         "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
-                        **_memory(cfg.device), "static_mb": trainer.static_bytes() / 2**20, "time": now, **proxy}
+                        **_memory(cfg.device, trainer.rss_peak_mb), "static_mb": trainer.static_bytes() / 2**20, "time": now, **proxy}
                 if "cuda_max_mb" in line:  # the allocator's peak is reset per phase: the run's own maximum
                     line["cuda_max_mb"] = max(line["cuda_max_mb"], trainer.cuda_peak_mb)
                 with open(log_path, "a", encoding="utf-8") as f:

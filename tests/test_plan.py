@@ -175,3 +175,29 @@ def test_recompute_teacher_recomputes_the_same_numbers(tiny_sd, tmp_path):
         tr.step()
         nets.append([p.detach().clone() for p in (*tr.generator.parameters(), *tr.fake.parameters())])
     assert all(torch.equal(a, b) for a, b in zip(*nets))
+
+
+def test_each_phase_logs_its_own_memory_peak_on_the_cpu(tiny_sd, tmp_path):
+    """Known case: phase A touches 256 MiB more and frees it; its own peak shows them, phase B's (reset between
+    the phases) does not, and the run's peak keeps them across the resets."""
+    from distill.config import resolve
+    from distill.loop import Trainer, _memory
+    from sidbench.core.device import reset_peak_rss
+
+    if not reset_peak_rss():
+        pytest.skip("this kernel does not let a process reset its resident-set peak")
+    (tmp_path / "p.txt").write_text("a cat\n")
+    tr = Trainer(resolve(overrides=dict(base=str(tiny_sd), prompts=str(tmp_path / "p.txt"), batch=1,
+                                        batch_per_device=1, run_dir=str(tmp_path / "r"))))
+    tr.step()  # warm: the allocator's first-iteration growth is in neither measured phase
+    plain = tr.phase_fake
+
+    def heavier():
+        block = torch.ones(64 * 2 ** 20)  # 256 MiB, every page touched
+        del block
+        return plain()
+
+    tr.phase_fake = heavier
+    out = tr.step()
+    assert out["rss_peak_mb_fake"] - out["rss_peak_mb_gen"] > 200, out
+    assert _memory("cpu", tr.rss_peak_mb)["rss_max_mb"] >= out["rss_peak_mb_fake"]

@@ -20,3 +20,27 @@ def check_device(device: str | torch.device) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise SidbenchError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) visible")
     return dev
+
+
+def peak_rss_mb() -> float | None:
+    """The process's resident-set peak since start or since the last ``reset_peak_rss`` (Linux VmHWM), in MiB;
+    None where /proc has no such line."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Start a new resident-set peak at the current size (Linux: ``5`` to /proc/self/clear_refs), so a phase's own
+    peak can be read; False where the kernel does not allow it (then only the lifetime peak is known)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
