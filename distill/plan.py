@@ -59,11 +59,68 @@ class Setup:
                 + (f", text encoders {self.text_encoder_dtype}" if self.text_encoder_dtype != "fp32" else ""))
 
 
+# Hub ids of the releases (and their renamed mirrors) whose teacher is one of the known architectures.
+HUB_IDS = {"runwayml/stable-diffusion-v1-5": "SD1.5 UNet", "stable-diffusion-v1-5/stable-diffusion-v1-5": "SD1.5 UNet",
+           "compvis/stable-diffusion-v1-4": "SD1.5 UNet", "stabilityai/stable-diffusion-2-1": "SD2.1 UNet",
+           "stabilityai/stable-diffusion-xl-base-1.0": "SDXL UNet",
+           "stabilityai/stable-diffusion-3-medium-diffusers": "SD3-Medium MMDiT",
+           "stabilityai/stable-diffusion-3.5-medium": "SD3.5-Medium MMDiT-X",
+           "stabilityai/stable-diffusion-3.5-large": "SD3.5-Large MMDiT", "black-forest-labs/flux.1-dev": "FLUX.1-dev",
+           "efficient-large-model/sana_600m_512px_diffusers": "SANA 600M",
+           "efficient-large-model/sana_1600m_1024px_diffusers": "SANA 1600M"}
+
+
 def architecture_of(base: str) -> str | None:
-    """A known architecture's name for ``base``: its name or alias (sd15, sdxl, sd3.5-large, flux.1-dev, ...)."""
+    """The known architecture ``base`` names: its name, alias (sd15, sdxl, sd3.5-large, flux.1-dev, ...) or hub id,
+    or a local diffusers folder whose teacher has that architecture's parameter shapes and native size."""
+    from pathlib import Path
+
     from sidbench.gen.architectures import ARCHITECTURES
 
-    return base if base in ARCHITECTURES else ALIASES.get(base.lower())
+    if base in ARCHITECTURES:
+        return base
+    name = ALIASES.get(base.lower()) or HUB_IDS.get(base.lower().rstrip("/"))
+    if name is None and (Path(base) / "model_index.json").is_file():
+        name = _folder_architecture(Path(base))
+    return name
+
+
+def _folder_architecture(folder) -> str | None:
+    """The known architecture whose every parameter shape (and sample size) the folder's teacher config has."""
+    import diffusers
+
+    from sidbench.core.errors import SidbenchError
+    from sidbench.gen.architectures import ARCHITECTURES
+
+    index = json.loads((folder / "model_index.json").read_text())
+    sub = next((k for k in ("unet", "transformer") if k in index), None)
+    if sub is None or not (folder / sub / "config.json").is_file():
+        raise SidbenchError(f"--plan: {folder} has no unet/ or transformer/ config.json to plan from")
+    config = json.loads((folder / sub / "config.json").read_text())
+    cls = getattr(diffusers, config.get("_class_name", index[sub][1]), None)
+    if cls is None:
+        raise SidbenchError(f"--plan: {folder / sub / 'config.json'} names {config.get('_class_name')!r}, "
+                            "not a diffusers model class")
+    with torch.device("meta"):
+        net = cls.from_config(config)
+    mine = _signature(net)
+    for name in ARCHITECTURES:
+        known = _known_signature(name)
+        if known == mine:
+            return name
+    return None
+
+
+def _signature(net: torch.nn.Module) -> tuple:
+    size = getattr(net.config, "sample_size", None)
+    return (type(net).__name__, size, tuple((k, tuple(v.shape)) for k, v in net.state_dict().items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _known_signature(name: str) -> tuple:
+    from sidbench.gen.architectures import build
+
+    return _signature(build(name))
 
 
 def _fake(x):
@@ -233,8 +290,9 @@ def run_plan(cfg, processes: int, device_memory_gib: float | None, as_json: bool
     """``distill --plan``: print the plan; refuse one that cannot fit, naming the setup that would."""
     name = architecture_of(cfg.base)
     if name is None:
-        raise SidbenchError(f"--plan needs a known architecture as --base ({', '.join(ALIASES)}, or a full name); "
-                            f"{cfg.base!r} is not one (a folder's own config is not planned yet)")
+        raise SidbenchError(f"--plan needs a known architecture as --base ({', '.join(ALIASES)}, a full name, a "
+                            f"release's hub id, or a diffusers folder whose teacher has one's shapes); {cfg.base!r} "
+                            f"is none of them (other architectures are not planned yet)")
     s = Setup.of(cfg, processes)
     fits: dict = {}
     p = plan(name, s, device_memory_gib, fits)

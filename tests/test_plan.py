@@ -119,6 +119,34 @@ def test_plan_refuses_what_does_not_fit_and_names_what_would(monkeypatch, capsys
     assert r.exit_code == 0 and "fits" in r.output, r.output
     r = CliRunner().invoke(app, ["distill", "--plan", "--base", "/no/such/folder"])
     assert r.exit_code != 0 and "known architecture" in r.output
+    r = CliRunner().invoke(app, ["distill", "--plan", "--base", "stabilityai/stable-diffusion-xl-base-1.0"])
+    assert r.exit_code == 0 and "SDXL UNet" in r.output, r.output
+
+
+def test_plan_reads_a_folders_teacher_config_as_the_architecture_it_has(tiny_sd, tmp_path, monkeypatch):
+    """A diffusers folder (configs, no weights needed) whose UNet has SD1.5's shapes is planned as SD1.5; the tiny
+    SD's UNet matches no known architecture and is refused by name."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import distill.plan as P
+    from sidbench.cli.app import app
+    from sidbench.gen.architectures import build
+
+    monkeypatch.setattr(P, "activation_bytes", lambda *a, **k: GIB)
+    folder = tmp_path / "my-sd15"
+    build("SD1.5 UNet").save_config(folder / "unet")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                         "unet": ["diffusers", "UNet2DConditionModel"]}))
+    r = CliRunner().invoke(app, ["distill", "--plan", "--base", str(folder)])
+    assert r.exit_code == 0 and "memory plan: SD1.5 UNet" in r.output, r.output
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    (folder / "unet" / "config.json").write_text(json.dumps({**config, "cross_attention_dim": 1024}))
+    r = CliRunner().invoke(app, ["distill", "--plan", "--base", str(folder)])
+    assert r.exit_code != 0 and "known architecture" in r.output  # other shapes: not SD1.5 any more
+    r = CliRunner().invoke(app, ["distill", "--plan", "--base", str(tiny_sd)])
+    assert r.exit_code != 0 and str(tiny_sd) in r.output
 
 
 def test_gradient_checkpointing_really_lowers_the_trained_networks_activations(tiny_sd, tmp_path):
