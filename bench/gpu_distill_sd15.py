@@ -22,7 +22,6 @@ The helpers below (device timing, machine string, results rows) are shared with 
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import os
@@ -255,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
                                              recompute_teacher=args.recompute_teacher))
                 tr = None
                 try:
-                    tr = Trainer(cfg, base=copy.copy(base))
+                    tr = Trainer(cfg, base=load_base(sd, device=dev))  # fresh: the options change the teacher
                     with FlopCounterMode(display=False) as fc:
                         tr.step()
                     flops = fc.get_total_flops()

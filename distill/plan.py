@@ -3,8 +3,7 @@
 Static part, from the teacher's architecture built on the meta device (no weights): the teacher's weights
 (replicated, or divided over the processes with fsdp + teacher sharding), the generator and the fake score with
 fp32 master weights, gradients and Adam's two moments (Adam divided by the processes under zero1, everything
-under fsdp), the EMA (divided under fsdp), and the frozen text encoders and VAE (fp32 weights, as the trainer
-loads them). Activations: measured on the real architecture at full size, on fake tensors (torch's FakeTensorMode:
+under fsdp), the EMA (divided under fsdp), and the frozen text encoders (fp32, or bf16 with --text-encoder-dtype) and VAE (fp32). Activations: measured on the real architecture at full size, on fake tensors (torch's FakeTensorMode:
 shapes and dtypes only, no arithmetic; storages counted op by op by distill.memory_trace), one forward + backward
 at batch 1 and at batch 2 in the run's precision (bf16 autocast or fp32), with or without gradient checkpointing,
 as a trained network (weights need gradients) or a frozen one (the gradient goes to the input only): a fixed

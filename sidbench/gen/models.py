@@ -103,7 +103,8 @@ class BaseModel:
 
     def unconditional(self, height: int | None = None) -> Conditioning:
         """The one-row conditioning of CFG's unconditional branch (and of dropped prompts)."""
-        return self.family.unconditional(self, height)
+        cond = self.family.unconditional(self, height)
+        return cond.to(dtype=self.dtype) if self.text_encoders_cast else cond
 
     def describe(self) -> dict:
         out = {"source": self.source, "family": self.family.name, "network": type(self.net).__name__,
