@@ -92,7 +92,7 @@ class DistillConfig:
     duration_kimg: float = setting(18789.0, "Length of training, in kimg (the 8.15 FID run stopped at 18,789).", panel="Optimisation")
     # Numerics and memory.
     precision: str = setting("fp32", "fp32 | bf16 (autocast) | fp16 (autocast + loss scaling) | fp16-pure (the reference's fp16: all nets fp16, Adam eps 1e-6, G grads clipped by value at 1, no EMA).", trajectory=True, panel="Performance", choices=PRECISIONS)
-    text_encoder_dtype: str = setting("fp32", "The frozen text encoders' weights: fp32, or bf16 (half their memory: T5-XXL 17.6 -> 8.8 GiB; how the SD3 and FLUX pipelines load them). Changes the conditioning's low bits.", trajectory=True, panel="Performance", choices=("fp32", "bf16"))
+    text_encoder_dtype: str = setting("fp32", "The frozen text encoders' weights: fp32, or bf16 (half their memory: T5-XXL 17.7 -> 8.9 GiB; how the SD3 and FLUX pipelines load them). Changes the conditioning's low bits.", trajectory=True, panel="Performance", choices=("fp32", "bf16"))
     tf32: bool = setting(False, "TF32 matmuls (the published runs forced it off).", panel="Performance")
     grad_checkpointing: bool = setting(False, "Trade compute for memory in both trained networks.", panel="Performance")
     recompute_teacher: bool = setting(False, "Gradient checkpointing in the frozen teacher too: phase B back-propagates through it to x_t, so its activations are held; recomputed instead (one more teacher forward per step).", panel="Performance")

@@ -427,7 +427,8 @@ def _memory(device: str = "cpu", rss_floor_mb: float = 0.0) -> dict:
     """Peak memory so far, in MiB: the process's resident set (CPU; at least ``rss_floor_mb``, the peak the
     per-phase resets have seen) and, training on CUDA, the allocator's peaks."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    out = {"rss_max_mb": max(rss / 2**20 if sys.platform == "darwin" else rss / 1024, rss_floor_mb, peak_rss_mb() or 0.0)}
+    rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024
+    out = {"rss_max_mb": max(rss_mb, rss_floor_mb, peak_rss_mb() or 0.0)}
     if device.startswith("cuda") and torch.cuda.is_available():
         out["cuda_max_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         out["cuda_reserved_max_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
@@ -555,7 +556,8 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
                 line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
                         "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
-                        **_memory(cfg.device, trainer.rss_peak_mb), "static_mb": trainer.static_bytes() / 2**20, "time": now, **proxy}
+                        **_memory(cfg.device, trainer.rss_peak_mb), "static_mb": trainer.static_bytes() / 2**20,
+                        "time": now, **proxy}
                 if "cuda_max_mb" in line:  # the allocator's peak is reset per phase: the run's own maximum
                     line["cuda_max_mb"] = max(line["cuda_max_mb"], trainer.cuda_peak_mb)
                 with open(log_path, "a", encoding="utf-8") as f:

@@ -20,7 +20,8 @@ from torch.utils._pytree import tree_map_only
 
 
 class ActivationPeak(TorchDispatchMode):
-    """``with ActivationPeak(net) as t: net(x).mean().backward()`` (forward and backward inside), then ``t.peak`` (bytes); ``t.act``, ``t.grad``: held now."""
+    """``with ActivationPeak(net) as t: net(x).mean().backward()`` (forward and backward inside), then ``t.peak``
+    (bytes); ``t.act``, ``t.grad``: held now."""
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()

@@ -3,15 +3,16 @@
 Static part, from the teacher's architecture built on the meta device (no weights): the teacher's weights
 (replicated, or divided over the processes with fsdp + teacher sharding), the generator and the fake score with
 fp32 master weights, gradients and Adam's two moments (Adam divided by the processes under zero1, everything
-under fsdp), the EMA (divided under fsdp), and the frozen text encoders (fp32, or bf16 with --text-encoder-dtype) and VAE (fp32). Activations: measured on the real architecture at full size, on fake tensors (torch's FakeTensorMode:
-shapes and dtypes only, no arithmetic; storages counted op by op by distill.memory_trace), one forward + backward
-at batch 1 and at batch 2 in the run's precision (bf16 autocast or fp32), with or without gradient checkpointing,
-as a trained network (weights need gradients) or a frozen one (the gradient goes to the input only): a fixed
-part (under autocast, the bf16 copies of the weights: cached for trained ones, kept by the graph for frozen ones
-unless checkpointed) and a per-sample part. Counted
-for phase B, the larger phase: the generator's graph (trained), the fake score's and the teacher's (frozen, kept
-for the backward to x_t; the teacher checkpointed with --recompute-teacher), each of those two on twice the
-batch when its guidance needs the unconditional branch.
+under fsdp), the EMA (divided under fsdp), the frozen text encoders (fp32, or bf16 with --text-encoder-dtype)
+and the VAE (fp32). Activations: measured on the real architecture at full size, on fake tensors (torch's
+FakeTensorMode: shapes and dtypes only, no arithmetic; storages counted op by op by distill.memory_trace), one
+forward + backward at batch 1 and at batch 2 in the run's precision (bf16 autocast or fp32), with or without
+gradient checkpointing, as a trained network (weights need gradients) or a frozen one (the gradient goes to the
+input only): a fixed part (under autocast, the bf16 copies of the weights: cached for trained ones, kept by the
+graph for frozen ones unless checkpointed) and a per-sample part. Counted for phase B, the larger phase: the
+generator's graph (trained), the fake score's and the teacher's (frozen, kept for the backward to x_t; the teacher
+checkpointed with --recompute-teacher), each of those two on twice the batch when its guidance needs the
+unconditional branch.
 """
 from __future__ import annotations
 
@@ -88,7 +89,6 @@ def _folder_architecture(folder) -> str | None:
     """The known architecture whose every parameter shape (and sample size) the folder's teacher config has."""
     import diffusers
 
-    from sidbench.core.errors import SidbenchError
     from sidbench.gen.architectures import ARCHITECTURES
 
     index = json.loads((folder / "model_index.json").read_text())
@@ -103,11 +103,7 @@ def _folder_architecture(folder) -> str | None:
     with torch.device("meta"):
         net = cls.from_config(config)
     mine = _signature(net)
-    for name in ARCHITECTURES:
-        known = _known_signature(name)
-        if known == mine:
-            return name
-    return None
+    return next((name for name in ARCHITECTURES if _known_signature(name) == mine), None)
 
 
 def _signature(net: torch.nn.Module) -> tuple:

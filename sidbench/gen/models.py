@@ -85,8 +85,7 @@ class BaseModel:
 
     def encode(self, prompts: list[str], height: int | None = None) -> Conditioning:
         """The prompts' conditioning as this family's network takes it (in ``dtype``, whatever the encoders')."""
-        cond = self.family.encode(self, list(prompts), height)
-        return cond.to(dtype=self.dtype) if self.text_encoders_cast else cond
+        return self._in_dtype(self.family.encode(self, list(prompts), height))
 
     @property
     def text_encoders(self) -> list[torch.nn.Module]:
@@ -103,7 +102,9 @@ class BaseModel:
 
     def unconditional(self, height: int | None = None) -> Conditioning:
         """The one-row conditioning of CFG's unconditional branch (and of dropped prompts)."""
-        cond = self.family.unconditional(self, height)
+        return self._in_dtype(self.family.unconditional(self, height))
+
+    def _in_dtype(self, cond: Conditioning) -> Conditioning:
         return cond.to(dtype=self.dtype) if self.text_encoders_cast else cond
 
     def describe(self) -> dict:
