@@ -123,6 +123,7 @@ class Trainer:
             self.generator.enable_gradient_checkpointing()
             self.fake.enable_gradient_checkpointing()
         if cfg.recompute_teacher:  # same numbers, recomputed: phase B's graph runs through the teacher
+            _require_eval_checkpointing()
             self.teacher.enable_gradient_checkpointing()
         self.fsdp = cfg.sharding == "fsdp" and self.world > 1
         if self.fsdp:
@@ -421,6 +422,18 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.cur_nimg = int(state["iteration"]), int(state["cur_nimg"])
         self.nonfinite_streak = int(state["nonfinite_streak"])
+
+
+def _require_eval_checkpointing() -> None:
+    """diffusers before 0.32 checkpoints a block only in training mode (``if self.training and ...``), so the
+    frozen teacher, in eval mode, would silently keep its activations; refuse rather than not do what was asked."""
+    from importlib.metadata import version
+
+    found = version("diffusers")
+    if tuple(int(p) for p in found.split(".")[:2] if p.isdigit()) < (0, 32):
+        raise SidbenchError(f"--recompute-teacher needs diffusers >= 0.32 (found {found}): older releases checkpoint "
+                            "only networks in training mode, and the teacher is frozen in eval mode; upgrade diffusers "
+                            "or drop the option")
 
 
 def _memory(device: str = "cpu", rss_floor_mb: float = 0.0) -> dict:

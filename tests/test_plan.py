@@ -205,6 +205,23 @@ def test_recompute_teacher_recomputes_the_same_numbers(tiny_sd, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(*nets))
 
 
+def test_recompute_teacher_is_refused_on_a_diffusers_that_checkpoints_only_in_training(monkeypatch):
+    """diffusers < 0.32 skips checkpointing in eval mode, where the teacher lives: the option is refused with the
+    version found, not silently ignored; 0.32 and later (dev builds included) pass."""
+    import importlib.metadata
+
+    from distill.loop import _require_eval_checkpointing
+    from sidbench.core.errors import SidbenchError
+
+    for found, refused in (("0.31.0", True), ("0.30.3", True), ("0.32.0.dev0", False), ("0.42.1", False)):
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, v=found: v)
+        if refused:
+            with pytest.raises(SidbenchError, match=rf"--recompute-teacher needs diffusers >= 0.32 \(found {found}\)"):
+                _require_eval_checkpointing()
+        else:
+            _require_eval_checkpointing()
+
+
 def test_each_phase_logs_its_own_memory_peak_on_the_cpu(tiny_sd, tmp_path):
     """Known case: phase A touches 256 MiB more and frees it; its own peak shows them, phase B's (reset between
     the phases) does not, and the run's peak keeps them across the resets."""
