@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import torch
 
-from gpu_distill_sd15 import (PEAK_TFLOPS, finish, fmt, is_cuda, peak_memory_gib, reset_peak_memory,  # bench/ on sys.path
+from gpu_distill_sd15 import (PEAK_TFLOPS, finish, fmt, is_cuda, reset_peak_memory, trainer_peak_gib,  # bench/ on sys.path
                               sync, training_cell)
 
 SECTION = "SiD training per teacher family at real size (GPU)"
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
                 dt = (time.perf_counter() - t0) / args.iters
                 n = count_params(tr.teacher)
                 tflops = flops / dt / 1e12
-                results[fam] = dict(ips=b / dt, mem=peak_memory_gib(dev), tflops=tflops, params=n,
+                results[fam] = dict(ips=b / dt, mem=trainer_peak_gib(tr, dev), tflops=tflops, params=n,
                                     static=sid_memory_gib(n)["total"],
                                     frac=f"{100 * tflops / peak[precision]:.0f}%" if peak else "?")
             except torch.cuda.OutOfMemoryError:

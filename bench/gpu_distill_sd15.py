@@ -66,6 +66,13 @@ def peak_memory_gib(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def trainer_peak_gib(trainer, device: str) -> float:
+    """The peak over the trainer's life: it resets the allocator's (or the resident set's) peak before each phase,
+    so the raw counter after a step holds only the last phase's; the trainer keeps the maximum across resets."""
+    own = trainer.cuda_peak_mb if is_cuda(device) else trainer.rss_peak_mb
+    return max(peak_memory_gib(device), own / 2**10)
+
+
 def machine(device: str, smoke: bool) -> str:
     """What the figures were measured on, from torch: the GPU's name, or the CPU's core count."""
     if is_cuda(device):
@@ -265,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
                     sync(dev)
                     dt = (time.perf_counter() - t0) / args.iters
                     tflops = flops / dt / 1e12
-                    mem = torch.tensor(peak_memory_gib(dev), device=dev if is_cuda(dev) else "cpu")
+                    mem = torch.tensor(trainer_peak_gib(tr, dev), device=dev if is_cuda(dev) else "cpu")
                     if world > 1:  # the largest device's peak: the one that has to fit
                         dist.all_reduce(mem, op=dist.ReduceOp.MAX)
                     rows.append((precision, ckpt, b * world / dt, float(mem), tflops,
