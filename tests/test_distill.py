@@ -224,14 +224,18 @@ def test_tiny_end_to_end_distill_generate_eval(tiny_sd, prompts, tmp_path, tiny)
     from sidbench.cli.app import app
     from sidbench.eval.api import EvalConfig, evaluate
 
-    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 2))
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 2, ["--text-encoder-dtype", "bf16"]))
     assert r.exit_code == 0, r.output
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in log] == [1, 2] and all("loss_gen" in x and "fake_teacher_gap" in x for x in log)
     snap = tmp_path / "run" / "snapshots" / (tmp_path / "run" / "snapshots" / "LATEST").read_text().strip()
-    r = CliRunner().invoke(app, ["generate", "--base", str(tiny_sd), "--generator", str(snap), "--prompts",
-                                 str(prompts), "--out", str(tmp_path / "imgs"), "-q"])
+    gen = ["generate", "--base", str(tiny_sd), "--generator", str(snap), "--prompts", str(prompts), "-q"]
+    r = CliRunner().invoke(app, [*gen, "--out", str(tmp_path / "imgs")])
     assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "imgs" / "sidbench_generate.json").read_text())  # the encoders as it trained
+    assert side["config"]["text_encoder_dtype"] == side["networks"]["base"]["text_encoder_dtype"] == "bf16"
+    r = CliRunner().invoke(app, [*gen, "--out", str(tmp_path / "imgs"), "--text-encoder-dtype", "fp32"])
+    assert r.exit_code == 2 and "text_encoder_dtype" in r.output  # other conditioning bits: not the same folder
     res = evaluate(str(tmp_path / "imgs"), str(tmp_path / "imgs"), EvalConfig(use_cache=False, progress=False),
                    extractor=tiny)
     assert res["metrics"]["fid"]["value"] == pytest.approx(0.0, abs=1e-6)

@@ -10,7 +10,7 @@ import typer
 from sidbench.cli.console import console, print_json, user_errors
 from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch,
                                   Device, ExtractorOpt, GeneratorOpt, Mode, PreResize, Precision, Quiet, RandomWeights,
-                                  Scheduler, SkipBad, TInit, GenSteps, EmbeddedGuidance, Threads, ValueRange, WeightsOpt, Which)
+                                  Scheduler, SkipBad, TInit, GenSteps, EmbeddedGuidance, TextEncoderDtype, Threads, ValueRange, WeightsOpt, Which)
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 
 INTERVALS, DIVERSITY = "Intervals and extrapolation", "Diversity"
@@ -95,6 +95,7 @@ def eval_cmd(
     embedded_guidance: EmbeddedGuidance = None,
     seed_offset: Annotated[int, _opt("--seed-offset", panel=GENERATION, help="Image i from seed offset + i.")] = 0,
     precision: Precision = "fp32",
+    text_encoder_dtype: TextEncoderDtype = None,
     gen_batch: Annotated[int, _opt("--gen-batch", panel=PERFORMANCE, help="Images generated per call (in-memory evaluation).")] = 8,
     batch: Batch = 32,
     threads: Threads = None,
@@ -157,7 +158,7 @@ def eval_cmd(
         if base is not None:  # generated in memory: the API builds the sampler from this description
             images = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps or 50, cfg=cfg_scale,
                                     scheduler=scheduler, t_init=t_init, gen_steps=gen_steps, embedded_guidance=embedded_guidance, n=n, batch_size=gen_batch,
-                                    seed_offset=seed_offset, precision=precision, device=device)
+                                    seed_offset=seed_offset, precision=precision, text_encoder_dtype=text_encoder_dtype, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SidbenchWarning)  # the table below lists them, once
             res = evaluate(images, ref, cfg, out=None if out == "-" else out, save_stats=save_stats,

@@ -8,7 +8,7 @@ import typer
 from sidbench.cli.console import console, user_errors
 from sidbench.core.errors import SidbenchError
 from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, EmbeddedGuidance, GeneratorOpt,
-                                  GenSteps, Precision, Quiet, Scheduler, TInit,
+                                  GenSteps, Precision, Quiet, Scheduler, TextEncoderDtype, TInit,
                                   Threads, Which)
 
 GENERATE_EXAMPLES = """Examples:
@@ -41,6 +41,7 @@ def generate_cmd(
     cfg_scale: Annotated[float, typer.Option("--cfg", metavar="SCALE", rich_help_panel=GENERATION, help="Teacher classifier-free guidance scale.")] = 1.0,
     scheduler: Scheduler = None,
     precision: Precision = "fp32",
+    text_encoder_dtype: TextEncoderDtype = None,
     batch: Annotated[int, typer.Option("--batch", rich_help_panel=PERFORMANCE, help="Images per sampler call.")] = 8,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", rich_help_panel=PERFORMANCE, help="Only images whose index % N == I (run N of these side by side).")] = None,
     threads: Threads = None,
@@ -58,7 +59,7 @@ def generate_cmd(
         set_threads(threads)
         cfg = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps, cfg=cfg_scale,
                              scheduler=scheduler, t_init=t_init, gen_steps=gen_steps, embedded_guidance=embedded_guidance, n=n,
-                             batch_size=batch, seed_offset=seed_offset, precision=precision, device=device)
+                             batch_size=batch, seed_offset=seed_offset, precision=precision, text_encoder_dtype=text_encoder_dtype, device=device)
         if gen_steps is not None and not generator:
             raise SidbenchError("--gen-steps is the step count of a few-step --generator; the teacher takes --steps")
         side = generate(cfg, out, shard=parse_shard(shard), progress=not quiet, overwrite=overwrite)

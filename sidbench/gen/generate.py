@@ -44,6 +44,7 @@ class GenerateConfig:
     batch_size: int = 8
     seed_offset: int = 0                # image i from seed seed_offset + i
     precision: str = "fp32"             # generation precision: fp32 | fp16 | bf16
+    text_encoder_dtype: str | None = None  # the text encoders' weights: fp32 | bf16 | fp16; None: the run's bf16 where it trained so, else the precision's
     device: str = "cpu"
     height: int | None = None           # default: the UNet's native size
 
@@ -55,6 +56,8 @@ class GenerateConfig:
 
 def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
     """The sampler a config describes, and what identifies its networks."""
+    if cfg.text_encoder_dtype not in (None, "fp32", "bf16", "fp16"):
+        raise SidbenchError(f"text_encoder_dtype {cfg.text_encoder_dtype!r}: expected fp32, bf16 or fp16")
     base = load_base(cfg.base, device=cfg.device, dtype=parse_dtype(cfg.precision))
     info = {"base": base.describe(), "precision": cfg.precision, "device": cfg.device}
     if cfg.generator:
@@ -66,6 +69,8 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
             cfg.t_init = int(trained.get("t_init", base.family.default_t_init))
         if cfg.embedded_guidance is None:
             cfg.embedded_guidance = trained.get("embedded_guidance")
+        if cfg.text_encoder_dtype is None and trained.get("text_encoder_dtype") == "bf16" and cfg.precision == "fp32":
+            cfg.text_encoder_dtype = "bf16"  # the conditioning's low bits as the generator trained on them
         grid = int(made_by.get("gen_steps") or trained.get("gen_steps") or 1)  # the K it was trained for
         if cfg.gen_steps is None:
             cfg.gen_steps = grid
@@ -79,6 +84,11 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
                                  embedded_guidance=cfg.embedded_guidance)
         cfg.scheduler = sampler.scheduler_name  # resolved, so the sidecar says which
         info["generator"] = None
+    if cfg.text_encoder_dtype is None:
+        cfg.text_encoder_dtype = cfg.precision  # resolved, so the sidecar says which
+    elif cfg.text_encoder_dtype != cfg.precision:
+        base.cast_text_encoders(parse_dtype(cfg.text_encoder_dtype))
+    info["base"]["text_encoder_dtype"] = cfg.text_encoder_dtype
     info["sampler"] = sampler.describe()
     return sampler, info
 
@@ -134,7 +144,7 @@ def _valid_png(path: Path) -> bool:
 
 # What must match for images already in a folder to belong with new ones (not n, batch size or device).
 IDENTITY = ("base", "generator_sha256", "which", "steps", "cfg", "scheduler", "t_init", "gen_steps", "seed_offset",
-            "precision", "height", "prompts_md5", "embedded_guidance")
+            "precision", "text_encoder_dtype", "height", "prompts_md5", "embedded_guidance")
 
 
 def _identity(sidecar: dict) -> dict:
@@ -145,7 +155,8 @@ def _identity(sidecar: dict) -> dict:
     out = {"base": base, "generator_sha256": gen.get("sha256"),
            "which": gen.get("which") if one_step else None, "prompts_md5": sidecar.get("prompts", {}).get("md5"),
            "seed_offset": c.get("seed_offset"), "precision": c.get("precision"), "height": c.get("height"),
-           "embedded_guidance": c.get("embedded_guidance")}
+           "embedded_guidance": c.get("embedded_guidance"),
+           "text_encoder_dtype": c.get("text_encoder_dtype") or c.get("precision")}  # sidecars before: the precision's
     for k in ("steps", "cfg", "scheduler"):      # the teacher's sampler; a one-step generator has none
         out[k] = None if one_step else c.get(k)
     out["t_init"] = c.get("t_init") if one_step else None
