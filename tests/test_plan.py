@@ -274,3 +274,24 @@ def test_a_peak_reset_that_did_not_take_is_reported_as_failed_and_logs_no_phase_
     out = tr.step()
     assert not any(k.startswith("rss_peak_mb_") for k in out), out
     assert tr.rss_peak_mb > 0  # the lifetime peak is still kept for the run's memory column
+
+
+def test_the_conditioning_cache_lives_in_host_memory_within_its_byte_bound(tiny_sd):
+    """A DiT's conditioning is MiBs a prompt, so the cache is held off the device and bounded in bytes: lookups
+    give the encoder's own bits on the model's device, the oldest entries go first, and one evicted and encoded
+    again is the same."""
+    from distill.loop import EmbeddingCache
+    from sidbench.gen.models import load_base
+
+    base = load_base(tiny_sd)
+    one = EmbeddingCache.nbytes(base.encode(["a"]))
+    cache = EmbeddingCache(base, max_bytes=int(2.5 * one))
+    first = cache(["a cat", "a dog"])
+    assert torch.equal(first.tensors["encoder_hidden_states"],
+                       torch.cat([base.encode([p]).tensors["encoder_hidden_states"] for p in ("a cat", "a dog")]))
+    assert all(v.device.type == "cpu" for c in cache.cache.values() for v in c.tensors.values())
+    cache(["a bird"])
+    assert list(cache.cache) == ["a dog", "a bird"] and cache.bytes == 2 * one <= cache.max_bytes
+    again = cache(["a cat", ""])
+    assert torch.equal(again[0].tensors["encoder_hidden_states"], first[0].tensors["encoder_hidden_states"])
+    assert torch.equal(again[1].tensors["encoder_hidden_states"], cache.empty.tensors["encoder_hidden_states"])
