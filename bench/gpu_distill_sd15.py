@@ -208,6 +208,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="the trainer's sharding over the processes torchrun starts")
     ap.add_argument("--teacher-sharding", default="replicate", choices=("replicate", "shard"))
     ap.add_argument("--recompute-teacher", action="store_true", help="gradient checkpointing in the teacher too")
+    ap.add_argument("--collective-timeout-s", type=float, default=180,
+                    help="under torchrun: a process out of memory leaves the others waiting in a collective; they "
+                         "stop after this long (the rows measured so far are already printed)")
     ap.add_argument("--results", default=None, help="results file to add a row to (default bench/RESULTS.md; "
                     "with --smoke, none unless given: smoke figures are not benchmark results)")
     args = ap.parse_args(argv)
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     from sidbench.core import distributed
 
     args = parse_args(argv)
-    distributed.init_if_launched()
+    distributed.init_if_launched(timeout_s=args.collective_timeout_s)
     world = dist.get_world_size() if dist.is_initialized() else 1
     main_process = distributed.is_main()
     if is_cuda(args.device) and world > 1:  # one GPU per process, as torchrun's LOCAL_RANK says
@@ -281,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append((precision, ckpt, None, None, None, "OOM"))
                 finally:
                     del tr
+                if main_process:  # as it is measured: a later hang (one process out of memory) keeps the rows so far
+                    print(f"measured: {precision}, checkpointing {'on' if ckpt else 'off'}: images/s {fmt(rows[-1][2])}, "
+                          f"peak {fmt(rows[-1][3])} GiB, {fmt(rows[-1][4])} TFLOP/s, {rows[-1][5]}", flush=True)
         if world > 1:
             dist.barrier()  # process 0 removes the folder the others read
     if not main_process:

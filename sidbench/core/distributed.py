@@ -5,6 +5,7 @@ on CPU and NCCL on GPUs. Merging statistics across processes lives with them (``
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
@@ -16,8 +17,9 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_if_launched() -> bool:
-    """Join the process group a launcher set up (no-op for a single process)."""
+def init_if_launched(timeout_s: float | None = None) -> bool:
+    """Join the process group a launcher set up (no-op for a single process). ``timeout_s``: how long a
+    collective may wait for a process that never comes (torch's default: 10 minutes)."""
     if dist.is_available() and dist.is_initialized():
         return True
     if world_size_from_env() <= 1 or "MASTER_ADDR" not in os.environ:
@@ -25,7 +27,7 @@ def init_if_launched() -> bool:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, **({"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}))
     return True
 
 
