@@ -6,7 +6,7 @@ fp32 master weights, gradients and Adam's two moments (Adam divided by the proce
 under fsdp), the EMA (divided under fsdp), the frozen text encoders (fp32, or bf16 with --text-encoder-dtype)
 and the VAE (fp32). Activations: measured on the real architecture at full size, on fake tensors (torch's
 FakeTensorMode: shapes and dtypes only, no arithmetic; storages counted op by op by distill.memory_trace), one
-forward + backward at batch 1 and at batch 2 in the run's precision (bf16 autocast or fp32), with or without
+forward + backward at batch 1 and at batch 2 in the run's precision (bf16 autocast, fp32, or fp16-pure), with or without
 gradient checkpointing, as a trained network (weights need gradients) or a frozen one (the gradient goes to the
 input only): a fixed part (under autocast, the bf16 copies of the weights: cached for trained ones, kept by the
 graph for frozen ones unless checkpointed) and a per-sample part. Counted for phase B, the larger phase: the
@@ -128,6 +128,28 @@ def _fake(x):
     return x
 
 
+def _half_parameters(net: torch.nn.Module) -> None:
+    """``net.half()`` by replacing each floating parameter and buffer: Module.half swaps tensors in place, which
+    fake tensors refuse."""
+    for m in net.modules():
+        for k, p in m._parameters.items():
+            if p is not None and p.is_floating_point():
+                m._parameters[k] = torch.nn.Parameter(p.detach().half(), requires_grad=p.requires_grad)
+        for k, b in m._buffers.items():
+            if b is not None and b.is_floating_point():
+                m._buffers[k] = b.half()
+
+
+def _to_half(x):
+    if torch.is_tensor(x):
+        return x.half() if x.is_floating_point() else x
+    if isinstance(x, dict):
+        return {k: _to_half(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to_half(v) for v in x)
+    return x
+
+
 def activation_bytes(name: str, *, precision: str = "fp32", grad_checkpointing: bool = False,
                      batch: int = 1, frozen: bool = False) -> int:
     """Peak activation (and temporary) bytes of one forward + backward of architecture ``name`` at ``batch``,
@@ -165,6 +187,9 @@ def measure_activations(net: torch.nn.Module, inputs: tuple, *, precision: str =
         net.enable_gradient_checkpointing()
     net.train().requires_grad_(not frozen)
     args, kwargs = inputs
+    if precision == "fp16-pure":  # the reference's fp16 mode: the network and its inputs in fp16, no autocast
+        _half_parameters(net)
+        args, kwargs = _to_half(args), _to_half(kwargs)
     if frozen:
         (args[0] if args else kwargs["hidden_states"]).requires_grad_(True)
     with ActivationPeak(net) as tracker, torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):

@@ -102,6 +102,7 @@ def test_memory_is_weights_plus_two_trained_nets_plus_ema_plus_encoders():
     m = sid_memory_gib(2 ** 30)  # a billion-ish parameters: GiB = bytes per parameter
     assert (m["teacher"], m["fake + generator (w, grad, Adam)"], m["EMA"], m["total"]) == (4, 32, 4, 40)
     assert sid_memory_gib(2 ** 30, weights_bytes=2, ema=False)["total"] == 34
+    assert sid_memory_gib(2 ** 30, weights_bytes=2, train_bytes=2, ema=False)["total"] == 18  # fp16 Adam moments too
     m = sid_memory_gib(2 ** 30, buffers=2 ** 30, encoder_params=2 ** 30, weights_bytes=2)
     # buffers: weights in all four copies, no grads or Adam; encoders frozen at the weights' precision
     assert (m["teacher"], m["fake + generator (w, grad, Adam)"], m["EMA"], m["text encoders (frozen)"]) == (4, 40, 8, 2)

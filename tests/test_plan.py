@@ -295,3 +295,19 @@ def test_the_conditioning_cache_lives_in_host_memory_within_its_byte_bound(tiny_
     again = cache(["a cat", ""])
     assert torch.equal(again[0].tensors["encoder_hidden_states"], first[0].tensors["encoder_hidden_states"])
     assert torch.equal(again[1].tensors["encoder_hidden_states"], cache.empty.tensors["encoder_hidden_states"])
+
+
+def test_fp16_pure_activations_are_measured_in_fp16(tiny_sd):
+    """The reference's fp16 mode holds the network and its inputs in fp16 with no autocast: the plan measures it
+    so (fake equal to real, as above), at about half the fp32 bytes (the odd fp32 temporaries aside)."""
+    from diffusers import UNet2DConditionModel
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from distill.plan import measure_activations
+
+    config = dict(UNet2DConditionModel.load_config(str(tiny_sd / "unet")))
+    full = measure_activations(*_tiny_unet_and_inputs(config), frozen=True)
+    half = measure_activations(*_tiny_unet_and_inputs(config), precision="fp16-pure", frozen=True)
+    with FakeTensorMode():
+        fake = measure_activations(*_tiny_unet_and_inputs(config), precision="fp16-pure", frozen=True)
+    assert fake == half and 0.4 < half / full < 0.6, (half, full)

@@ -113,6 +113,9 @@ def test_pure_fp16_mode_is_the_references(tiny_sd, prompts, tmp_path, monkeypatc
     for _ in range(2):
         stats = tr.step()
     assert clipped == [1.0, 1.0]  # generator gradients clipped by value at 1, once per generator step
+    moments = {v.dtype for opt in (tr.opt_gen, tr.opt_fake) for st in opt.state.values() for k, v in st.items()
+               if k in ("exp_avg", "exp_avg_sq")}
+    assert moments == {torch.float16}  # what --plan counts for this mode: 2 bytes a moment
     assert all(torch.equal(a, b) for a, b in zip(tr.ema.parameters(), tr.generator.parameters()))  # EMA off
     assert stats["loss_fake"] == stats["loss_fake"]
     assert resolve(overrides={"precision": "fp16-pure", "adam_eps": 1e-4}).adam_eps == 1e-4  # explicit wins
