@@ -2,7 +2,7 @@
 under three setups, from meta-device architectures (real configs) and activations measured on fake tensors.
 
 Run: python bench/plan_table.py [--static-only] [NAME ...]   (default: the four). The activation measurement
-takes 20-50 s per architecture on 2 cores (2.5 min for the four; with torch's MemTracker it took 3 min for SD1.5
+takes 30-90 s per architecture on 2 cores (2.5-5 min for the four; with torch's MemTracker it took 3 min for SD1.5
 and 40 for SDXL); --static-only prints the static part alone, in seconds. The last row of each teacher is the
 first setup that fits 80 GiB per device, as `distill --plan --device-memory 80` would name it.
 """
@@ -12,7 +12,7 @@ import time
 from distill.plan import Setup, plan, what_fits
 
 NAMES = ("SD1.5 UNet", "SDXL UNet", "SD3.5-Large MMDiT", "FLUX.1-dev")
-SETUPS = (("the reference's: fp32, plain DDP", Setup(processes=8)),
+SETUPS = (("the reference's settings: fp32, plain DDP", Setup(processes=8)),
           ("bf16, checkpointing, plain DDP", Setup(processes=8, precision="bf16", grad_checkpointing=True)),
           ("bf16, checkpointing, FSDP x8 (teacher replicated)",
            Setup(processes=8, precision="bf16", grad_checkpointing=True, sharding="fsdp")),

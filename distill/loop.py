@@ -238,13 +238,14 @@ class Trainer:
         return count, math.sqrt(sq)
 
     def static_bytes(self) -> int:
-        """This process's share of the trained state: both trained networks' weights, gradients and Adam moments,
-        and the EMA (what FSDP divides by the process count and DDP does not)."""
+        """This process's share of the trained state at its most: both trained networks' weights and Adam moments,
+        one network's gradients (each phase frees its own after its step) and the EMA (what FSDP divides by the
+        process count and DDP does not)."""
         from distill.fsdp import local_bytes, optimizer_tensors
 
         nets = (self.generator, self.fake, self.ema)
         weights = sum(local_bytes(n.parameters()) for n in nets)
-        grads = sum(local_bytes(n.parameters()) for n in nets[:2])  # each step's gradients: the weights' shapes
+        grads = max(local_bytes(n.parameters()) for n in nets[:2])  # a phase's gradients: its net's weights' shapes
         return weights + grads + sum(local_bytes(optimizer_tensors(o)) for o in (self.opt_gen, self.opt_fake))
 
     def plain_ema(self, everywhere: bool = True) -> torch.nn.Module | None:

@@ -201,15 +201,16 @@ def measure_activations(net: torch.nn.Module, inputs: tuple, *, precision: str =
 
 def static_parts(params: int, buffers: int, encoders: int, vae: int, s: Setup) -> dict:
     """Bytes per device of each static part (fp32 master weights; fp16-pure holds every network in fp16, no EMA);
-    the arithmetic is ``sid_static_bytes``'s, with the frozen text encoders at fp32 or bf16 and the VAE at fp32."""
+    the arithmetic is ``sid_static_bytes``'s, with one trained network's gradients at a time (the trainer frees
+    each phase's after its step), the frozen text encoders at fp32 or bf16 and the VAE at fp32."""
     from sidbench.gen.architectures import sid_static_bytes
 
     wb = 2 if s.precision == "fp16-pure" else 4
     eb = 2 if s.text_encoder_dtype == "bf16" else 4
     b = sid_static_bytes(params, buffers=buffers, encoder_params=encoders, weights_bytes=wb, train_bytes=wb,
                          encoder_bytes=eb, ema=s.precision != "fp16-pure", processes=s.processes, sharding=s.sharding,
-                         teacher_sharded=s.teacher_sharding == "shard")
-    return {"teacher": b["teacher"], "generator + fake score: weights and gradients": b["weights and gradients"],
+                         teacher_sharded=s.teacher_sharding == "shard", grads_held=1)
+    return {"teacher": b["teacher"], "generator + fake score: weights, one net's gradients": b["weights and gradients"],
             "Adam moments, both nets": b["Adam"], "EMA": b["EMA"],
             f"text encoders (frozen, {s.text_encoder_dtype})": b["text encoders"], "VAE (frozen, fp32)": 4 * vae}
 

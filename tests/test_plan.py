@@ -9,10 +9,11 @@ from distill.plan import GIB, Setup, measure_activations, static_parts
 def test_static_parts_divide_as_each_sharding_says():
     P, n = 1_000_000, 4
     ddp = static_parts(P, 0, 0, 0, Setup(processes=n))
-    assert ddp["teacher"] == 4 * P and ddp["generator + fake score: weights and gradients"] == 16 * P
+    trained = "generator + fake score: weights, one net's gradients"
+    assert ddp["teacher"] == 4 * P and ddp[trained] == 12 * P  # the trainer frees each phase's gradients
     assert ddp["Adam moments, both nets"] == 16 * P and ddp["EMA"] == 4 * P
     z1 = static_parts(P, 0, 0, 0, Setup(processes=n, sharding="zero1"))
-    assert z1["Adam moments, both nets"] == 16 * P / n and z1["generator + fake score: weights and gradients"] == 16 * P
+    assert z1["Adam moments, both nets"] == 16 * P / n and z1[trained] == 12 * P
     f = static_parts(P, 0, 0, 0, Setup(processes=n, sharding="fsdp"))
     assert f["teacher"] == 4 * P and all(f[k] == ddp[k] / n for k in f if k not in ("teacher",)
                                          and not k.startswith(("text", "VAE")))
@@ -311,3 +312,27 @@ def test_fp16_pure_activations_are_measured_in_fp16(tiny_sd):
     with FakeTensorMode():
         fake = measure_activations(*_tiny_unet_and_inputs(config), precision="fp16-pure", frozen=True)
     assert fake == half and 0.4 < half / full < 0.6, (half, full)
+
+
+def test_only_one_trained_network_holds_gradients_at_a_time(tiny_sd, tmp_path):
+    """What the plan's static part counts: phase A's fake-score gradients are gone before phase B starts, and
+    phase B's generator gradients before the next phase A (the reference keeps both until its next zero_grad)."""
+    from distill.config import resolve
+    from distill.loop import Trainer
+
+    (tmp_path / "p.txt").write_text("a cat\n")
+    tr = Trainer(resolve(overrides=dict(base=str(tiny_sd), prompts=str(tmp_path / "p.txt"), batch=1,
+                                        batch_per_device=1, run_dir=str(tmp_path / "r"))))
+    seen = []
+
+    def held():
+        return tuple(any(p.grad is not None for p in net.parameters()) for net in (tr.generator, tr.fake))
+
+    for name in ("phase_fake", "phase_gen"):
+        plain = getattr(tr, name)
+        setattr(tr, name, lambda plain=plain: (seen.append(held()), plain())[1])
+    for _ in range(2):
+        tr.step()
+    assert seen == [(False, False)] * 4 and held() == (False, False)
+    n = sum(p.numel() * p.element_size() for p in tr.generator.parameters())
+    assert tr.static_bytes() == 3 * n + n + 2 * 2 * n  # G, fake, EMA weights; one net's gradients; Adam, both

@@ -278,16 +278,18 @@ def forward_flops(name: str, batch: int = 1) -> int:
 
 def sid_static_bytes(params: int, *, buffers: int = 0, encoder_params: int = 0, weights_bytes: int = 4,
                      train_bytes: int = 4, encoder_bytes: int | None = None, ema: bool = True, processes: int = 1,
-                     sharding: str = "none", teacher_sharded: bool = False) -> dict:
+                     sharding: str = "none", teacher_sharded: bool = False, grads_held: int = 2) -> dict:
     """Static bytes per device of SiD training (no activations): the teacher's weights; the fake score and the
     generator each with weights, gradients and Adam's two moments (``train_bytes`` each: fp32 master weights, or
     fp16 throughout in the reference's pure-fp16 mode, where torch's Adam keeps its moments in the weights' dtype);
     the generator's fp32 EMA; the frozen text encoders (`encoder_bytes` per parameter, by default `weights_bytes`). Persistent buffers
-    are held by every copy. Over ``processes``: zero1 divides Adam; fsdp divides the trained networks, Adam and the
-    EMA, and the teacher too when ``teacher_sharded``."""
+    are held by every copy. ``grads_held``: the trained networks whose gradients live at once (2 in the reference,
+    which zeroes them at the start of each phase; 1 in sidbench's trainer, which frees them after each step).
+    Over ``processes``: zero1 divides Adam; fsdp divides the trained networks, Adam and the EMA, and the teacher
+    too when ``teacher_sharded``."""
     fsdp, n = sharding == "fsdp", processes
     return {"teacher": (params + buffers) * weights_bytes / (n if fsdp and teacher_sharded else 1),
-            "weights and gradients": 2 * (params * 2 * train_bytes + buffers * train_bytes) / (n if fsdp else 1),
+            "weights and gradients": ((2 + grads_held) * params + 2 * buffers) * train_bytes / (n if fsdp else 1),
             "Adam": 2 * params * 2 * train_bytes / (n if sharding in ("zero1", "fsdp") else 1),
             "EMA": (params + buffers) * 4 / (n if fsdp else 1) if ema else 0,
             "text encoders": encoder_params * (weights_bytes if encoder_bytes is None else encoder_bytes)}
