@@ -118,14 +118,19 @@ def _known_signature(name: str) -> tuple:
     return _signature(build(name))
 
 
-def _fake(x):
+def _map_tensors(x, fn):
+    """``fn`` applied to every tensor in nested tuples, lists and dicts (the example inputs' layout)."""
     if torch.is_tensor(x):
-        return torch.empty(x.shape, dtype=x.dtype)
+        return fn(x)
     if isinstance(x, dict):
-        return {k: _fake(v) for k, v in x.items()}
+        return {k: _map_tensors(v, fn) for k, v in x.items()}
     if isinstance(x, (tuple, list)):
-        return type(x)(_fake(v) for v in x)
+        return type(x)(_map_tensors(v, fn) for v in x)
     return x
+
+
+def _fake(x):
+    return _map_tensors(x, lambda t: torch.empty(t.shape, dtype=t.dtype))
 
 
 def _half_parameters(net: torch.nn.Module) -> None:
@@ -138,16 +143,6 @@ def _half_parameters(net: torch.nn.Module) -> None:
         for k, b in m._buffers.items():
             if b is not None and b.is_floating_point():
                 m._buffers[k] = b.half()
-
-
-def _to_half(x):
-    if torch.is_tensor(x):
-        return x.half() if x.is_floating_point() else x
-    if isinstance(x, dict):
-        return {k: _to_half(v) for k, v in x.items()}
-    if isinstance(x, (tuple, list)):
-        return type(x)(_to_half(v) for v in x)
-    return x
 
 
 def activation_bytes(name: str, *, precision: str = "fp32", grad_checkpointing: bool = False,
@@ -189,7 +184,7 @@ def measure_activations(net: torch.nn.Module, inputs: tuple, *, precision: str =
     args, kwargs = inputs
     if precision == "fp16-pure":  # the reference's fp16 mode: the network and its inputs in fp16, no autocast
         _half_parameters(net)
-        args, kwargs = _to_half(args), _to_half(kwargs)
+        args, kwargs = _map_tensors((args, kwargs), lambda t: t.half() if t.is_floating_point() else t)
     if frozen:
         (args[0] if args else kwargs["hidden_states"]).requires_grad_(True)
     with ActivationPeak(net) as tracker, torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
