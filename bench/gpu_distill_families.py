@@ -6,8 +6,9 @@ the device, and random-weight text encoders of the real widths (the tokenizers o
 what they are, the cost is the same). Teacher + fake score + generator (+ EMA) and both Adam states go through
 the real ``distill.loop.Trainer`` with the family's preset (bf16 autocast, gradient checkpointing), so the
 figures are the trainer's own: images/s, peak memory, achieved TFLOP/s (one iteration's FLOPs from
-torch.utils.flop_counter) and the static memory the README's table predicts beside the measured peak. OOM
-where it does not fit (FLUX.1-dev's three 12B networks with Adam need ~460 GiB: more than one GPU).
+torch.utils.flop_counter) and the static memory the trainer holds (one network's gradients at a time) beside the
+measured peak. OOM where it does not fit (FLUX.1-dev's three 12B networks with Adam need ~420 GiB: more than one
+GPU).
 
 Usage: python bench/gpu_distill_families.py [--families sdxl,sd3,sana,flux] [--batch-per-device 1] [--iters 3]
        python bench/gpu_distill_families.py --smoke     # the tiny models of each family on the CPU, seconds
@@ -152,7 +153,7 @@ def main(argv=None) -> None:
                 n = count_params(tr.teacher)
                 tflops = flops / dt / 1e12
                 results[fam] = dict(ips=b / dt, mem=trainer_peak_gib(tr, dev), tflops=tflops, params=n,
-                                    static=sid_memory_gib(n)["total"],
+                                    static=sid_memory_gib(n, grads_held=1)["total"],
                                     frac=f"{100 * tflops / peak[precision]:.0f}%" if peak else "?")
             except torch.cuda.OutOfMemoryError:
                 results[fam] = None

@@ -208,9 +208,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="the trainer's sharding over the processes torchrun starts")
     ap.add_argument("--teacher-sharding", default="replicate", choices=("replicate", "shard"))
     ap.add_argument("--recompute-teacher", action="store_true", help="gradient checkpointing in the teacher too")
-    ap.add_argument("--collective-timeout-s", type=float, default=180,
+    ap.add_argument("--collective-timeout-s", type=float, default=300,
                     help="under torchrun: a process out of memory leaves the others waiting in a collective; they "
-                         "stop after this long (the rows measured so far are already printed)")
+                         "stop after this long (the rows measured so far are already printed). It bounds every "
+                         "collective, the wait while process 0 builds and saves the base model too")
     ap.add_argument("--results", default=None, help="results file to add a row to (default bench/RESULTS.md; "
                     "with --smoke, none unless given: smoke figures are not benchmark results)")
     args = ap.parse_args(argv)
@@ -252,7 +253,6 @@ def main(argv: list[str] | None = None) -> None:
             (Path(tmp) / "p.txt").write_text("\n".join(f"a photo of object {i} on a table" for i in range(1024)) + "\n")
         if world > 1:
             dist.barrier()
-        base = load_base(sd, device=dev)
         for precision in ("fp32", "bf16"):
             for ckpt in (False, True):
                 reset_peak_memory(dev)

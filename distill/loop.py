@@ -110,6 +110,8 @@ class Trainer:
         from sidbench.data.prompts import read_prompts
 
         self.cfg = cfg
+        if cfg.recompute_teacher:  # before minutes of loading, not after
+            _require_eval_checkpointing()
         distributed.init_if_launched()
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -132,7 +134,6 @@ class Trainer:
             self.generator.enable_gradient_checkpointing()
             self.fake.enable_gradient_checkpointing()
         if cfg.recompute_teacher:  # same numbers, recomputed: phase B's graph runs through the teacher
-            _require_eval_checkpointing()
             self.teacher.enable_gradient_checkpointing()
         self.fsdp = cfg.sharding == "fsdp" and self.world > 1
         if self.fsdp:
@@ -439,8 +440,10 @@ def _require_eval_checkpointing() -> None:
     frozen teacher, in eval mode, would silently keep its activations; refuse rather than not do what was asked."""
     from importlib.metadata import version
 
+    from packaging.version import Version
+
     found = version("diffusers")
-    if tuple(int(p) for p in found.split(".")[:2] if p.isdigit()) < (0, 32):
+    if Version(found).release[:2] < (0, 32):  # a 0.32 dev build from before the change cannot be told apart
         raise SidbenchError(f"--recompute-teacher needs diffusers >= 0.32 (found {found}): older releases checkpoint "
                             "only networks in training mode, and the teacher is frozen in eval mode; upgrade diffusers "
                             "or drop the option")

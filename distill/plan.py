@@ -2,8 +2,9 @@
 
 Static part, from the teacher's architecture built on the meta device (no weights): the teacher's weights
 (replicated, or divided over the processes with fsdp + teacher sharding), the generator and the fake score with
-fp32 master weights, gradients and Adam's two moments (Adam divided by the processes under zero1, everything
-under fsdp), the EMA (divided under fsdp), the frozen text encoders (fp32, or bf16 with --text-encoder-dtype)
+fp32 master weights (fp16 in fp16-pure) and Adam's two moments in the same dtype, one of the two networks'
+gradients at a time (each phase frees its own), Adam divided by the processes under zero1, everything under
+fsdp; the EMA (divided under fsdp), the frozen text encoders (fp32, or bf16 with --text-encoder-dtype)
 and the VAE (fp32). Activations: measured on the real architecture at full size, on fake tensors (torch's
 FakeTensorMode: shapes and dtypes only, no arithmetic; storages counted op by op by distill.memory_trace), one
 forward + backward at batch 1 and at batch 2 in the run's precision (bf16 autocast, fp32, or fp16-pure), with or without
@@ -173,7 +174,7 @@ def measure_activations(net: torch.nn.Module, inputs: tuple, *, precision: str =
                         grad_checkpointing: bool = False, frozen: bool = False) -> int:
     """The most bytes of activations and temporaries held at any moment (``ActivationPeak``) of one training
     forward + backward of ``net`` on ``inputs`` ((args, kwargs)): real tensors, or fake ones for a network too large
-    to run. Gradients are not in it: the static part counts all of them. ``frozen``: the backward goes to the
+    to run. Gradients are not in it: the static part counts them. ``frozen``: the backward goes to the
     input latent only (the trainer's phase B through the fake score and the teacher), which keeps less."""
     from distill.memory_trace import ActivationPeak
 

@@ -234,6 +234,15 @@ def test_tiny_end_to_end_distill_generate_eval(tiny_sd, prompts, tmp_path, tiny)
     assert r.exit_code == 0, r.output
     side = json.loads((tmp_path / "imgs" / "sidbench_generate.json").read_text())  # the encoders as it trained
     assert side["config"]["text_encoder_dtype"] == side["networks"]["base"]["text_encoder_dtype"] == "bf16"
+    from sidbench.gen.generate import GenerateConfig, build_sampler
+
+    for asked, held in ((None, torch.bfloat16), ("fp32", torch.float32)):  # what the sampler really holds
+        sampler, _ = build_sampler(GenerateConfig(base=str(tiny_sd), prompts=str(prompts), generator=str(snap),
+                                                  text_encoder_dtype=asked))
+        assert {p.dtype for m in sampler.base.text_encoders for p in m.parameters()} == {held}
+    with pytest.raises(SidbenchError, match="--text-encoder-dtype fp32 with --precision bf16"):
+        build_sampler(GenerateConfig(base=str(tiny_sd), prompts=str(prompts), generator=str(snap), precision="bf16",
+                                     text_encoder_dtype="fp32"))  # an upcast of bf16 weights is not fp32's
     r = CliRunner().invoke(app, [*gen, "--out", str(tmp_path / "imgs"), "--text-encoder-dtype", "fp32"])
     assert r.exit_code == 2 and "text_encoder_dtype" in r.output  # other conditioning bits: not the same folder
     res = evaluate(str(tmp_path / "imgs"), str(tmp_path / "imgs"), EvalConfig(use_cache=False, progress=False),

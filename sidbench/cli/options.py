@@ -51,4 +51,4 @@ EmbeddedGuidance = Annotated[Optional[float], typer.Option("--embedded-guidance"
 Precision = Annotated[PrecisionName, typer.Option("--precision", rich_help_panel=GENERATION,
                                                   help="Generation precision (metric networks stay fp32).")]
 TextEncoderDtype = Annotated[Optional[PrecisionName], typer.Option("--text-encoder-dtype", rich_help_panel=GENERATION,
-                                                                   help="The text encoders' weights (default: bf16 for a generator trained with bf16 encoders at fp32 precision, else --precision).")]
+                                                                   help="The text encoders' weights, at --precision fp32 (default: bf16 for a generator trained with bf16 encoders, else --precision).")]

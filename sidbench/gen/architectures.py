@@ -296,11 +296,13 @@ def sid_static_bytes(params: int, *, buffers: int = 0, encoder_params: int = 0, 
 
 
 def sid_memory_gib(params: int, *, buffers: int = 0, encoder_params: int = 0, weights_bytes: int = 4,
-                   train_bytes: int = 4, encoder_bytes: int | None = None, ema: bool = True) -> dict:
-    """Static memory of SiD training in GiB on one device, unsharded (``sid_static_bytes``)."""
+                   train_bytes: int = 4, encoder_bytes: int | None = None, ema: bool = True,
+                   grads_held: int = 2) -> dict:
+    """Static memory of SiD training in GiB on one device, unsharded (``sid_static_bytes``; by default as the
+    reference holds it, both networks' gradients at once)."""
     gib = 2 ** 30
     b = sid_static_bytes(params, buffers=buffers, encoder_params=encoder_params, weights_bytes=weights_bytes,
-                         train_bytes=train_bytes, encoder_bytes=encoder_bytes, ema=ema)
+                         train_bytes=train_bytes, encoder_bytes=encoder_bytes, ema=ema, grads_held=grads_held)
     out = {"teacher": b["teacher"] / gib, "fake + generator (w, grad, Adam)": (b["weights and gradients"] + b["Adam"]) / gib,
            "EMA": b["EMA"] / gib, "text encoders (frozen)": b["text encoders"] / gib}
     out["total"] = sum(out.values())

@@ -58,6 +58,10 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
     """The sampler a config describes, and what identifies its networks."""
     if cfg.text_encoder_dtype not in (None, "fp32", "bf16", "fp16"):
         raise SidbenchError(f"text_encoder_dtype {cfg.text_encoder_dtype!r}: expected fp32, bf16 or fp16")
+    if cfg.text_encoder_dtype not in (None, cfg.precision) and cfg.precision != "fp32":
+        # The base loads in the precision: casting its encoders again would not give that dtype's own weights.
+        raise SidbenchError(f"--text-encoder-dtype {cfg.text_encoder_dtype} with --precision {cfg.precision}: the "
+                            "encoders load in the precision, so only fp32 precision can hold them in another dtype")
     base = load_base(cfg.base, device=cfg.device, dtype=parse_dtype(cfg.precision))
     info = {"base": base.describe(), "precision": cfg.precision, "device": cfg.device}
     if cfg.generator:
