@@ -75,6 +75,7 @@ class EmbeddingCache:
         self.cache: OrderedDict[str, Conditioning] = OrderedDict()
         self.bytes = 0
         self.empty = base.unconditional().with_embedded_guidance(embedded_guidance)
+        self._empty_host = self.empty.to("cpu")  # so a batch is put together on the host and moved once
 
     @staticmethod
     def nbytes(cond: Conditioning) -> int:
@@ -89,13 +90,13 @@ class EmbeddingCache:
         out = []
         for p in prompts:
             if p == "":
-                out.append(self.empty)
+                out.append(self._empty_host)
             else:
                 self.cache.move_to_end(p)
-                out.append(self.cache[p].to(self.base.device))
+                out.append(self.cache[p])
         while self.cache and (len(self.cache) > self.capacity or self.bytes > self.max_bytes):
             self.bytes -= self.nbytes(self.cache.popitem(last=False)[1])
-        return Conditioning.cat(out)
+        return Conditioning.cat(out).to(self.base.device)  # one transfer a batch, not one a prompt
 
 
 class Trainer:

@@ -20,8 +20,8 @@ from sidbench.core.atomic import atomic_path, write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.data.images import select_indices
 from sidbench.data.stream import Batch, prepared
-from sidbench.gen.models import (export_generator, fingerprint, load_base, load_generator_unet, parse_dtype,
-                                 resolve_generator)
+from sidbench.gen.models import (DTYPES, export_generator, fingerprint, load_base, load_generator_unet,
+                                 parse_dtype, resolve_generator)
 from sidbench.core.provenance import git_commit, now_iso, package_versions
 from sidbench.gen.sampling import OneStepSampler, Sampler, TeacherSampler
 
@@ -56,8 +56,8 @@ class GenerateConfig:
 
 def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
     """The sampler a config describes, and what identifies its networks."""
-    if cfg.text_encoder_dtype not in (None, "fp32", "bf16", "fp16"):
-        raise SidbenchError(f"text_encoder_dtype {cfg.text_encoder_dtype!r}: expected fp32, bf16 or fp16")
+    if cfg.text_encoder_dtype is not None and cfg.text_encoder_dtype not in DTYPES:
+        raise SidbenchError(f"text_encoder_dtype {cfg.text_encoder_dtype!r}: expected one of {', '.join(DTYPES)}")
     if cfg.text_encoder_dtype not in (None, cfg.precision) and cfg.precision != "fp32":
         # The base loads in the precision: casting its encoders again would not give that dtype's own weights.
         raise SidbenchError(f"--text-encoder-dtype {cfg.text_encoder_dtype} with --precision {cfg.precision}: the "
