@@ -1,4 +1,4 @@
-"""Every `sidbench ...` command in the README parses as written: the verb exists, every flag exists and its value
+"""Every `sidbench ...` command in the README and the user guides parses as written: the verb exists, every flag exists and its value
 has the right type, required options are there. (What the commands do is run by the journey and the other tests.)
 """
 import re
@@ -10,11 +10,14 @@ import typer.main
 
 from sidbench.cli.app import app
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+# The pages users copy commands from: the front page, the guides and the recipes.
+PAGES = [README, *sorted((ROOT / "docs").glob("guide/*.md")), *sorted((ROOT / "docs").glob("recipes/*.md"))]
 
 
-def readme_commands() -> list[str]:
-    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+def readme_commands(page: Path = README) -> list[str]:
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     found = []
     for line in lines:
@@ -45,8 +48,8 @@ def test_the_readme_has_its_commands():
     assert {"eval", "generate", "export", "distill", "report", "stats", "prompts"} <= verbs
 
 
-@pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_parses(command):
+@pytest.mark.parametrize("page, command", [(p.relative_to(ROOT).as_posix(), c) for p in PAGES for c in readme_commands(p)])
+def test_readme_command_parses(page, command):
     parse(shlex.split(command))
 
 
