@@ -185,9 +185,6 @@ def find_weights(name: str, path: str | os.PathLike | None = None) -> tuple[Path
             raise MissingWeightsError(f"weights file not found: {p} (expected {spec.filename} for {spec.used_for}; "
                                       f"download it from {spec.url})")
         return p, check_hash(p, spec)
-    p = locate(spec)
-    if p.is_file():
-        return p, check_hash(p, spec)
     return fetch(name)
 
 
@@ -202,7 +199,7 @@ def _offline_error(spec: WeightsSpec, target: Path) -> MissingWeightsError:
 
 def fetch(name: str, dest_dir: str | os.PathLike | None = None, *, url: str | None = None,
           progress: bool = True, timeout: float = 60.0) -> tuple[Path, str]:
-    """The known file, downloaded if it is not here yet and verified; (path, sha256).
+    """The known file, verified, as (path, sha256): the local copy (:func:`locate`), else downloaded now.
 
     A hub-hosted file goes through huggingface_hub's cache unless a folder (``dest_dir``) or a mirror ``url`` is
     given; every other file, and those, through the streaming downloader into the folder (default: the weights
@@ -211,8 +208,12 @@ def fetch(name: str, dest_dir: str | os.PathLike | None = None, *, url: str | No
     spec = get_spec(name)
     dest = Path(dest_dir) if dest_dir else weights_dir()
     target = dest / spec.filename
-    if spec.hub_repo and dest_dir is None and url is None and not target.is_file():
-        return _fetch_from_hub(spec, target, progress)
+    if dest_dir is None and url is None:
+        here = locate(spec)
+        if here.is_file():
+            return here, check_hash(here, spec)
+        if spec.hub_repo:
+            return _fetch_from_hub(spec, target, progress)
     src = url or (hub_files.resolve_url(spec.hub_repo, spec.hub_filename, spec.revision) if spec.hub_repo else spec.url)
     if not src.startswith(("http://", "https://")) and not target.is_file():
         raise MissingWeightsError(f"{spec.name} cannot be downloaded: {spec.url}")
