@@ -24,6 +24,13 @@ def resolve_url(repo: str, filename: str, revision: str) -> str:
     return f"{endpoint() or 'https://huggingface.co'}/{repo}/resolve/{revision}/{filename}"
 
 
+def cache_dir() -> Path:
+    """huggingface_hub's cache folder (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub)."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
 def cached(repo: str, filename: str, revision: str) -> Path | None:
     """The file in the hub cache at ``revision``, without asking the network (None when not there)."""
     from huggingface_hub import try_to_load_from_cache

@@ -138,7 +138,7 @@ def weights_dir() -> Path:
 
 def locate(spec: WeightsSpec) -> Path:
     """Where the file is, without the network: the weights folder, the package's own copy, the hub cache; else
-    the weights folder (where a download by URL puts it)."""
+    where a download puts it (the weights folder, or the hub cache's folder)."""
     return where(spec)[0]
 
 
@@ -152,7 +152,7 @@ def where(spec: WeightsSpec) -> tuple[Path, str]:
         return Path(spec.bundled), "package"
     if spec.hub_repo:
         hit = hub_files.cached(spec.hub_repo, spec.hub_filename, spec.revision)
-        return (hit, "hub cache") if hit else (folder, "hub cache")
+        return (hit, "hub cache") if hit else (hub_files.cache_dir(), "hub cache")
     return folder, "weights folder"
 
 
