@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 
 import pytest
@@ -8,40 +9,10 @@ from sidbench.eval.extractors import inception, weights
 from sidbench.eval.extractors.registry import build_extractor
 
 
-@pytest.fixture
-def fake_entry(monkeypatch):
-    payload = b"not really an inception network " * 5000
-    spec = weights.WeightsSpec("test-net", "test-net.bin", "http://unused.invalid/test-net.bin", "tests",
-                               sha256=hashlib.sha256(payload).hexdigest())
-    monkeypatch.setitem(weights.WEIGHTS, "test-net", spec)
-    return spec, payload
-
-
-def test_fetch_downloads_and_verifies(server, fake_entry, tmp_path):
-    www, base = server
-    spec, payload = fake_entry
-    (www / "test-net.bin").write_bytes(payload)
-    path, sha = weights.fetch("test-net", tmp_path / "w", url=f"{base}/test-net.bin", progress=False)
-    assert path.read_bytes() == payload and sha == spec.sha256
-    assert weights.find_weights("test-net", tmp_path / "w") == (path, sha)
-
-
-def test_fetch_refuses_a_wrong_file_and_leaves_nothing(server, fake_entry, tmp_path):
-    www, base = server
-    (www / "test-net.bin").write_bytes(b"tampered")
-    with pytest.raises(SidbenchError, match="does not match the known hash"):
-        weights.fetch("test-net", tmp_path / "w", url=f"{base}/test-net.bin", progress=False)
-    assert not any((tmp_path / "w").iterdir())
-
-
-def test_fetch_reports_unreachable_url(server, fake_entry, tmp_path):
-    _, base = server
-    with pytest.raises(SidbenchError, match="could not download"):
-        weights.fetch("test-net", tmp_path / "w", url=f"{base}/missing.bin", progress=False)
-
-
 def test_missing_weights_error_names_file_url_and_place(monkeypatch, tmp_path):
+    # Offline (as CI runs); downloading on first use is tested against local hosts in test_weights_fetch.py.
     monkeypatch.setenv("SIDBENCH_WEIGHTS", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("SIDBENCH_OFFLINE", "1")
     with pytest.raises(MissingWeightsError) as e:
         build_extractor("inception-v3-tf", mode="clean")
     msg = str(e.value)
@@ -63,10 +34,14 @@ def test_unknown_names_list_the_known_ones():
         weights.get_spec("nope")
 
 
-def test_torchscript_file_loads_through_the_real_path(tmp_path, inception_random):
+def test_torchscript_file_loads_through_the_real_path(tmp_path, inception_random, monkeypatch):
     # A TorchScript file with the NVlabs interface (here: random weights) goes through torch.jit.load.
     p = tmp_path / "inception-2015-12-05.pt"
     torch.jit.script(inception.TFInceptionStandIn(seed=0)).save(str(p))
+    with pytest.raises(SidbenchError, match="does not match the known hash f58cb9b6"):  # the published pin holds
+        build_extractor("inception-v3-tf", mode="clean", weights=str(p))
+    monkeypatch.setitem(weights.WEIGHTS, "inception-2015-12-05",
+                        dataclasses.replace(weights.get_spec("inception-2015-12-05"), sha256=None))
     real_path = build_extractor("inception-v3-tf", mode="clean", weights=str(p))
     assert real_path.weights["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest() and not real_path.is_random
     x = torch.rand(2, 3, 299, 299) * 255

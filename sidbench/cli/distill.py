@@ -17,6 +17,7 @@ from rich.markup import escape
 from distill.config import DistillConfig
 from distill.presets import PRESETS
 from sidbench.cli.console import console, user_errors
+from sidbench.cli.options import Offline
 from sidbench.core.errors import SidbenchError
 from sidbench.core.threads import set_threads
 
@@ -65,7 +66,7 @@ def config_options(cls) -> list[inspect.Parameter]:
 
 
 def _verb_options() -> list[inspect.Parameter]:
-    """Flags of the verb itself, not fields: the config file, the presets, resume, threads and quiet."""
+    """Flags of the verb itself, not fields: the config file, the presets, resume, threads, quiet and offline."""
     def opt(name, annotation, default, *decl, help, metavar=None, panel="Run"):
         return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[
             annotation, typer.Option(*decl, help=help, metavar=metavar, rich_help_panel=panel)])
@@ -96,6 +97,7 @@ def _verb_options() -> list[inspect.Parameter]:
             help="CPU threads per process (default: the cores / the processes on this machine)."),
         opt("quiet", bool, False, "--quiet", "-q", panel="Output and logging",
             help="No progress bar (the per-tick lines still go to log.txt)."),
+        inspect.Parameter("offline", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Offline),
     ]
 
 
@@ -119,6 +121,7 @@ def distill_cmd(**kw):
     config, lsg, resume, quiet = kw.pop("config"), kw.pop("lsg"), kw.pop("resume"), kw.pop("quiet")
     kw["preset"] = kw.pop("preset")
     threads = kw.pop("threads")
+    kw.pop("offline")  # applied as it was parsed (options.Offline)
     want_plan, device_memory, processes = kw.pop("plan"), kw.pop("device_memory"), kw.pop("processes")
     with user_errors():
         set_threads(threads)

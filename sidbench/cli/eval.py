@@ -9,7 +9,7 @@ import typer
 
 from sidbench.cli.console import console, print_json, user_errors
 from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch,
-                                  Device, ExtractorOpt, GeneratorOpt, Mode, PreResize, Precision, Quiet, RandomWeights,
+                                  Device, ExtractorOpt, GeneratorOpt, Mode, Offline, PreResize, Precision, Quiet, RandomWeights,
                                   Scheduler, SkipBad, TInit, GenSteps, EmbeddedGuidance, TextEncoderDtype, Threads, ValueRange, WeightsOpt, Which)
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 
@@ -107,6 +107,7 @@ def eval_cmd(
     per_sample: Annotated[Optional[str], _opt("--per-sample", metavar="PATH", panel=OUTPUT, help="Every image's scores (index, file, prompt, CLIP, aesthetic) as .csv or .parquet, for sidbench compare.")] = None,
     save_stats: Annotated[Optional[str], _opt("--save-stats", metavar="PATH", panel=OUTPUT, help="Also write the generated side's statistics here.")] = None,
     quiet: Quiet = False,
+    offline: Offline = False,
     name: Annotated[Optional[str], _opt("--name", metavar="TEXT", panel=LABELS, help="Row label (default: the images' folder name).")] = None,
     method: Annotated[Optional[str], _opt("--method", metavar="TEXT", panel=LABELS, help="Method, e.g. SiD-LSG.")] = None,
     teacher: Annotated[Optional[str], _opt("--teacher", metavar="TEXT", panel=LABELS, help="Teacher model, e.g. SD1.5.")] = None,

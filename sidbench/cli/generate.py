@@ -8,7 +8,7 @@ import typer
 from sidbench.cli.console import console, user_errors
 from sidbench.core.errors import SidbenchError
 from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, EmbeddedGuidance, GeneratorOpt,
-                                  GenSteps, Precision, Quiet, Scheduler, TextEncoderDtype, TInit,
+                                  GenSteps, Offline, Precision, Quiet, Scheduler, TextEncoderDtype, TInit,
                                   Threads, Which)
 
 GENERATE_EXAMPLES = """Examples:
@@ -48,6 +48,7 @@ def generate_cmd(
     device: Device = "cpu",
     overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Remake every image, even where the folder holds images made with other settings.")] = False,
     quiet: Quiet = False,
+    offline: Offline = False,
 ):
     """Generate one image per prompt (seed = offset + index), resumably; a sidecar records how."""
     from sidbench.gen.generate import GenerateConfig, generate

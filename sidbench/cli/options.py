@@ -21,7 +21,7 @@ PreResize = Annotated[Optional[int], typer.Option("--pre-resize", metavar="PX", 
 ExtractorOpt = Annotated[Optional[str], typer.Option("--extractor", metavar="NAME", rich_help_panel=EXTRACTOR,
                                                      help="Feature extractor (default follows --mode; see `sidbench weights list`).")]
 WeightsOpt = Annotated[Optional[str], typer.Option("--weights", metavar="PATH", rich_help_panel=EXTRACTOR,
-                                                   help="Local weight file (default: the weights folder).")]
+                                                   help="Local weight file (default: the weights folder, downloaded there on first use).")]
 RandomWeights = Annotated[bool, typer.Option("--random-weights", rich_help_panel=EXTRACTOR,
                                              help="Same architecture, seeded random weights (tests/benchmarks; results marked not comparable).")]
 Batch = Annotated[int, typer.Option("--batch", help="Images per network call.", rich_help_panel=PERFORMANCE)]
@@ -35,6 +35,19 @@ ArrayKey = Annotated[Optional[str], typer.Option("--array-key", metavar="NAME", 
 SkipBad = Annotated[bool, typer.Option("--skip-bad", rich_help_panel=INPUTS,
                                        help="Skip unreadable images (counted in the results) instead of stopping.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", rich_help_panel=OUTPUT)]
+
+
+def _go_offline(value: bool) -> bool:
+    """--offline takes effect as it is parsed, before any verb code can start a download."""
+    if value:
+        from sidbench.core.download import set_offline
+
+        set_offline(True)
+    return value
+
+
+Offline = Annotated[bool, typer.Option("--offline", callback=_go_offline, rich_help_panel=INPUTS,
+                                       help="Never download; files must already be here (also SIDBENCH_OFFLINE=1 or HF_HUB_OFFLINE=1).")]
 
 Which = Annotated[WhichName, typer.Option("--which", rich_help_panel=INPUTS,
                                           help="Of a run folder or training checkpoint: the EMA generator or the raw trained one.")]

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from sidbench.cli.console import console, stdout, user_errors
-from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, ArrayKey, Batch, Device, ExtractorOpt, Mode, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
+from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, ArrayKey, Batch, Device, ExtractorOpt, Mode, Offline, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
 
 stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
 
@@ -30,6 +30,7 @@ def stats_compute(
     array_key: ArrayKey = None,
     skip_bad: SkipBad = False,
     quiet: Quiet = False,
+    offline: Offline = False,
 ):
     """Statistics of one input, or one shard of it; under torchrun/accelerate each process takes a shard."""
     from sidbench.eval.api import EvalConfig, compute_stats_file
