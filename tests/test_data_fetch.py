@@ -270,3 +270,15 @@ def test_a_manifest_with_a_wrong_field_names_the_file(tmp_path):
     (tmp_path / "coco2014-val.json").write_text(json.dumps(dict(doc, extract=["elsewhere/x.json"])))
     with pytest.raises(Exception, match="field 'extract'"):
         dataset_table.load_manifests(tmp_path)
+
+
+def test_every_command_of_the_coco_guide_parses():
+    import shlex
+    from pathlib import Path
+
+    from test_readme_commands import parse, readme_commands
+
+    commands = readme_commands(Path(__file__).resolve().parents[1] / "docs" / "guide" / "coco.md")
+    assert {c.split()[0] for c in commands} >= {"data", "stats", "eval", "prompts"} and len(commands) >= 7
+    for command in commands:
+        parse(shlex.split(command))

@@ -13,8 +13,8 @@ from sidbench.cli.app import app
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def readme_commands() -> list[str]:
-    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+def readme_commands(page: Path = README) -> list[str]:
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     found = []
     for line in lines:
