@@ -717,8 +717,8 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
     cfg = cfg or EvalConfig()
     dataset = None
     if cfg.protocol != "custom":
-        cfg = protocol_stats_config(cfg)
         dataset = protocols.reference_folder(protocols.get_protocol(cfg.protocol), images)
+        cfg = protocol_stats_config(cfg)
     cfg = resolved_mode(cfg, extractor)
     distributed.init_if_launched()
     extractor = extractor or make_extractor(cfg)
@@ -737,8 +737,6 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
 def protocol_stats_config(cfg: EvalConfig) -> EvalConfig:
     """A protocol's reference statistics: its pre-resize, FID mode and extractor, over the whole set (no --n)."""
     proto = protocols.get_protocol(cfg.protocol)
-    if proto.reference_dataset is None:
-        raise SidbenchError(f"protocol {proto.name} names no reference set: compute the statistics without --protocol")
     wanted = default_fid_extractor(proto.fid_mode)
     for flag, given, own in (("--pre-resize", cfg.pre_resize, proto.pre_resize), ("--mode", cfg.mode, proto.fid_mode),
                              ("--extractor", cfg.extractor, wanted)):
