@@ -1,6 +1,6 @@
 """The package as users install it: a wheel, installed non-editable into a fresh venv, run with no repository files.
 
-Everything sidbench reads at run time (published rows, demo assets, prompt manifests) must be package data.
+Everything sidbench reads at run time (published rows, demo assets, prompt and dataset manifests) must be package data.
 The fresh venv gets sidbench only from the wheel (pip installs it, with its console script); its dependencies
 (torch & co., gigabytes, and offline here) come from the test's own environment through a path line in a .pth
 file, which adds that site-packages folder to sys.path without running its .pth files, so the checkout's
@@ -86,6 +86,10 @@ def test_the_wheel_runs_its_commands_without_the_checkout(installed, tmp_path):
     (work / "prompts.txt").write_text("a red circle\na blue square\n")
     pc = run_installed(installed, "prompts", "check", "prompts.txt", cwd=work)
     assert pc.returncode == 0, pc.stderr[-3000:]
+
+    data = run_installed(installed, "data", "list", "--json", cwd=work)  # the dataset manifests are package data
+    assert data.returncode == 0, data.stderr[-3000:]
+    assert {d["name"] for d in json.loads(data.stdout)["datasets"]} >= {"coco2014-val", "coco2017-val"}
 
     demo = run_installed(installed, "demo", "--quick", "--out", "demo", cwd=work)
     assert demo.returncode == 0, demo.stderr[-3000:]

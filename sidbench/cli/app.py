@@ -10,6 +10,7 @@ from sidbench import __version__
 from sidbench.cli import help as _help
 from sidbench.cli.console import install_warning_printer, stdout
 from sidbench.cli.compare import EXAMPLES as compare_examples, compare_cmd
+from sidbench.cli.data import data_app
 from sidbench.cli.demo import EXAMPLES as demo_examples, demo_cmd
 from sidbench.cli.distill import EXAMPLES as distill_examples, distill_cmd
 from sidbench.cli.eval import EXAMPLES as eval_examples, eval_cmd
@@ -31,6 +32,7 @@ app.command("report", epilog=report_examples)(report_cmd)
 app.command("compare", epilog=compare_examples)(compare_cmd)
 app.command("demo", epilog=demo_examples)(demo_cmd)
 app.add_typer(stats_app, name="stats")
+app.add_typer(data_app, name="data")
 app.add_typer(weights_app, name="weights")
 app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises known lists), draw from COCO, fetch.")
 

@@ -1,22 +1,23 @@
 """``sidbench stats``: feature statistics computed per shard, merged exactly, inspected."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
 from sidbench.cli.console import console, stdout, user_errors
-from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, ArrayKey, Batch, Device, ExtractorOpt, Mode, Offline, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
+from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch, Device, ExtractorOpt, Mode, Offline, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
 
 stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
 
 
-@stats_app.command("compute", epilog="Examples:\n\n  sidbench stats compute --images coco2014_val/ --pre-resize 256 --out coco2014-30k.npz --kid\n\n  sidbench stats compute --images coco/ --shard 0/4 --out part0.npz\n")
+@stats_app.command("compute", epilog="Examples:\n\n  sidbench stats compute --protocol coco2014-30k --images data/coco2014-val --out coco2014-30k-ref.npz\n\n  sidbench stats compute --images coco2014_val/ --pre-resize 256 --out coco2014-30k.npz --kid\n\n  sidbench stats compute --images coco/ --shard 0/4 --out part0.npz\n")
 def stats_compute(
     images: Annotated[str, typer.Option("--images", metavar="PATH", rich_help_panel=INPUTS, help="Folder or image array.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", rich_help_panel=OUTPUT, help="Statistics file (.npz) to write.")],
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", rich_help_panel=PERFORMANCE, help="Only images whose index % N == I.")] = None,
     kid: Annotated[bool, typer.Option("--kid", rich_help_panel=OUTPUT, help="Keep per-image features (needed for KID).")] = False,
+    protocol: Annotated[Optional[Literal["coco2014-30k", "coco2017-5k"]], typer.Option("--protocol", rich_help_panel=PROTOCOL, help="The protocol's reference statistics: its pre-resize, mode and extractor, over its whole reference set (refused if incomplete).")] = None,
     mode: Mode = "clean",
     pre_resize: PreResize = None,
     extractor: ExtractorOpt = None,
@@ -42,7 +43,8 @@ def stats_compute(
         threads = set_threads(threads)
         cfg = EvalConfig(kid=kid, mode=mode, pre_resize=pre_resize, extractor=extractor, weights=weights,
                          random_weights=random_weights, n=n, batch_size=batch, threads=threads, device=device,
-                         value_range=value_range, array_key=array_key, skip_bad=skip_bad, progress=not quiet)
+                         value_range=value_range, array_key=array_key, skip_bad=skip_bad, progress=not quiet,
+                         protocol=protocol or "custom")
         st = compute_stats_file(images, out, cfg, shard=parse_shard(shard))
     console.print(f"{st.n} images -> {out}")
 

@@ -46,6 +46,14 @@ def list_image_files(folder: str | os.PathLike) -> list[str]:
     return found
 
 
+def listing_sha256(folder: str | os.PathLike, files: Sequence[str]) -> str:
+    """The identity of a file list: sha256 over ``relative path TAB size`` per file, in the order given."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{os.path.relpath(f, folder)}\t{os.path.getsize(f)}\n".encode())
+    return h.hexdigest()
+
+
 def load_image_file(path: str) -> np.ndarray:
     """Decode one file to uint8 RGB HWC; any failure names the file."""
     try:
@@ -184,12 +192,8 @@ class ImageSource:
     def describe(self) -> dict:
         """Identity of the inputs for provenance and cache keys: file list with sizes, or array hash."""
         if self.kind == "folder":
-            h = hashlib.sha256()
-            for f in self.files:
-                rel = os.path.relpath(f, self.path)
-                h.update(f"{rel}\t{os.path.getsize(f)}\n".encode())
             return {"kind": "folder", "path": os.path.abspath(self.path), "count": len(self.files),
-                    "listing_sha256": h.hexdigest()}
+                    "listing_sha256": listing_sha256(self.path, self.files)}
         h = hashlib.sha256()
         h.update(f"{self.array.dtype.str}{tuple(self.array.shape)}".encode())
         for start in range(0, self.array.shape[0], 256):

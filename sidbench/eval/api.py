@@ -26,7 +26,7 @@ from sidbench.eval.metrics.clip_score import default_clip_model
 from sidbench.eval.metrics.kid import kernel_inception_distance
 from sidbench.eval import protocols
 from sidbench.data.preprocess import Preprocess
-from sidbench.eval.stats import COMPAT_KEYS, FeatureStats, is_stats_file, stats_count
+from sidbench.eval.stats import COMPAT_KEYS, FeatureStats, is_stats_file, stats_count, stats_provenance
 
 
 @dataclass
@@ -198,6 +198,20 @@ def count_images(path, limit: int | None = None, array_key: str | None = None) -
     else:
         n = len(open_source(path, array_key=array_key))
     return min(n, limit) if limit is not None else n
+
+
+def reference_dataset(ref) -> dict | None:
+    """The dataset a reference came from, where it says: a statistics file's provenance, a fetched folder's manifest."""
+    from sidbench.data.dataset_fetch import dataset_record, read_folder_manifest
+
+    if not isinstance(ref, (str, os.PathLike)):
+        return None
+    if is_stats_file(ref):
+        return (stats_provenance(ref).get("input") or {}).get("dataset")
+    if os.path.isdir(ref):
+        doc = read_folder_manifest(ref)
+        return dataset_record(doc, ref) if doc is not None else None
+    return None
 
 
 def check_prompt_pairing(source, n_images: int, prompts: list[str]) -> None:
@@ -506,12 +520,14 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         if ref is None:
             raise SidbenchError("FID, KID, precision/recall, FD-DINOv2 and CMMD need a reference set (--ref)")
         n_ref = count_images(ref, cfg.ref_n, cfg.array_key)
+        ref_origin = reference_dataset(ref)
     else:
-        n_ref = None
+        n_ref, ref_origin = None, None
     deviations = protocols.check(proto, n_gen=n_gen, n_ref=n_ref, fid_mode=cfg.mode, pre_resize=cfg.pre_resize,
                                  prompts_md5=prompts_md5, clip=cfg.clip, clip_variant=cfg.clip_variant,
                                  clip_model=cfg.clip_model or default_clip_model(cfg.clip_variant),
-                                 random_weights=cfg.random_weights or (extractor is not None and extractor.is_random))
+                                 random_weights=cfg.random_weights or (extractor is not None and extractor.is_random),
+                                 ref_dataset=ref_origin["name"] if ref_origin else None)
     if deviations and not cfg.allow_deviation:
         raise SidbenchError(f"this run breaks protocol {proto.name}:\n  - " + "\n  - ".join(deviations)
                             + "\nFix it, or pass --allow-deviation to run anyway (the result is marked not comparable).")
@@ -537,6 +553,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts) if cfg.prompts else None,
                                     "count": len(prompts), "md5": prompts_md5,
                                     "distinct": len(set(prompts))}
+    if ref_origin is not None:
+        res["inputs"]["reference_dataset"] = ref_origin
     res["preprocessing"] = preprocess.describe()
     runners = {}
     if cfg.fid or cfg.kid:
@@ -691,8 +709,17 @@ def _fid_kid(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) 
 
 def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard: tuple[int, int] | None = None,
                        extractor: Extractor | None = None) -> FeatureStats:
-    """``sidbench stats compute``: statistics of one input (or one shard of it) written to ``out``."""
-    cfg = resolved_mode(cfg or EvalConfig(), extractor)
+    """``sidbench stats compute``: statistics of one input (or one shard of it) written to ``out``.
+
+    With ``cfg.protocol`` (not custom), the input must be that protocol's whole reference folder and the settings
+    its own (:func:`protocol_stats_config`); the dataset a fetched folder holds is recorded in the provenance.
+    """
+    cfg = cfg or EvalConfig()
+    dataset = None
+    if cfg.protocol != "custom":
+        dataset = protocols.reference_folder(protocols.get_protocol(cfg.protocol), images)
+        cfg = protocol_stats_config(cfg)
+    cfg = resolved_mode(cfg, extractor)
     distributed.init_if_launched()
     extractor = extractor or make_extractor(cfg)
     runner = FeatureRunner(extractor, Preprocess(cfg.mode, cfg.pre_resize), batch_size=cfg.batch_size,
@@ -700,9 +727,24 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
     source = open_source(images, value_range=cfg.value_range, array_key=cfg.array_key)
     stats, _ = compute_source_stats(source, runner, limit=cfg.n, shard=shard, keep_features=cfg.kid,
                                     skip_bad=cfg.skip_bad, progress=cfg.progress)
+    if dataset is not None:
+        stats.meta["input"]["dataset"] = dataset
     if distributed.is_main():
         stats.save(out)
     return stats
+
+
+def protocol_stats_config(cfg: EvalConfig) -> EvalConfig:
+    """A protocol's reference statistics: its pre-resize, FID mode and extractor, over the whole set (no --n)."""
+    proto = protocols.get_protocol(cfg.protocol)
+    wanted = default_fid_extractor(proto.fid_mode)
+    for flag, given, own in (("--pre-resize", cfg.pre_resize, proto.pre_resize), ("--mode", cfg.mode, proto.fid_mode),
+                             ("--extractor", cfg.extractor, wanted)):
+        if given is not None and given != own:
+            raise SidbenchError(f"{flag} {given} breaks protocol {proto.name}, which uses {own}; leave {flag} out")
+    if cfg.n is not None:
+        raise SidbenchError(f"--n {cfg.n}: the {proto.name} reference statistics are over the whole set; leave --n out")
+    return replace(cfg, pre_resize=proto.pre_resize, mode=proto.fid_mode)
 
 
 def merge_stats_files(paths: list[str], out: str) -> FeatureStats:

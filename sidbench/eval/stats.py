@@ -208,6 +208,12 @@ def stats_count(path: str | os.PathLike) -> int:
         return int(z["n"])
 
 
+def stats_provenance(path: str | os.PathLike) -> dict:
+    """A statistics file's provenance (``meta``), reading only that (not the d x d sums)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["meta"]))
+
+
 def _check_shards(parts: list["FeatureStats"]) -> None:
     """Shards must come from the same input and, when labelled, cover it once each."""
     ids = {json.dumps({k: (p.meta.get("input") or {}).get(k) for k in ("listing_sha256", "data_sha256", "used")},
