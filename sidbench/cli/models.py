@@ -23,9 +23,24 @@ def models_table() -> dict:
             "releases_source": SOURCE}
 
 
-@models_app.command("list", epilog="Examples:\n\n  sidbench models list\n\n  sidbench models list --json\n")
+def models_markdown(data: dict) -> str:
+    """Both tables in Markdown (docs/guide/models.md carries this text; a test keeps them equal)."""
+    lines = ["| short name | hub id | model | gated | `--plan` architecture |", "|---|---|---|---|---|"]
+    lines += [f"| `{t['name']}` | [`{t['hub_id']}`]({t['page']}) | {t['title']} | {'yes' if t['gated'] else 'no'} | "
+              f"{t['architecture'] or 'not planned yet'} |" for t in data["teachers"]]
+    lines += ["", "| `--generator` | teacher | LSG k | kimg | FID | CLIP | file | sha256 (hub LFS id) |",
+              "|---|---|---:|---:|---:|---:|---|---|"]
+    lines += [f"| `{r['generator']}` | `{r['teacher']}` | {r['guidance']:g} | {r['kimg']} | {r['fid']:.2f} | "
+              f"{r['clip']:.3f} | `{r['filename']}` | {('`' + r['sha256'] + '`') if r['sha256'] else 'not pinned'} |"
+              for r in data["releases"]]
+    return "\n".join(lines) + "\n"
+
+
+@models_app.command("list", epilog="Examples:\n\n  sidbench models list\n\n  sidbench models list --json\n\n"
+                                   "  sidbench models list --markdown\n")
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print both tables as JSON.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print both tables as Markdown.")] = False,
 ):
     """Short names for --base (with hub ids, gated or not, what --plan plans) and sid-lsg:NAME generators."""
     from rich.table import Table
@@ -33,6 +48,9 @@ def models_list(
     data = models_table()
     if as_json:
         print_json(data)
+        return
+    if markdown:
+        typer.echo(models_markdown(data), nl=False)
         return
     teachers = Table(title="teachers: --base NAME (or the hub id; gated ones need a token and the licence accepted)")
     for col in ("name", "hub id", "model", "gated", "--plan architecture"):

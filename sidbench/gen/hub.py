@@ -21,9 +21,13 @@ def _endpoint() -> str | None:
 
 def hub_error(e: Exception, repo_id: str, what: str) -> SidbenchError:
     """One line for a huggingface_hub (or httpx) failure about ``what`` in ``repo_id``."""
-    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
 
+    if isinstance(e, LocalEntryNotFoundError):  # "not cached, and the hub said ...": what the hub said matters
+        if e.__cause__ is None:
+            return DownloadError(f"could not reach the hub ({_endpoint() or HUB}) for {what} of {repo_id}")
+        e = e.__cause__
     if isinstance(e, GatedRepoError):
         return SidbenchError(f"{repo_id} is a gated model: {access_hint(repo_id)}")
     if isinstance(e, RepositoryNotFoundError):  # the hub answers 401 for missing, private and gated repositories
