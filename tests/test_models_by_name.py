@@ -344,3 +344,19 @@ def test_a_hub_base_reads_its_model_index_from_the_hub_and_records_the_commit(ti
         asked = len(host.log)
         monkeypatch.setattr(download, "_offline_override", True)
         assert read_model_index("someone/tiny-sd") == (index, COMMIT) and len(host.log) == asked  # from the cache
+
+
+def test_an_unreachable_hub_is_one_line_naming_the_endpoint(online, monkeypatch):
+    from sidbench.core.download import DownloadError
+    from sidbench.gen.models import load_base
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    import huggingface_hub.utils._http as hub_http
+
+    monkeypatch.setattr(hub_http.time, "sleep", lambda s: None)  # huggingface_hub's backoff between its retries
+    with pytest.raises(DownloadError, match=rf"could not reach the hub \(http://127.0.0.1:{port}\) for "
+                                            r"model_index.json of stable-diffusion-v1-5/stable-diffusion-v1-5"):
+        load_base("sd15")
