@@ -21,7 +21,7 @@ from sidbench.core import download
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.teachers import TEACHERS, find_teacher, resolve_base
 
-from conftest import run_sidbench
+from conftest import run_sidbench, write_images
 from http_server import FileHost
 
 REPO = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ def _images(cfg):
 
 
 def test_a_release_downloads_into_the_hub_cache_once_and_loads_as_the_file_does(tiny_release, tiny_entry, tiny_sd,
-                                                                               online, monkeypatch):
+                                                                               online, monkeypatch, tmp_path):
     from sidbench.gen.generate import GenerateConfig
 
     path, data, sha = tiny_release
@@ -233,6 +233,17 @@ def test_a_release_downloads_into_the_hub_cache_once_and_loads_as_the_file_does(
         monkeypatch.setattr(download, "_offline_override", True)  # second use: the cache, even with downloads off
         again, _ = _images(GenerateConfig(base=None, prompts=None, generator="sid-lsg:tiny"))
         assert np.array_equal(again, got) and len(host.log) == asked
+        # eval in memory: no --base (the release names its teacher), labelled as its published row
+        write_images(tmp_path / "ref", list(np.random.default_rng(1).integers(0, 256, (6, 16, 16, 3), np.uint8)))
+        (tmp_path / "p.txt").write_text("a red circle\ntwo cats\na dog\na tree\n")
+        r = CliRunner().invoke(app, ["eval", "--generator", "sid-lsg:tiny", "--prompts", str(tmp_path / "p.txt"),
+                                     "--ref", str(tmp_path / "ref"), "--random-weights", "--batch", "2", "--gen-batch",
+                                     "2", "--cache-dir", str(tmp_path / "c"), "-q", "--out", str(tmp_path / "r.json")])
+        assert r.exit_code == 0, r.output
+        res = json.loads((tmp_path / "r.json").read_text())
+        want = {"name": "sid-lsg:tiny", "method": "SiD-LSG", "steps": 1, "guidance": "LSG k=1.5", "kimg": 1}
+        assert {k: res["subject"][k] for k in want} == want
+        assert len(host.log) == asked
 
 
 def test_a_release_that_does_not_match_its_pin_is_refused_and_not_kept(tiny_release, tiny_entry, online,
@@ -360,3 +371,19 @@ def test_an_unreachable_hub_is_one_line_naming_the_endpoint(online, monkeypatch)
     with pytest.raises(DownloadError, match=rf"could not reach the hub \(http://127.0.0.1:{port}\) for "
                                             r"model_index.json of stable-diffusion-v1-5/stable-diffusion-v1-5"):
         load_base("sd15")
+
+
+def test_each_release_is_a_published_row_of_the_report():
+    """Its label (method, teacher, guidance) and published FID/CLIP are a row of the packaged published table, so
+    `sidbench report` sets a re-measured release beside the number it re-measures."""
+    import csv
+
+    from sidbench.gen.releases import RELEASES
+
+    rows = list(csv.DictReader((REPO / "sidbench" / "report" / "published.csv").open(encoding="utf-8")))
+    for r in RELEASES.values():
+        s = r.subject()
+        match = [row for row in rows if (row["method"], row["teacher"], row["guidance"], row["steps"]) ==
+                 (s["method"], s["teacher"], s["guidance"], "1") and float(row["fid"]) == r.fid]
+        assert len(match) == 1 and float(match[0]["clip"]) == r.clip, r.name
+        assert match[0]["kimg"] in ("", str(r.kimg)), r.name

@@ -152,6 +152,8 @@ def eval_cmd(
                          use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,
                                          kimg=kimg).items() if v is not None}
+        if released is not None:  # a release is labelled as its published row; the label flags still win
+            subject = {**released.subject(), **subject}
         if generator is not None and base is None and released is None:
             raise SidbenchError("--generator is evaluated in memory on its base model: give --base too")
         if generator is not None and steps not in (None, 1):

