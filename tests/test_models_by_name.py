@@ -387,3 +387,14 @@ def test_each_release_is_a_published_row_of_the_report():
                  (s["method"], s["teacher"], s["guidance"], "1") and float(row["fid"]) == r.fid]
         assert len(match) == 1 and float(match[0]["clip"]) == r.clip, r.name
         assert match[0]["kimg"] in ("", str(r.kimg)), r.name
+
+
+def test_offline_a_hub_base_not_in_the_cache_is_refused_with_what_to_do(online, no_network, monkeypatch):
+    from sidbench.core.download import OfflineError
+    from sidbench.gen.models import load_base
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=r"stable-diffusion-v1-5/stable-diffusion-v1-5/model_index.json is not in "
+                                           r"the Hugging Face cache and downloads are off .*Run it once online to cache "
+                                           r"stable-diffusion-v1-5/stable-diffusion-v1-5, or give a local diffusers"):
+        load_base("sd15")
