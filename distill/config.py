@@ -53,7 +53,7 @@ def tracker_names(spec: str) -> list[str]:
 @dataclass
 class DistillConfig:
     # What to distil, from what, where to write.
-    base: str = setting("", "The teacher: a diffusers folder or hub id of SD1.5/2.1, SDXL, SD3/3.5, FLUX.1 or SANA.", trajectory=True, panel="Inputs", metavar="PATH")
+    base: str = setting("", "The teacher (SD1.5/2.1, SDXL, SD3/3.5, FLUX.1, SANA): a diffusers folder, a short name (sd15, sdxl, flux-dev, ...: `sidbench models list`) or a hub id, fetched on first use; a --preset names its own.", trajectory=True, panel="Inputs", metavar="MODEL")
     prompts: str = setting("", "Training prompts, one a line (published runs: Aesthetics 6+ LAION captions).", trajectory=True, panel="Inputs", metavar="PATH")
     run_dir: str = setting("", "Run folder: config, logs, checkpoints, snapshots.", panel="Inputs", metavar="PATH")
     # Guidance (LSG): the four scales, kept separate; --lsg K sets them all.

@@ -26,9 +26,6 @@ import torch
 from sidbench.core.errors import SidbenchError
 
 GIB = 2 ** 30
-ALIASES = {"sd15": "SD1.5 UNet", "sd21": "SD2.1 UNet", "sdxl": "SDXL UNet", "sd3-medium": "SD3-Medium MMDiT",
-           "sd3.5-medium": "SD3.5-Medium MMDiT-X", "sd3.5-large": "SD3.5-Large MMDiT", "flux.1-dev": "FLUX.1-dev",
-           "sana-600m": "SANA 600M", "sana-1600m": "SANA 1600M"}
 VAE_CHANNELS = {"SD3-Medium MMDiT": 16, "SD3.5-Medium MMDiT-X": 16, "SD3.5-Large MMDiT": 16, "FLUX.1-dev": 16}
 
 
@@ -60,30 +57,21 @@ class Setup:
                 + (f", text encoders {self.text_encoder_dtype}" if self.text_encoder_dtype != "fp32" else ""))
 
 
-# Hub ids of the releases (and their renamed mirrors) whose teacher is one of the known architectures.
-HUB_IDS = {"runwayml/stable-diffusion-v1-5": "SD1.5 UNet", "stable-diffusion-v1-5/stable-diffusion-v1-5": "SD1.5 UNet",
-           "compvis/stable-diffusion-v1-4": "SD1.5 UNet", "stabilityai/stable-diffusion-2-1": "SD2.1 UNet",
-           "stabilityai/stable-diffusion-xl-base-1.0": "SDXL UNet",
-           "stabilityai/stable-diffusion-3-medium-diffusers": "SD3-Medium MMDiT",
-           "stabilityai/stable-diffusion-3.5-medium": "SD3.5-Medium MMDiT-X",
-           "stabilityai/stable-diffusion-3.5-large": "SD3.5-Large MMDiT", "black-forest-labs/flux.1-dev": "FLUX.1-dev",
-           "efficient-large-model/sana_600m_512px_diffusers": "SANA 600M",
-           "efficient-large-model/sana_1600m_1024px_diffusers": "SANA 1600M"}
-
-
 def architecture_of(base: str) -> str | None:
-    """The known architecture ``base`` names: its name, alias (sd15, sdxl, sd3.5-large, flux.1-dev, ...) or hub id,
-    or a local diffusers folder whose teacher has that architecture's parameter shapes and native size."""
+    """The known architecture ``base`` names: its name, a teacher's short name or alias (sd15, sdxl, sd3.5-large,
+    flux-dev, ...) or hub id (``sidbench.gen.teachers``), or a local diffusers folder whose teacher has that
+    architecture's parameter shapes and native size."""
     from pathlib import Path
 
     from sidbench.gen.architectures import ARCHITECTURES
+    from sidbench.gen.teachers import find_teacher
 
     if base in ARCHITECTURES:
         return base
-    name = ALIASES.get(base.lower()) or HUB_IDS.get(base.lower().rstrip("/"))
-    if name is None and (Path(base) / "model_index.json").is_file():
-        name = _folder_architecture(Path(base))
-    return name
+    if (Path(base) / "model_index.json").is_file():  # a local folder wins over a name, as for --base
+        return _folder_architecture(Path(base))
+    teacher = find_teacher(base) or (find_teacher(base.rstrip("/")) if "/" in base.rstrip("/") else None)
+    return teacher.architecture if teacher else None
 
 
 def _folder_architecture(folder) -> str | None:
@@ -305,9 +293,16 @@ def render(p: dict) -> str:
 
 def run_plan(cfg, processes: int, device_memory_gib: float | None, as_json: bool = False) -> dict:
     """``distill --plan``: print the plan; refuse one that cannot fit, naming the setup that would."""
+    from sidbench.gen.teachers import TEACHERS, find_teacher
+
     name = architecture_of(cfg.base)
     if name is None:
-        raise SidbenchError(f"--plan needs a known architecture as --base ({', '.join(ALIASES)}, a full name, a "
+        planned = ", ".join(t.name for t in TEACHERS.values() if t.architecture)
+        teacher = find_teacher(cfg.base)
+        if teacher is not None:  # known, but its architecture is not in gen.architectures yet
+            raise SidbenchError(f"--plan: {teacher.name} ({teacher.title}) is not planned yet; planned teachers: "
+                                f"{planned}")
+        raise SidbenchError(f"--plan needs a known architecture as --base ({planned}, a full name, a "
                             f"release's hub id, or a diffusers folder whose teacher has one's shapes); {cfg.base!r} "
                             f"is none of them (other architectures are not planned yet)")
     s = Setup.of(cfg, processes)

@@ -1,6 +1,8 @@
 """Named distillation settings: the published ones, and starting points where the papers give no full recipe.
 
-``--preset NAME`` sets these below a config file and the flags (either still wins). Each names its source;
+``--preset NAME`` sets these below a config file and the flags (either still wins). A preset whose teacher is
+one model names it (``base``: a short name of ``sidbench.gen.teachers``), so ``--preset sd15-lsg1.5`` needs no
+``--base``; sana-start and sd3-start fit several sizes and leave it to ``--base``. Each names its source;
 "starting point" means the values come from the authors' released code or are carried over from SiD-LSG, not
 from a table of the paper (the SiD-DiT and few-step SiD papers' method sections could not be read here: see
 docs/spec/sid-flow-matching.md, sections 0 and 7).
@@ -17,21 +19,26 @@ _SID_DIT = {"t_init": 999, "t_min": 0, "t_max": 999, "t_sampling": "logit-normal
 
 PRESETS: dict[str, dict] = {
     # SiD-LSG, arXiv 2406.01561, Table 1 / reference code: SD1.5, k = 1.5 everywhere, the FID 8.15 run (18,789 kimg).
-    "sd15-lsg1.5": {"lsg": 1.5, "t_init": 625, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512,
+    "sd15-lsg1.5": {"base": "sd15", "lsg": 1.5, "t_init": 625, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512,
                     "duration_kimg": 18789.0},
     # SiD-LSG, arXiv 2406.01561: SD1.5 with k = 4.5 (FID 16.59, CLIP 0.317), otherwise as above.
-    "sd15-lsg4.5": {"lsg": 4.5, "t_init": 625, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512},
+    "sd15-lsg4.5": {"base": "sd15", "lsg": 4.5, "t_init": 625, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512},
     # SiD-LSG, arXiv 2406.01561: SD2.1-base with k = 2 (the same learning rates and batch as SD1.5).
-    "sd21base-lsg2": {"lsg": 2.0, "t_init": 625, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512},
+    "sd21base-lsg2": {"base": "sd21-base", "lsg": 2.0, "t_init": 625, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512},
     # Starting point for SDXL (few-step SiD, arXiv 2505.12674: its recipe not read here). SiD-LSG's values, with
     # the generator started from t = 999 as the SiD few-step scripts do for their DDPM teachers.
-    "sdxl-start": {"lsg": 1.5, "t_init": 999, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512,
+    "sdxl-start": {"base": "sdxl", "lsg": 1.5, "t_init": 999, "alpha": 1.0, "lr_gen": 1e-6, "lr_fake": 1e-6, "batch": 512,
                    "precision": "bf16", "grad_checkpointing": True},
     # Starting points from the SiD-DiT code (arXiv 2509.25127), one step (the code trains four).
     "sana-start": {**_SID_DIT, "lsg": 4.5},                   # its SANA 600M launch script: CFG 4.5 x 3
     "sd3-start": {**_SID_DIT, "lsg": 4.5},                    # "the same hyperparameters" (its README); k assumed
-    "flux-start": {**_SID_DIT, "lsg": 1.0, "embedded_guidance": 3.5},  # guidance-distilled: the embedding, no CFG
+    "flux-start": {**_SID_DIT, "base": "flux-dev", "lsg": 1.0, "embedded_guidance": 3.5},  # guidance-distilled: the embedding, no CFG
 }
+
+
+def describe_presets() -> str:
+    """The presets for help text, each with its teacher where it names one: "sd15-lsg1.5 (teacher sd15), ..."."""
+    return ", ".join(n + (f" (teacher {v['base']})" if v.get("base") else "") for n, v in PRESETS.items())
 
 
 def preset_values(name: str) -> dict:

@@ -156,7 +156,7 @@ def test_cli_generate_export_and_teacher(tiny_sd, generators, prompt_file, tmp_p
     assert meta["networks"]["sampler"] == {"kind": "teacher", "steps": 2, "cfg": 3.0, "scheduler": "ddim"}
     r = CliRunner().invoke(app, ["generate", "--base", str(tmp_path / "nope"), "--prompts", str(prompt_file),
                                  "--out", str(tmp_path / "x")])
-    assert r.exit_code == 2 and "not found" in r.output
+    assert r.exit_code == 2 and f"no such folder: {tmp_path / 'nope'}" in r.output
 
 
 @pytest.mark.slow

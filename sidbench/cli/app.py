@@ -16,6 +16,7 @@ from sidbench.cli.distill import EXAMPLES as distill_examples, distill_cmd
 from sidbench.cli.eval import EXAMPLES as eval_examples, eval_cmd
 from sidbench.cli.generate import EXPORT_EXAMPLES as export_examples, GENERATE_EXAMPLES as generate_examples, export_cmd, generate_cmd
 from sidbench.cli.report import EXAMPLES as report_examples, report_cmd
+from sidbench.cli.models import models_app
 from sidbench.cli.prompts import prompts_app
 from sidbench.cli.stats import stats_app
 from sidbench.cli.weights import weights_app
@@ -34,6 +35,7 @@ app.command("demo", epilog=demo_examples)(demo_cmd)
 app.add_typer(stats_app, name="stats")
 app.add_typer(data_app, name="data")
 app.add_typer(weights_app, name="weights")
+app.add_typer(models_app, name="models")
 app.add_typer(prompts_app, name="prompts", help="Prompt lists: check (recognises known lists), draw from COCO, fetch.")
 
 

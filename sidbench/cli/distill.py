@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from distill.config import DistillConfig
-from distill.presets import PRESETS
+from distill.presets import describe_presets
 from sidbench.cli.console import console, user_errors
 from sidbench.cli.options import Offline
 from sidbench.core.errors import SidbenchError
@@ -75,7 +75,7 @@ def _verb_options() -> list[inspect.Parameter]:
         opt("config", Optional[str], None, "--config", metavar="PATH",
             help="TOML/YAML/JSON file of settings; flags override it."),
         opt("preset", Optional[str], None, "--preset", metavar="NAME",
-            help="Published settings or a starting point (below --config and flags): " + ", ".join(PRESETS) + "."),
+            help="Published settings or a starting point (below --config and flags): " + describe_presets() + "."),
         opt("lsg", Optional[float], None, "--lsg", panel="Guidance (LSG)",
             help="LSG preset: k1 = k2 = k3 = k4 = K (per-scale flags still win)."),
         opt("guidance", Optional[str], None, "--guidance", metavar="STRATEGY[:K]", panel="Guidance (LSG)",
@@ -86,7 +86,8 @@ def _verb_options() -> list[inspect.Parameter]:
                  "paper, after Kynkaanniemi et al. 2024); per-scale --cfg-*-interval flags still win."),
         opt("plan", bool, False, "--plan", panel="Run",
             help="Print the memory per device this run needs (meta-device architecture, activations measured on "
-                 "fake tensors) and stop; --base names an architecture (sd15, sdxl, sd3.5-large, flux.1-dev, ...)."),
+                 "fake tensors) and stop; --base names a teacher (sd15, sdxl, sd3.5-large, flux-dev, ...: "
+                 "`sidbench models list`), an architecture, a hub id or a diffusers folder."),
         opt("device_memory", Optional[float], None, "--device-memory", metavar="GIB", panel="Run",
             help="With --plan: refuse a plan above this memory per device, naming a setup that fits."),
         opt("processes", Optional[int], None, "--processes", metavar="N", panel="Run",
@@ -103,7 +104,7 @@ def _verb_options() -> list[inspect.Parameter]:
 
 EXAMPLES = """Examples:
 
-  sidbench distill --base sd15/ --prompts aesthetics6.txt --run-dir runs/lsg15 --lsg 1.5
+  sidbench distill --preset sd15-lsg1.5 --prompts aesthetics_6_plus.txt --run-dir runs/lsg15
 
   sidbench distill --config runs/lsg15/config.json --resume auto --threads 8
 
@@ -132,7 +133,8 @@ def distill_cmd(**kw):
             from distill.plan import run_plan
 
             if not cfg.base:
-                raise SidbenchError("--plan needs --base (an architecture: sd15, sdxl, sd3.5-large, flux.1-dev, ...)")
+                raise SidbenchError("--plan needs --base (a teacher: sd15, sdxl, sd3.5-large, flux-dev, ...; "
+                                    "see `sidbench models list`)")
             run_plan(cfg, processes or int(os.environ.get("WORLD_SIZE", 1)), device_memory)
             return
         if device_memory is not None or processes is not None:
@@ -141,6 +143,9 @@ def distill_cmd(**kw):
         missing = [k for k in ("base", "prompts", "run_dir") if not getattr(cfg, k)]
         if missing:
             raise SidbenchError("missing required setting(s): " + ", ".join("--" + k.replace("_", "-") for k in missing))
+        from sidbench.gen.teachers import resolve_base
+
+        resolve_base(cfg.base)  # a missing folder or an unknown name is said before anything else
         console.print("[bold]resolved config[/]")
         console.print_json(data=cfg.to_dict())
         train(cfg, resume=resume, progress=not quiet)  # prints one line per tick, and where the snapshot went

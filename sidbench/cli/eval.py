@@ -33,7 +33,7 @@ def _opt(*decl, help, panel, metavar=None, **kw):
 def eval_cmd(
     images: Annotated[Optional[str], _opt("--images", metavar="PATH", panel=INPUTS, help="Generated images: folder, .npy/.npz array, or statistics file.")] = None,
     ref: Annotated[Optional[str], _opt("--ref", metavar="PATH", panel=INPUTS, help="Reference: folder, array, or statistics file (cached automatically).")] = None,
-    base: Annotated[Optional[str], _opt("--base", metavar="PATH", panel=INPUTS, help="Stable Diffusion folder: with --generator, its base; alone, evaluate the teacher (--steps, --cfg). Images are made in memory.")] = None,
+    base: Annotated[Optional[str], _opt("--base", metavar="MODEL", panel=INPUTS, help="Base model (a diffusers folder, a short name such as sd15, or a hub id): with --generator, its base (a sid-lsg:NAME release names its own); alone, evaluate the teacher (--steps, --cfg). Images are made in memory.")] = None,
     generator: GeneratorOpt = None,
     which: Which = "ema",
     prompts: Annotated[Optional[str], _opt("--prompts", metavar="PATH", panel=INPUTS, help="Prompt list: caption i pairs with image i ({i:06d}.png or row i).")] = None,
@@ -124,7 +124,10 @@ def eval_cmd(
     from sidbench.gen.generate import GenerateConfig
 
     with user_errors():
-        if (images is None) == (base is None):
+        from sidbench.gen.releases import release_of
+
+        released = release_of(generator)  # sid-lsg:NAME names its own base
+        if (images is None) == (base is None and released is None):
             raise SidbenchError("give either --images (files, an array or statistics) or --base [--generator] "
                                 "(generate in memory)")
         threads = set_threads(threads)
@@ -150,13 +153,15 @@ def eval_cmd(
                          use_cache=not no_cache, progress=not quiet)
         subject = {k: v for k, v in dict(name=name, method=method, teacher=teacher, steps=steps, guidance=guidance_label,
                                          kimg=kimg).items() if v is not None}
-        if generator is not None and base is None:
+        if released is not None:  # a release is labelled as its published row; the label flags still win
+            subject = {**released.subject(), **subject}
+        if generator is not None and base is None and released is None:
             raise SidbenchError("--generator is evaluated in memory on its base model: give --base too")
         if generator is not None and steps not in (None, 1):
             raise SidbenchError(f"--steps {steps} is the teacher's sampler; a --generator takes --gen-steps")
         if gen_steps is not None and generator is None:
             raise SidbenchError("--gen-steps is the step count of a few-step --generator; the teacher takes --steps")
-        if base is not None:  # generated in memory: the API builds the sampler from this description
+        if base is not None or released is not None:  # generated in memory: the API builds the sampler from this
             images = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps or 50, cfg=cfg_scale,
                                     scheduler=scheduler, t_init=t_init, gen_steps=gen_steps, embedded_guidance=embedded_guidance, n=n, batch_size=gen_batch,
                                     seed_offset=seed_offset, precision=precision, text_encoder_dtype=text_encoder_dtype, device=device)

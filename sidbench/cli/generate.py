@@ -7,29 +7,31 @@ import typer
 
 from sidbench.cli.console import console, user_errors
 from sidbench.core.errors import SidbenchError
-from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, Device, EmbeddedGuidance, GeneratorOpt,
+from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, BaseOpt, Device, EmbeddedGuidance, GeneratorOpt,
                                   GenSteps, Offline, Precision, Quiet, Scheduler, TextEncoderDtype, TInit,
                                   Threads, Which)
 
 GENERATE_EXAMPLES = """Examples:
 
-  sidbench generate --base sd15/ --generator runs/lsg15 --prompts captions.txt --out gen/
+  sidbench generate --generator sid-lsg:sd15-lsg1.5 --prompts captions.txt --out gen/
+
+  sidbench generate --base sd15 --generator runs/lsg15 --prompts captions.txt --out gen/
 
   sidbench generate --base sd15/ --steps 50 --cfg 3 --scheduler ddim --prompts captions.txt --out teacher/ --shard 0/4
 """
 
 EXPORT_EXAMPLES = """Examples:
 
-  sidbench export --generator sid_lsg_sd15.pkl --out sid-sd15/
+  sidbench export --generator sid-lsg:sd15-lsg1.5 --out sid-sd15/
 
   sidbench export --generator runs/lsg15/checkpoints/ckpt-000400.pt --which raw --base sd15/ --format safetensors --out g.safetensors
 """
 
 
 def generate_cmd(
-    base: Annotated[str, typer.Option("--base", metavar="PATH", rich_help_panel=INPUTS, help="Model folder in diffusers layout (SD, SDXL, SD3, FLUX.1, SANA) or hub id.")],
     prompts: Annotated[str, typer.Option("--prompts", metavar="PATH", rich_help_panel=INPUTS, help="One prompt a line; prompt i -> {i:06d}.png.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", rich_help_panel=OUTPUT, help="Output folder.")],
+    base: BaseOpt = None,
     generator: GeneratorOpt = None,
     which: Which = "ema",
     n: Annotated[Optional[int], typer.Option("--n", rich_help_panel=INPUTS, help="First N prompts (default: all).")] = None,
@@ -72,7 +74,7 @@ def export_cmd(
     generator: Annotated[str, typer.Option("--generator", metavar="PATH", help="Generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", help="Output folder (diffusers) or .safetensors file.")],
     fmt: Annotated[Literal["diffusers", "safetensors"], typer.Option("--format", help="What to write.")] = "diffusers",
-    base: Annotated[Optional[str], typer.Option("--base", metavar="PATH", help="Base model folder (needed to read a .safetensors generator or a checkpoint).")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", metavar="MODEL", help="Base model: a diffusers folder, a short name (sd15) or a hub id (needed to read a .safetensors generator or a checkpoint).")] = None,
     which: Which = "ema",
     gen_steps: Annotated[Optional[int], typer.Option("--gen-steps", metavar="K", help="The step grid K (1-4) the generator was trained for, recorded in the export where its own record lacks it.")] = None,
 ):

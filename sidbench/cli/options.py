@@ -52,7 +52,9 @@ Offline = Annotated[bool, typer.Option("--offline", callback=_go_offline, rich_h
 Which = Annotated[WhichName, typer.Option("--which", rich_help_panel=INPUTS,
                                           help="Of a run folder or training checkpoint: the EMA generator or the raw trained one.")]
 GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", metavar="PATH", rich_help_panel=INPUTS,
-                                                     help="One-step generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors or a SiD-LSG .pkl.")]
+                                                     help="One-step generator: a run folder (its latest snapshot), a snapshot or diffusers folder, a checkpoint ckpt-*.pt, .safetensors, a SiD-LSG .pkl, or sid-lsg:NAME (a released checkpoint, fetched; see `sidbench models list`).")]
+BaseOpt = Annotated[Optional[str], typer.Option("--base", metavar="MODEL", rich_help_panel=INPUTS,
+                                                help="Base model (SD, SDXL, SD3, FLUX.1, SANA): a diffusers folder, a short name (sd15, sdxl, flux-dev, ...: `sidbench models list`) or a hub id, fetched on first use (default: a sid-lsg:NAME generator's teacher).")]
 Scheduler = Annotated[Optional[SchedulerName], typer.Option("--scheduler", rich_help_panel=GENERATION,
                                                            help="Teacher sampler (default: ddim; flow teachers: their own, euler or dpm++).")]
 TInit = Annotated[Optional[int], typer.Option("--t-init", metavar="T", rich_help_panel=GENERATION,

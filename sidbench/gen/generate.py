@@ -23,6 +23,7 @@ from sidbench.data.stream import Batch, prepared
 from sidbench.gen.models import (DTYPES, export_generator, fingerprint, load_base, load_generator_unet,
                                  parse_dtype, resolve_generator)
 from sidbench.core.provenance import git_commit, now_iso, package_versions
+from sidbench.gen.releases import release_of
 from sidbench.gen.sampling import OneStepSampler, Sampler, TeacherSampler
 
 SIDECAR = "sidbench_generate.json"
@@ -30,9 +31,9 @@ SIDECAR = "sidbench_generate.json"
 
 @dataclass
 class GenerateConfig:
-    base: str                           # a model folder in diffusers layout (SD, SDXL, SD3, FLUX, SANA) or a hub id
+    base: str | None                    # a diffusers folder, a short name (sd15) or a hub id; None: a release's teacher
     prompts: str | None                 # one prompt a line; prompt i -> image i
-    generator: str | None = None        # one-step generator: run folder, snapshot, checkpoint, .safetensors, .pkl; None: the teacher
+    generator: str | None = None        # one-step generator: run folder, snapshot, checkpoint, .safetensors, .pkl, sid-lsg:NAME; None: the teacher
     which: str = "ema"                 # of a run folder or checkpoint: the EMA generator, or the raw (trained) one
     steps: int = 50                     # teacher only: sampling steps
     cfg: float = 1.0                    # teacher only: classifier-free guidance scale
@@ -62,13 +63,18 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
         # The base loads in the precision: casting its encoders again would not give that dtype's own weights.
         raise SidbenchError(f"--text-encoder-dtype {cfg.text_encoder_dtype} with --precision {cfg.precision}: the "
                             "encoders load in the precision, so only fp32 precision can hold them in another dtype")
+    release = release_of(cfg.generator)  # sid-lsg:NAME, a released checkpoint: it names its teacher
+    if not cfg.base:
+        if release is None:
+            raise SidbenchError("give --base: the model folder, short name or hub id the generator was distilled from")
+        cfg.base = release.teacher
     base = load_base(cfg.base, device=cfg.device, dtype=parse_dtype(cfg.precision))
     info = {"base": base.describe(), "precision": cfg.precision, "device": cfg.device}
     if cfg.generator:
         resolved, kind = resolve_generator(cfg.generator, cfg.which)
-        made_by: dict = {}
+        made_by: dict = {"release": release.describe()} if release else {}
         unet = load_generator_unet(resolved, base, cfg.which, meta=made_by)
-        trained = made_by.get("config") or {}  # what the run used, where the generator says
+        trained = made_by.get("config") or ({"t_init": release.t_init} if release else {})  # what the run used
         if cfg.t_init is None:
             cfg.t_init = int(trained.get("t_init", base.family.default_t_init))
         if cfg.embedded_guidance is None:
@@ -80,7 +86,8 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
             cfg.gen_steps = grid
         sampler: Sampler = OneStepSampler(base, height=cfg.height, generator=unet, t_init=cfg.t_init,
                                           embedded_guidance=cfg.embedded_guidance, steps=cfg.gen_steps, grid=grid)
-        info["generator"] = {"path": os.path.abspath(cfg.generator), "resolved": os.path.abspath(resolved),
+        info["generator"] = {"path": cfg.generator if release else os.path.abspath(cfg.generator),
+                             "resolved": os.path.abspath(resolved),
                              "kind": kind, "which": cfg.which if kind == "checkpoint" else "ema",
                              "sha256": fingerprint(resolved), "made_by": made_by or None}
     else:
@@ -275,9 +282,10 @@ def export(generator: str, out: str, *, base: str | None = None, fmt: str = "dif
     safetensors file. ``gen_steps``: the step grid K it was trained for, where its own record lacks it (a
     generator from elsewhere); a recorded K that differs is refused."""
     b = load_base(base) if base else None
+    release = release_of(generator)
     resolved, kind = resolve_generator(generator, which)
     made_by = {"exported_from": os.path.abspath(resolved), "kind": kind, "which": which if kind == "checkpoint" else "ema",
-               "sha256": fingerprint(resolved)}
+               "sha256": fingerprint(resolved), **({"release": release.describe()} if release else {})}
     unet = load_generator_unet(resolved, b, which, meta=made_by)
     recorded = made_by.get("gen_steps") or (made_by.get("config") or {}).get("gen_steps")
     if gen_steps is not None:

@@ -1,7 +1,8 @@
 """Loading a base model of any supported family and one-step generators in every form users bring.
 
-- Base: a diffusers folder (``model_index.json`` naming the pipeline class, and its components' folders) or a
-  hub id when online (SD1.5: ``stable-diffusion-v1-5/stable-diffusion-v1-5``); families in ``families.py``.
+- Base: a diffusers folder (``model_index.json`` naming the pipeline class, and its components' folders), a
+  short name (``sd15``, ``teachers.py``) or a hub id, fetched into the hub cache on first use; families in
+  ``families.py``.
 - Generator: a diffusers UNet folder, a ``.safetensors`` state dict (the base UNet's architecture), or a
   released SiD-LSG ``.pkl`` (a pickled dict with key ``ema`` holding a ``UNet2DConditionModel``), read
   through a restricted unpickler that admits only the classes such a file needs.
@@ -22,6 +23,7 @@ from sidbench.core.device import check_device
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.diffusion import is_flow_scheduler
 from sidbench.gen.families import SD, Conditioning, Family, family_of_index
+from sidbench.gen.teachers import resolve_base
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Libraries a model_index.json may name for a component: classes are looked up in these only.
@@ -50,6 +52,7 @@ class BaseModel:
     components: dict = field(default_factory=dict)  # the family's further text encoders and tokenizers, by name
     index: dict = field(default_factory=dict)       # model_index.json
     text_encoders_cast: bool = False                # cast_text_encoders: their outputs go back to ``dtype``
+    revision: str | None = None                     # the hub commit a hub model was loaded at
 
     @property
     def unet(self) -> torch.nn.Module:
@@ -113,27 +116,25 @@ class BaseModel:
                "latent_scale": self.latent_scale, "unet_sample_size": getattr(self.net.config, "sample_size", None)}
         if self.latent_shift:
             out["latent_shift"] = self.latent_shift
+        if self.revision:
+            out["revision"] = self.revision
         return out
 
 
-def read_model_index(src: str, offline: bool | None = None) -> dict:
-    """model_index.json of a local folder, or of a hub id (fetched, or from the cache offline)."""
+def read_model_index(src: str, offline: bool | None = None) -> tuple[dict, str | None]:
+    """model_index.json of a local folder, or of a hub id (from the hub cache, else downloaded unless offline),
+    and the hub commit it was read at (None for a folder). ``src`` is what ``teachers.resolve_base`` returns."""
     if os.path.isdir(src):
         path = Path(src, "model_index.json")
         if not path.is_file():
             raise SidbenchError(f"{src} is not a model folder in diffusers layout: no model_index.json")
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_text()), None
         except ValueError as e:
             raise SidbenchError(f"{path}: not valid JSON ({e})") from None
-    if os.path.exists(src) or src.startswith((".", "/")):
-        raise SidbenchError(f"base model not found: {src} (expected a diffusers folder or a hub id)")
-    from diffusers import DiffusionPipeline
+    from sidbench.gen.hub import read_hub_json
 
-    try:
-        return dict(DiffusionPipeline.load_config(src, **({"local_files_only": bool(offline)} if offline is not None else {})))
-    except (OSError, ValueError) as e:
-        raise SidbenchError(f"cannot read model_index.json of {src}: {e}. Offline, give a local diffusers folder.") from None
+    return read_hub_json(src, "model_index.json", offline=offline)
 
 
 def _component_class(index: dict, name: str, where: str):
@@ -172,8 +173,8 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
     config (SD ships PNDM, SDXL Euler: same betas); flow families keep their own.
     """
     check_device(device)  # before minutes of loading
-    src = str(source)
-    index = read_model_index(src, offline)
+    src = resolve_base(source)  # a folder, or a hub id (short names mapped); a missing folder stops here
+    index, revision = read_model_index(src, offline)
     family = family_of_index(index, src)
     pixel_space = index.get("vae", ["x"])[0] is None
     needed = [family.net_name, "scheduler", *family.text_components] + ([] if pixel_space else ["vae"])
@@ -185,7 +186,11 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    kw = {"local_files_only": bool(offline)} if offline is not None else {}
+    from sidbench.core.download import offline as downloads_off
+
+    kw = {"local_files_only": downloads_off() if offline is None else bool(offline)}
+    if revision:
+        kw["revision"] = revision  # every component from the commit model_index.json was read at
     loaded = {}
     try:
         for name in needed:
@@ -200,14 +205,16 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
             typed = {"torch_dtype": dtype} if issubclass(cls, torch.nn.Module) else {}
             loaded[name] = cls.from_pretrained(src, subfolder=name, **typed, **kw)
     except OSError as e:
-        raise SidbenchError(f"cannot load the base model {src}: {e}. Offline, give a local diffusers folder.") from None
+        hint = "" if os.path.isdir(src) else " (offline: run once online to cache it, or give a local diffusers folder)"
+        raise SidbenchError(f"cannot load the base model {src}: {str(e).splitlines()[0]}{hint}") from None
     device = torch.device(device)
     for m in loaded.values():
         if isinstance(m, torch.nn.Module):
             m.requires_grad_(False).eval().to(device)
     net, vae, scheduler = loaded.pop(family.net_name), loaded.pop("vae", None), loaded.pop("scheduler")
     text_encoder, tokenizer = loaded.pop("text_encoder"), loaded.pop("tokenizer")
-    return BaseModel(net, vae, text_encoder, tokenizer, scheduler, src, device, dtype, family, loaded, index)
+    return BaseModel(net, vae, text_encoder, tokenizer, scheduler, src, device, dtype, family, loaded, index,
+                     revision=revision)
 
 
 # --- restricted unpickling of released .pkl checkpoints -------------------------------------------------
@@ -284,10 +291,18 @@ def resolve_generator(path: str | os.PathLike, which: str = "ema") -> tuple[Path
     """Where a generator given as a run folder, snapshot folder, checkpoint or file really is, and its kind.
 
     A run folder means its latest EMA snapshot (``snapshots/LATEST``), or with ``which="raw"`` (or no snapshot
-    yet) its latest checkpoint. Kinds: "snapshot" (diffusers folder), "checkpoint", "safetensors", "pkl".
+    yet) its latest checkpoint; ``sid-lsg:NAME`` a released SiD-LSG checkpoint (``releases.py``), fetched into the
+    hub cache. Kinds: "snapshot" (diffusers folder), "checkpoint", "safetensors", "pkl".
     """
     if which not in WHICH:
         raise SidbenchError(f"--which {which!r}: expected one of {', '.join(WHICH)}")
+    from sidbench.gen.releases import fetch_release, release_of
+
+    release = release_of(str(path))
+    if release is not None:  # sid-lsg:NAME: the authors' checkpoint, from the hub cache
+        if which == "raw":
+            raise SidbenchError(f"{path}: a released generator holds only its EMA; --which raw needs a training run")
+        return fetch_release(release), "pkl"
     p = Path(path)
     if p.is_dir() and ((p / "snapshots").is_dir() or (p / "checkpoints").is_dir()):   # a distillation run folder
         latest = p / "snapshots" / "LATEST"
@@ -312,7 +327,7 @@ def resolve_generator(path: str | os.PathLike, which: str = "ema") -> tuple[Path
         return p, "snapshot"
     if not p.is_file():
         raise SidbenchError(f"generator not found: {p} (expected a run folder, a snapshot or diffusers folder, a "
-                            f"checkpoint .pt, a .safetensors or a SiD-LSG .pkl)")
+                            f"checkpoint .pt, a .safetensors, a SiD-LSG .pkl or sid-lsg:NAME)")
     kind = {".pt": "checkpoint", ".safetensors": "safetensors", ".pkl": "pkl"}.get(p.suffix)
     if kind is None:
         raise SidbenchError(f"{p}: unknown generator format (expected a diffusers folder, a run folder, a checkpoint "
