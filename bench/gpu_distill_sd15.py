@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     from sidbench.core import distributed
 
     args = parse_args(argv)
-    distributed.init_if_launched(timeout_s=args.collective_timeout_s)
+    distributed.init_if_launched(timeout_s=args.collective_timeout_s, device=args.device)
     world = dist.get_world_size() if dist.is_initialized() else 1
     main_process = distributed.is_main()
     if is_cuda(args.device) and world > 1:  # one GPU per process, as torchrun's LOCAL_RANK says

@@ -115,7 +115,7 @@ class DistillConfig:
     proxy_clip_weights: str | None = setting(None, "Local open_clip weights for it (default: the weights folder).", panel="Proxy metrics", metavar="PATH")
     trackers: str = setting("tensorboard", 'Comma list of accelerate trackers: tensorboard, wandb; "none" for JSONL only.', panel="Output and logging", metavar="LIST")
     tracker_project: str = setting("sidbench-distill", "Project name given to the trackers (the W&B project).", panel="Output and logging")
-    device: str = setting("cpu", "Device for a single process: cpu, cuda, cuda:1 (launchers set one per process).", panel="Performance", metavar="DEVICE")
+    device: str = setting("auto", "auto: the launcher's GPU (cuda:LOCAL_RANK), else cuda, else mps, else cpu; or cpu, cuda, cuda:1, mps. The run config keeps what was asked; log.txt and log.jsonl say what it resolved to.", panel="Performance", metavar="DEVICE")
 
     def __post_init__(self):
         problems = []

@@ -31,13 +31,22 @@ def units(net: torch.nn.Module) -> list[torch.nn.Module]:
     return out
 
 
-def shard(net: torch.nn.Module) -> torch.nn.Module:
-    """fully_shard the network in place, block by block then the root, summing gradients over processes."""
+def device_mesh(device: torch.device):
+    """All processes in one dimension, on the run's device type (torch's default follows the machine's
+    accelerator, which would move a CPU run's networks to the GPU)."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    return init_device_mesh(torch.device(device).type, (dist.get_world_size(),))
+
+
+def shard(net: torch.nn.Module, mesh=None) -> torch.nn.Module:
+    """fully_shard the network in place, block by block then the root, summing gradients over processes;
+    ``mesh``: ``device_mesh(the run's device)`` (None: torch's default)."""
     from torch.distributed.fsdp import fully_shard
 
     for block in units(net):
-        fully_shard(block)
-    fully_shard(net)
+        fully_shard(block, mesh=mesh)
+    fully_shard(net, mesh=mesh)
     for m in net.modules():  # summed, not averaged, and as a plain SUM (gloo has no pre-multiplied sum)
         if hasattr(m, "set_gradient_divide_factor"):
             m.set_gradient_divide_factor(1.0)

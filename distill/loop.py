@@ -24,7 +24,7 @@ from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
 from sidbench.core import distributed, logkeys
-from sidbench.core.device import peak_rss_mb, reset_peak_rss
+from sidbench.core.device import AUTO, describe_device, peak_rss_mb, reset_peak_rss, resolve_device
 from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
@@ -113,15 +113,16 @@ class Trainer:
         self.cfg = cfg
         if cfg.recompute_teacher:  # before minutes of loading, not after
             _require_eval_checkpointing()
-        distributed.init_if_launched()
+        self.device = run_device(cfg.device, base)  # config.json keeps what was asked ("auto"): a resume re-resolves
+        distributed.init_if_launched(device=self.device)
         self.rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         self.rounds = cfg.rounds(self.world)
-        if cfg.device.startswith("cuda"):
+        if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
             torch.backends.cudnn.allow_tf32 = cfg.tf32
             torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
-        self.base = base or load_base(cfg.base, device=cfg.device)
+        self.base = base or load_base(cfg.base, device=self.device)
         self.pure_fp16 = cfg.precision == "fp16-pure"
         if cfg.text_encoder_dtype == "bf16":
             self.base.cast_text_encoders(torch.bfloat16)
@@ -141,8 +142,9 @@ class Trainer:
             from distill import fsdp
 
             self._skeleton = copy.deepcopy(self.generator).to("meta")  # the architecture, for full copies
+            mesh = fsdp.device_mesh(self.device)
             for net in (self.generator, self.fake, self.ema) + ((self.teacher,) if cfg.teacher_sharding == "shard" else ()):
-                fsdp.shard(net)
+                fsdp.shard(net, mesh)
         self.opt_gen = self._adam(self.generator, cfg.lr_gen)
         self.opt_fake = self._adam(self.fake, cfg.lr_fake)
         self.prompts = read_prompts(cfg.prompts)
@@ -171,7 +173,7 @@ class Trainer:
         self.cuda_peak_mb = 0.0
         self.rss_peak_mb = 0.0  # the resident-set peak across the per-phase resets (they lower the kernel's own)
         self.proxy_tools: dict = {}  # proxy FID extractor and CLIP scorer, loaded at the first proxy
-        dev_type = "cuda" if cfg.device.startswith("cuda") else "cpu"
+        dev_type = self.device.type
         amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)  # fp16-pure: no autocast
         self.autocast = lambda: torch.autocast(dev_type, dtype=amp_dtype, enabled=amp_dtype is not None)
         self.scaler = torch.amp.GradScaler(dev_type, enabled=cfg.precision == "fp16")
@@ -343,20 +345,20 @@ class Trainer:
     # -- one iteration ----------------------------------------------------------------------------------
     def step(self) -> dict:
         self.steps_now = steps_this_iteration(self.cfg.seed, self.iteration, self.cfg.gen_steps)
-        cuda = self.cfg.device.startswith("cuda") and torch.cuda.is_available()
+        cuda = self.device.type == "cuda"
         peaks = {}
         for name, phase in (("fake", self.phase_fake), ("gen", self.phase_gen)):
             # Each phase's own peak: the CUDA allocator's, or on the CPU the resident set's (Linux), reset first.
             if cuda:
-                self.cuda_peak_mb = max(self.cuda_peak_mb, torch.cuda.max_memory_allocated(self.cfg.device) / 2**20)
-                torch.cuda.reset_peak_memory_stats(self.cfg.device)
+                self.cuda_peak_mb = max(self.cuda_peak_mb, torch.cuda.max_memory_allocated(self.device) / 2**20)
+                torch.cuda.reset_peak_memory_stats(self.device)
             else:
                 self.rss_peak_mb = max(self.rss_peak_mb, peak_rss_mb() or 0.0)
                 rss_phase = reset_peak_rss()
             out = phase()
             stats = out if name == "fake" else {**stats, **out}
             if cuda:
-                peaks[f"cuda_peak_mb_{name}"] = torch.cuda.max_memory_allocated(self.cfg.device) / 2**20
+                peaks[f"cuda_peak_mb_{name}"] = torch.cuda.max_memory_allocated(self.device) / 2**20
             elif rss_phase and (rss := peak_rss_mb()) is not None:
                 peaks[f"rss_peak_mb_{name}"] = rss
         stats.update(peaks)
@@ -448,6 +450,18 @@ def _require_eval_checkpointing() -> None:
         raise SidbenchError(f"--recompute-teacher needs diffusers >= 0.32 (found {found}): older releases checkpoint "
                             "only networks in training mode, and the teacher is frozen in eval mode; upgrade diffusers "
                             "or drop the option")
+
+
+def run_device(requested: str, base: BaseModel | None = None) -> torch.device:
+    """The device a run trains on: ``requested`` resolved, or with ``auto`` the device of a base model given in
+    memory (it is not moved); an explicit device that differs from such a base's is an error."""
+    if base is None:
+        return resolve_device(requested)
+    have = torch.device(base.device)
+    if requested != AUTO and resolve_device(requested) != have:
+        raise SidbenchError(f"device {requested}: the base model given is on {have}; load it there "
+                            f"(load_base(..., device={requested!r})) or leave device at auto")
+    return have
 
 
 def _memory(device: str = "cpu", rss_floor_mb: float = 0.0) -> dict:
@@ -556,7 +570,9 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
     stream = sys.stderr
     say = RunLog(run / "log.txt", echo=verbose, stream=stream, enabled=main)
-    say(f"start {datetime.now().astimezone().isoformat(timespec='seconds')}: {run} on {cfg.device}, "
+    device = describe_device(trainer.device)
+    say(f"start {datetime.now().astimezone().isoformat(timespec='seconds')}: {run} on {device['device']} "
+        f"({device['device_name']}{', asked: ' + cfg.device if cfg.device != device['device'] else ''}), "
         f"iteration {trainer.iteration} of {total_iters} ({cfg.duration_kimg:g} kimg), "
         f"a line every {cfg.log_every} iteration(s)")
     if ck is not None:
@@ -583,8 +599,8 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
                 line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
                         "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
-                        **_memory(cfg.device, trainer.rss_peak_mb), "static_mb": trainer.static_bytes() / 2**20,
-                        "time": now, **proxy}
+                        **_memory(str(trainer.device), trainer.rss_peak_mb), "static_mb": trainer.static_bytes() / 2**20,
+                        "time": now, **device, **proxy}
                 if "cuda_max_mb" in line:  # the allocator's peak is reset per phase: the run's own maximum
                     line["cuda_max_mb"] = max(line["cuda_max_mb"], trainer.cuda_peak_mb)
                 with open(log_path, "a", encoding="utf-8") as f:
@@ -695,13 +711,13 @@ def proxy_metrics(trainer: Trainer) -> dict:
     if not c.proxy_ref:
         raise SidbenchError("proxy_every needs proxy_ref (reference images or statistics for the proxy FID)")
     ecfg = EvalConfig(clip=c.proxy_clip, clip_model=c.proxy_clip_model or None, clip_weights=c.proxy_clip_weights or None,
-                      random_weights=c.proxy_random_weights, progress=False, device=c.device)
+                      random_weights=c.proxy_random_weights, progress=False, device=str(trainer.device))
     tools = trainer.proxy_tools
     if "extractor" not in tools:
         tools["extractor"] = make_extractor(ecfg)
     if c.proxy_clip and "clip" not in tools:
         tools["clip"] = load_clip_scorer(ecfg.clip_variant, ecfg.clip_model, weights=ecfg.clip_weights,
-                                         random_weights=ecfg.random_weights, seed=ecfg.weights_seed, device=c.device)
+                                         random_weights=ecfg.random_weights, seed=ecfg.weights_seed, device=ecfg.device)
     prompts = trainer.prompts[:c.proxy_prompts]
     out = {logkeys.PROXY_N: len(prompts)}
     ema = trainer.plain_ema()  # collective under FSDP, once for every step count

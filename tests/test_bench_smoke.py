@@ -41,7 +41,8 @@ def section_table(text: str, script: str) -> tuple[list[str], list[list[str]]]:
 
 # In this process (each script's main with its argv), as `python bench/<script> --smoke --results F` runs it,
 # without paying a fresh interpreter's imports three times.
-@pytest.mark.parametrize("script", ["gpu_distill_sd15.py", "gpu_eval_30k.py", "gpu_distill_families.py"])
+@pytest.mark.parametrize("script", ["gpu_distill_sd15.py", "gpu_eval_30k.py", "gpu_distill_families.py",
+                                    "gpu_default_device.py"])
 def test_gpu_benchmark_smoke_run_records_a_row(script, tmp_path, capsys, monkeypatch):
     original = (BENCH / "RESULTS.md").read_text(encoding="utf-8")
     results = tmp_path / "RESULTS.md"

@@ -10,7 +10,8 @@ import typer
 from sidbench.cli.console import console, print_json, user_errors
 from sidbench.cli.options import (EXTRACTOR, GENERATION, INPUTS, METRICS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch,
                                   Device, ExtractorOpt, GeneratorOpt, Mode, Offline, PreResize, Precision, Quiet, RandomWeights,
-                                  Scheduler, SkipBad, TInit, GenSteps, EmbeddedGuidance, TextEncoderDtype, Threads, ValueRange, WeightsOpt, Which)
+                                  Scheduler, SkipBad, TInit, GenSteps, EmbeddedGuidance, TextEncoderDtype, Threads, ValueRange, WeightsOpt, Which,
+                                  announce_device)
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 
 INTERVALS, DIVERSITY = "Intervals and extrapolation", "Diversity"
@@ -99,7 +100,7 @@ def eval_cmd(
     gen_batch: Annotated[int, _opt("--gen-batch", panel=PERFORMANCE, help="Images generated per call (in-memory evaluation).")] = 8,
     batch: Batch = 32,
     threads: Threads = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     cache_dir: Annotated[Optional[str], _opt("--cache-dir", metavar="PATH", panel=PERFORMANCE, help="Reference statistics cache folder.")] = None,
     no_cache: Annotated[bool, _opt("--no-cache", panel=PERFORMANCE, help="Neither read nor write the reference cache.")] = False,
     out: Annotated[Optional[str], _opt("--out", metavar="PATH", panel=OUTPUT, help="Results JSON (written atomically); - for stdout.")] = None,
@@ -131,6 +132,7 @@ def eval_cmd(
             raise SidbenchError("give either --images (files, an array or statistics) or --base [--generator] "
                                 "(generate in memory)")
         threads = set_threads(threads)
+        device = announce_device(device)
         if fid is None:
             fid = not ((clip or pr or aesthetic or fd_dinov2 or cmmd or hps or pickscore or image_reward or images_per_prompt)
                         and not kid)

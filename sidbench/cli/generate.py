@@ -9,7 +9,7 @@ from sidbench.cli.console import console, user_errors
 from sidbench.core.errors import SidbenchError
 from sidbench.cli.options import (GENERATION, INPUTS, OUTPUT, PERFORMANCE, BaseOpt, Device, EmbeddedGuidance, GeneratorOpt,
                                   GenSteps, Offline, Precision, Quiet, Scheduler, TextEncoderDtype, TInit,
-                                  Threads, Which)
+                                  Threads, Which, announce_device)
 
 GENERATE_EXAMPLES = """Examples:
 
@@ -47,7 +47,7 @@ def generate_cmd(
     batch: Annotated[int, typer.Option("--batch", rich_help_panel=PERFORMANCE, help="Images per sampler call.")] = 8,
     shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", rich_help_panel=PERFORMANCE, help="Only images whose index % N == I (run N of these side by side).")] = None,
     threads: Threads = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT, help="Remake every image, even where the folder holds images made with other settings.")] = False,
     quiet: Quiet = False,
     offline: Offline = False,
@@ -60,6 +60,7 @@ def generate_cmd(
 
     with user_errors():
         set_threads(threads)
+        device = announce_device(device)
         cfg = GenerateConfig(base=base, prompts=prompts, generator=generator, which=which, steps=steps, cfg=cfg_scale,
                              scheduler=scheduler, t_init=t_init, gen_steps=gen_steps, embedded_guidance=embedded_guidance, n=n,
                              batch_size=batch, seed_offset=seed_offset, precision=precision, text_encoder_dtype=text_encoder_dtype, device=device)

@@ -27,7 +27,8 @@ RandomWeights = Annotated[bool, typer.Option("--random-weights", rich_help_panel
 Batch = Annotated[int, typer.Option("--batch", help="Images per network call.", rich_help_panel=PERFORMANCE)]
 Threads = Annotated[Optional[int], typer.Option("--threads", rich_help_panel=PERFORMANCE,
                                                 help="CPU threads (torch and decoding; default: the cores / the processes on this machine).")]
-Device = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, ...", rich_help_panel=PERFORMANCE)]
+Device = Annotated[str, typer.Option("--device", metavar="DEVICE", rich_help_panel=PERFORMANCE,
+                                     help="auto: the launcher's GPU, else cuda, else mps, else cpu; or cpu, cuda, cuda:1, mps.")]
 ValueRange = Annotated[Optional[RangeName], typer.Option("--value-range", rich_help_panel=INPUTS,
                                                          help="For float image arrays (never guessed).")]
 ArrayKey = Annotated[Optional[str], typer.Option("--array-key", metavar="NAME", rich_help_panel=INPUTS,
@@ -67,3 +68,15 @@ Precision = Annotated[PrecisionName, typer.Option("--precision", rich_help_panel
                                                   help="Generation precision (metric networks stay fp32).")]
 TextEncoderDtype = Annotated[Optional[PrecisionName], typer.Option("--text-encoder-dtype", rich_help_panel=GENERATION,
                                                                    help="The text encoders' weights, at --precision fp32 (default: bf16 for a generator trained with bf16 encoders, else --precision).")]
+
+
+def announce_device(requested: str) -> str:
+    """The --device a verb runs on, resolved (``auto`` -> this process's GPU where there is one) and printed once."""
+    from rich.markup import escape
+
+    from sidbench.cli.console import console
+    from sidbench.core.device import describe_device, device_line, resolve_device
+
+    info = describe_device(resolve_device(requested))
+    console.print(escape(device_line(info)))
+    return info["device"]

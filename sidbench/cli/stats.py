@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from sidbench.cli.console import console, stdout, user_errors
-from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch, Device, ExtractorOpt, Mode, Offline, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt
+from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey, Batch, Device, ExtractorOpt, Mode, Offline, PreResize, Quiet, RandomWeights, SkipBad, Threads, ValueRange, WeightsOpt, announce_device
 
 stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
 
@@ -26,7 +26,7 @@ def stats_compute(
     n: Annotated[Optional[int], typer.Option("--n", rich_help_panel=INPUTS, help="Use the first N images (before sharding).")] = None,
     batch: Batch = 32,
     threads: Threads = None,
-    device: Device = "cpu",
+    device: Device = "auto",
     value_range: ValueRange = None,
     array_key: ArrayKey = None,
     skip_bad: SkipBad = False,
@@ -41,6 +41,7 @@ def stats_compute(
 
     with user_errors():
         threads = set_threads(threads)
+        device = announce_device(device)
         cfg = EvalConfig(kid=kid, mode=mode, pre_resize=pre_resize, extractor=extractor, weights=weights,
                          random_weights=random_weights, n=n, batch_size=batch, threads=threads, device=device,
                          value_range=value_range, array_key=array_key, skip_bad=skip_bad, progress=not quiet,

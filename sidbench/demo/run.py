@@ -62,6 +62,10 @@ def rebuild_assets(console: Console, root: Path | None = None) -> None:
     write_text(root / "SHA256SUMS", "".join(f"{h}  {k}\n" for k, h in asset_hashes(root).items()))
 
 
+# The demo's targets were measured on the CPU; GPU kernels round differently, so it stays there on any machine.
+DEVICE = "cpu"
+
+
 class World:
     """Evaluation in the world: reference statistics, FD through sidbench eval, adherence, precision/recall."""
 
@@ -70,7 +74,7 @@ class World:
         from sidbench.demo.toymodels import RES, load_metric_net
         from sidbench.demo.world import sample_world
 
-        self.extractor = build_extractor("world-cnn", weights=str(ASSETS / "world_cnn.safetensors"))
+        self.extractor = build_extractor("world-cnn", weights=str(ASSETS / "world_cnn.safetensors"), device=DEVICE)
         self.net = self.extractor.module
         # The same CNN trained on clean images only: its FD is mostly a pixel-noise meter, shown for contrast.
         self.clean_net = load_metric_net(ASSETS / "world_cnn_clean.safetensors")
@@ -89,7 +93,7 @@ class World:
         import torch
 
         ref = self.ref if against is None else against
-        cfg = EvalConfig(mode="inside-network", use_cache=False, progress=False)
+        cfg = EvalConfig(mode="inside-network", use_cache=False, progress=False, device=DEVICE)
         kind = {"kind": "reference"} if images is self.floor_images else {}  # data, not a method: never "best"
         res = evaluate(images, ref, cfg, extractor=self.extractor, subject={"name": name, **kind})
         with torch.no_grad():
@@ -180,7 +184,7 @@ def _distill(world: World, base, run_dir: Path, *, k: float, iters: int, proxy_e
     cfg = resolve(overrides={
         "base": str(ASSETS / "teacher"), "prompts": str(world.out / "train_prompts.txt"), "run_dir": str(run_dir),
         "lsg": k, "duration_kimg": iters * TRAINING["batch"] / 1000, "checkpoint_every": 0, "snapshot_every": 0,
-        "proxy_every": proxy_every, "log_every": proxy_every, "seed": 0, "trackers": "none",
+        "proxy_every": proxy_every, "log_every": proxy_every, "seed": 0, "trackers": "none", "device": DEVICE,
         **TRAINING, **guidance, **(settings or {})})
     from types import SimpleNamespace
 
@@ -220,7 +224,7 @@ def run_demo(out: Path, *, quick: bool = False, sweep: bool = False, rebuild_tea
                   + (" (quick: a reduced run, targets not expected)" if quick else ""))
     world = World(n, out)
     (out / "train_prompts.txt").write_bytes(packaged_list_bytes(PROMPT_SET))  # the shipped list, hash-checked
-    base = load_base(ASSETS / "teacher")
+    base = load_base(ASSETS / "teacher", device=DEVICE)
     teacher = base.unet
     rows, grids = [], {}
 

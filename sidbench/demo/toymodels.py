@@ -109,7 +109,7 @@ def train_teacher(folder: Path, *, steps: int = 2000, batch: int = 64, lr: float
     torch.manual_seed(seed)
     unet, enc = teacher_unet(seed), text_encoder(seed + 1)
     write_base(folder, unet, enc, prediction_type)  # so the text stack loads through the real path
-    base = load_base(folder)
+    base = load_base(folder, device="cpu")  # the training loop below runs on the CPU, as the shipped teacher was made
     captions = all_captions()
     table = base.encode(captions + [""]).tensors["encoder_hidden_states"]  # 97 embeddings, computed once
     index = {c: i for i, c in enumerate(captions)}

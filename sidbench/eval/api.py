@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from sidbench.core import distributed
+from sidbench.core.device import AUTO, describe_device, resolve_device
 from sidbench.eval import reduce
 from sidbench.eval import results as R
 from sidbench.core.errors import SidbenchError, StatsMismatchError
@@ -41,7 +42,7 @@ class EvalConfig:
     weights_seed: int = 0
     batch_size: int = 32
     threads: int | None = None          # decode/resize threads (default: CPU count, at most 8)
-    device: str = "cpu"
+    device: str = AUTO                  # auto: the launcher's GPU, else cuda, else mps, else cpu (resolved per run)
     channels_last: bool = True
     n: int | None = None                # use the first n generated images (error if fewer)
     ref_n: int | None = None            # use the first ref_n reference images
@@ -125,6 +126,11 @@ def stats_cache_key(input_desc: dict, meta: dict, used: int) -> str:
     ident["used"] = used
     ident.update({k: meta.get(k) for k in COMPAT_KEYS})
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def resolved_device(cfg: EvalConfig) -> EvalConfig:
+    """``cfg`` with its device resolved (``auto`` -> the GPU where there is one), so results say which."""
+    return replace(cfg, device=str(resolve_device(cfg.device)))
 
 
 def resolved_mode(cfg: EvalConfig, extractor: Extractor | None = None) -> EvalConfig:
@@ -478,7 +484,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     ``prompt_list``: the prompts as a list in memory, instead of ``cfg.prompts`` (a file).
     Images in memory may also be torch tensors (any device), NCHW or NHWC (``cfg.layout``), or lists of images.
     """
-    cfg = cfg or EvalConfig()
+    cfg = resolved_device(cfg or EvalConfig())
     subject = dict(subject or {})
     if prompt_list is not None and cfg.prompts:
         raise SidbenchError("give the prompts once: a file (prompts) or a list (prompt_list), not both")
@@ -532,9 +538,10 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         raise SidbenchError(f"this run breaks protocol {proto.name}:\n  - " + "\n  - ".join(deviations)
                             + "\nFix it, or pass --allow-deviation to run anyway (the result is marked not comparable).")
     t0 = time.time()
-    distributed.init_if_launched()
+    distributed.init_if_launched(device=cfg.device)
     preprocess = Preprocess(cfg.mode, cfg.pre_resize)
     res = R.new_results(protocol=cfg.protocol, command=command)
+    res["provenance"]["device"] = describe_device(cfg.device)
     record = generation_record(images) if isinstance(images, (str, os.PathLike)) else None
     if record is not None:
         if cfg.clip and prompts_md5 and record["prompts_md5"] != prompts_md5:
@@ -719,8 +726,8 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
     if cfg.protocol != "custom":
         dataset = protocols.reference_folder(protocols.get_protocol(cfg.protocol), images)
         cfg = protocol_stats_config(cfg)
-    cfg = resolved_mode(cfg, extractor)
-    distributed.init_if_launched()
+    cfg = resolved_mode(resolved_device(cfg), extractor)
+    distributed.init_if_launched(device=cfg.device)
     extractor = extractor or make_extractor(cfg)
     runner = FeatureRunner(extractor, Preprocess(cfg.mode, cfg.pre_resize), batch_size=cfg.batch_size,
                            threads=cfg.threads, channels_last=cfg.channels_last)
@@ -729,6 +736,7 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
                                     skip_bad=cfg.skip_bad, progress=cfg.progress)
     if dataset is not None:
         stats.meta["input"]["dataset"] = dataset
+    stats.meta["device"] = describe_device(extractor.device)  # where the features were computed
     if distributed.is_main():
         stats.save(out)
     return stats

@@ -5,12 +5,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from sidbench.core.distributed import collective_device
 from sidbench.eval.stats import FeatureStats
 
 
 def all_reduce_stats(stats: FeatureStats, skipped: list) -> tuple[FeatureStats, list]:
     """Combine every process's statistics; all processes get the merged result."""
-    dev = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    dev = collective_device()
     n = torch.tensor([stats.n], dtype=torch.float64, device=dev)
     dist.all_reduce(n)
     sums = outer = None
@@ -35,7 +36,7 @@ def all_reduce_stats(stats: FeatureStats, skipped: list) -> tuple[FeatureStats, 
 
 def all_reduce_clip(scorer) -> None:
     """Sum CLIP totals, counts and truncation counts over processes (in place)."""
-    dev = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    dev = collective_device()
     t = torch.tensor([scorer.total, float(scorer.n), float(scorer.truncated)], dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     scorer.total, scorer.n, scorer.truncated = float(t[0]), int(t[1]), int(t[2])
@@ -43,7 +44,7 @@ def all_reduce_clip(scorer) -> None:
 
 def all_reduce_sums(scorer) -> None:
     """Sum a mean-score scorer's total and count over processes (in place)."""
-    dev = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    dev = collective_device()
     t = torch.tensor([scorer.total, float(scorer.n)], dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     scorer.total, scorer.n = float(t[0]), int(t[1])

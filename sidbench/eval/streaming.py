@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from sidbench.core.device import AUTO
 from sidbench.core.errors import SidbenchError, SidbenchWarning
 from sidbench.data.images import as_image_array, to_uint8
 from sidbench.data.preprocess import Preprocess
@@ -116,7 +117,7 @@ class FID(_FeatureMetric):
     """
 
     def __init__(self, *, mode: str = "clean", pre_resize: int | None = None, extractor: str | Extractor | None = None,
-                 weights: str | None = None, random_weights: bool = False, seed: int = 0, device: str = "cpu",
+                 weights: str | None = None, random_weights: bool = False, seed: int = 0, device: str = AUTO,
                  value_range: str | None = None, layout: str | None = None, batch_size: int = 32):
         runner = _fid_runner(extractor, mode, pre_resize, weights, random_weights, seed, device, batch_size)
         super().__init__(runner, value_range=value_range, layout=layout)
@@ -160,7 +161,7 @@ class PrecisionRecall(_FeatureMetric):
     _keep_features = True
 
     def __init__(self, *, k: int = 3, pre_resize: int | None = None, weights: str | None = None,
-                 random_weights: bool = False, seed: int = 0, device: str = "cpu", value_range: str | None = None,
+                 random_weights: bool = False, seed: int = 0, device: str = AUTO, value_range: str | None = None,
                  layout: str | None = None, batch_size: int = 32, density_coverage: bool = False):
         ext = build_extractor("vgg16-fc2", weights=weights, random_weights=random_weights, seed=seed, device=device)
         runner = FeatureRunner(ext, Preprocess("inside-network", pre_resize), batch_size=batch_size, moments=False)
@@ -179,7 +180,7 @@ class CLIPScore:
     """CLIP score of images against their prompts (the GigaGAN / SiD-LSG definition by default)."""
 
     def __init__(self, *, variant: str = "gigagan", model: str | None = None, weights: str | None = None,
-                 random_weights: bool = False, seed: int = 0, device: str = "cpu", value_range: str | None = None,
+                 random_weights: bool = False, seed: int = 0, device: str = AUTO, value_range: str | None = None,
                  layout: str | None = None, scorer=None):
         from sidbench.eval.metrics.clip_score import load_clip_scorer
 

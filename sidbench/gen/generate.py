@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from sidbench.core import distributed
 from sidbench.core.atomic import atomic_path, write_json
+from sidbench.core.device import AUTO, describe_device, resolve_device
 from sidbench.core.errors import SidbenchError
 from sidbench.data.images import select_indices
 from sidbench.data.stream import Batch, prepared
@@ -46,7 +47,7 @@ class GenerateConfig:
     seed_offset: int = 0                # image i from seed seed_offset + i
     precision: str = "fp32"             # generation precision: fp32 | fp16 | bf16
     text_encoder_dtype: str | None = None  # the text encoders' weights: fp32 | bf16 | fp16; None: the run's bf16 where it trained so, else the precision's
-    device: str = "cpu"
+    device: str = AUTO                  # auto: the launcher's GPU, else cuda, else mps, else cpu (resolved when built)
     height: int | None = None           # default: the UNet's native size
 
     @property
@@ -68,8 +69,9 @@ def build_sampler(cfg: GenerateConfig) -> tuple[Sampler, dict]:
         if release is None:
             raise SidbenchError("give --base: the model folder, short name or hub id the generator was distilled from")
         cfg.base = release.teacher
+    cfg.device = str(resolve_device(cfg.device))  # resolved, so the sidecar says which
     base = load_base(cfg.base, device=cfg.device, dtype=parse_dtype(cfg.precision))
-    info = {"base": base.describe(), "precision": cfg.precision, "device": cfg.device}
+    info = {"base": base.describe(), "precision": cfg.precision, **describe_device(cfg.device)}
     if cfg.generator:
         resolved, kind = resolve_generator(cfg.generator, cfg.which)
         made_by: dict = {"release": release.describe()} if release else {}
@@ -228,7 +230,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     n = cfg.n if cfg.n is not None else len(prompts)
     if n > len(prompts):
         raise SidbenchError(f"asked for {n} images but {cfg.prompts} holds only {len(prompts)} prompts")
-    distributed.init_if_launched()
+    distributed.init_if_launched(device=cfg.device)
     dist_shard = distributed.process_shard()
     if shard is not None and dist_shard is not None:
         raise SidbenchError("--shard and a multi-process launch were both given; use one of them")
@@ -281,7 +283,7 @@ def export(generator: str, out: str, *, base: str | None = None, fmt: str = "dif
     """``sidbench export``: any generator (run folder, snapshot, checkpoint, file) -> a diffusers UNet folder or a
     safetensors file. ``gen_steps``: the step grid K it was trained for, where its own record lacks it (a
     generator from elsewhere); a recorded K that differs is refused."""
-    b = load_base(base) if base else None
+    b = load_base(base, device="cpu") if base else None  # only read for its architecture: nothing runs
     release = release_of(generator)
     resolved, kind = resolve_generator(generator, which)
     made_by = {"exported_from": os.path.abspath(resolved), "kind": kind, "which": which if kind == "checkpoint" else "ema",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from sidbench.core.device import check_device
+from sidbench.core.device import AUTO, resolve_device
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.diffusion import is_flow_scheduler
 from sidbench.gen.families import SD, Conditioning, Family, family_of_index
@@ -164,15 +164,16 @@ def _ddpm_training_scheduler(config: dict):
     return DDPMScheduler.from_config(config)
 
 
-def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+def load_base(source: str | os.PathLike, *, device: str | torch.device = AUTO, dtype: torch.dtype = torch.float32,
               offline: bool | None = None) -> BaseModel:
     """A model folder in diffusers layout (or a hub id when online), all parts frozen.
 
     The family comes from model_index.json's pipeline class (``sidbench.gen.families``); each component is
     loaded with the class that file names. DDPM families get the DDPM training scheduler from their scheduler
-    config (SD ships PNDM, SDXL Euler: same betas); flow families keep their own.
+    config (SD ships PNDM, SDXL Euler: same betas); flow families keep their own. ``device``: ``auto`` picks the
+    GPU where there is one (``sidbench.core.device.resolve_device``).
     """
-    check_device(device)  # before minutes of loading
+    device = resolve_device(device)  # before minutes of loading
     src = resolve_base(source)  # a folder, or a hub id (short names mapped); a missing folder stops here
     index, revision = read_model_index(src, offline)
     family = family_of_index(index, src)
@@ -207,7 +208,6 @@ def load_base(source: str | os.PathLike, *, device: str | torch.device = "cpu", 
     except OSError as e:
         hint = "" if os.path.isdir(src) else " (offline: run once online to cache it, or give a local diffusers folder)"
         raise SidbenchError(f"cannot load the base model {src}: {str(e).splitlines()[0]}{hint}") from None
-    device = torch.device(device)
     for m in loaded.values():
         if isinstance(m, torch.nn.Module):
             m.requires_grad_(False).eval().to(device)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from sidbench.core.device import check_device
+from sidbench.core.device import AUTO, resolve_device
 from sidbench.core.errors import SidbenchError
 from sidbench.eval.extractors import inception, vgg
 from sidbench.eval.extractors.weights import find_weights
@@ -85,9 +85,10 @@ def default_fid_extractor(mode: str) -> str:
 
 
 def build_extractor(name: str, *, mode: str | None = None, weights: str | None = None, random_weights: bool = False,
-                    seed: int = 0, device: str | torch.device = "cpu") -> Extractor:
-    """Build a registered extractor from its real weights (local file) or, for tests, random weights."""
-    check_device(device)
+                    seed: int = 0, device: str | torch.device = AUTO) -> Extractor:
+    """Build a registered extractor from its real weights (local file) or, for tests, random weights; on
+    ``device`` (``auto``: the GPU where there is one)."""
+    device = resolve_device(device)
     spec = get_spec(name)
     mode = mode or (spec.modes[0] if spec.modes else "")
     if spec.modes and mode not in spec.modes:
@@ -99,7 +100,6 @@ def build_extractor(name: str, *, mode: str | None = None, weights: str | None =
         path, sha = find_weights(spec.weights_name, weights)
         module = spec.load(str(path), mode)
         winfo = {"name": spec.weights_name, "file": str(path), "sha256": sha, "random": False, "seed": None}
-    device = torch.device(device)
     return Extractor(name, module.to(device).eval(), spec.dim, winfo, device)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sidbench.core.device import AUTO, resolve_device
 from sidbench.core.errors import SidbenchError
 
 DEFINITION = "LAION aesthetic predictor v2: linear MLP on L2-normalised CLIP ViT-L/14 (OpenAI) image embeddings"
@@ -65,9 +66,10 @@ class AestheticScorer:
 
 def load_aesthetic_scorer(*, clip_weights: str | None = None, head_weights: str | None = None,
                           random_weights: bool = False, seed: int = 0, model_name: str = "ViT-L-14",
-                          device: str | torch.device = "cpu") -> AestheticScorer:
+                          device: str | torch.device = AUTO) -> AestheticScorer:
     """The predictor from local weights (the weights table), or for tests seeded random weights of the same
     architecture (``model_name`` lets tests use a smaller CLIP; the head takes its embedding width)."""
+    device = resolve_device(device)  # before any loading
     from sidbench.eval.extractors.clip_embed import openai_clip
     from sidbench.eval.extractors.weights import find_weights
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sidbench.core.device import check_device
+from sidbench.core.device import AUTO, resolve_device
 from sidbench.core.errors import SidbenchError
 from sidbench.data.images import pre_resize
 from sidbench.data.tokenizer import write_clip_tokenizer_files
@@ -254,9 +254,10 @@ def default_clip_model(variant: str) -> str:
 
 
 def load_clip_scorer(variant: str = VARIANT, model: str | None = None, *, weights: str | None = None,
-                     random_weights: bool = False, seed: int = 0, device: str | torch.device = "cpu"):
-    """The scorer of a named CLIP variant (both have ``update(images, prompts)`` and ``result()``)."""
-    check_device(device)
+                     random_weights: bool = False, seed: int = 0, device: str | torch.device = AUTO):
+    """The scorer of a named CLIP variant (both have ``update(images, prompts)`` and ``result()``), on ``device``
+    (``auto``: the GPU where there is one)."""
+    device = resolve_device(device)
     model = model or default_clip_model(variant)
     if variant == TORCHMETRICS_VARIANT:
         return load_hf_clip(model, weights=weights, random_weights=random_weights, seed=seed, device=device)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sidbench.core.device import AUTO, resolve_device
 from sidbench.core.errors import SidbenchError
 from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD
 from sidbench.eval.metrics.aesthetic import AestheticHead as RewardHead  # the reference's MLP(768): the same stack
@@ -157,9 +158,10 @@ def _vocab_path(tokenizer: str | None) -> str:
 
 def load_image_reward_scorer(*, weights: str | None = None, tokenizer: str | None = None,
                              random_weights: bool = False, seed: int = 0, vision: dict | None = None,
-                             text: dict | None = None, device: str | torch.device = "cpu") -> ImageRewardScorer:
+                             text: dict | None = None, device: str | torch.device = AUTO) -> ImageRewardScorer:
     """ImageReward from its local checkpoint and the bert-base-uncased vocabulary (the weights table), or seeded
     random weights of the architecture (``vision`` / ``text``: overrides of the two configs, for small tests)."""
+    device = resolve_device(device)  # before any loading
     import tempfile
 
     from sidbench.eval.extractors.weights import find_weights

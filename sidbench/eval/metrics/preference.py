@@ -24,6 +24,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from sidbench.core.device import AUTO, resolve_device
 from sidbench.core.errors import SidbenchError
 from sidbench.eval.extractors.clip_embed import OPENAI_MEAN, OPENAI_STD
 from sidbench.eval.metrics.clip_score import _as_tensor, random_hf_clip
@@ -107,9 +108,10 @@ class PickScorer(_MeanScorer):
 
 
 def load_hps_scorer(version: str = "v2.1", *, weights: str | None = None, random_weights: bool = False, seed: int = 0,
-                    model_name: str = "ViT-H-14", device: str | torch.device = "cpu") -> HpsScorer:
+                    model_name: str = "ViT-H-14", device: str | torch.device = AUTO) -> HpsScorer:
     """HPSv2 from its local checkpoint (the weights table), or seeded random weights of the architecture
     (``model_name`` lets tests use a smaller open_clip model)."""
+    device = resolve_device(device)  # before any loading
     import open_clip
 
     from sidbench.eval.extractors.weights import find_weights
@@ -151,8 +153,9 @@ def pickscore_config(**overrides):
 
 
 def load_pickscore_scorer(*, weights: str | None = None, random_weights: bool = False, seed: int = 0, config=None,
-                          device: str | torch.device = "cpu") -> PickScorer:
+                          device: str | torch.device = AUTO) -> PickScorer:
     """PickScore from a local transformers folder (model + CLIP tokenizer files), or random weights."""
+    device = resolve_device(device)  # before any loading
     import os
 
     from transformers import CLIPModel, CLIPTokenizer
