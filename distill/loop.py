@@ -20,6 +20,7 @@ import torch.distributed as dist
 from distill import checkpoint
 from distill.config import DistillConfig, trajectory_keys
 from distill.ema import ema_beta, ema_update
+from distill.stopping import StopRequested, StopWatch, parse_max_time
 from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
@@ -530,7 +531,7 @@ class RunLog:
 
 
 def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = True, verbose: bool = True,
-          base: BaseModel | None = None, on_log=None, proxy_fn=None) -> Trainer:
+          base: BaseModel | None = None, on_log=None, proxy_fn=None, max_time: str | None = None) -> Trainer:
     """Run (or continue) a distillation until ``duration_kimg``; everything lands in ``cfg.run_dir``.
 
     Every ``log_every`` iterations (a tick) the main process appends a JSON record to ``log.jsonl`` and a
@@ -538,12 +539,15 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     also prints those lines to stderr. ``progress``: a tqdm bar as well, only when stderr is a terminal (a batch
     scheduler's log gets plain lines, no carriage returns).
     ``proxy_fn(trainer) -> dict`` replaces the default proxy evaluation (every ``proxy_every`` iterations).
+    SIGTERM, SIGINT or ``max_time`` (HH:MM, counted from this call) end the iteration in flight, write a
+    checkpoint and raise ``StopRequested`` (see ``distill.stopping``).
     """
     from datetime import datetime
 
     from tqdm import tqdm
 
     t_start = time.time()
+    watch = StopWatch(parse_max_time(max_time), t_start, max_time or "")  # a bad --max-time fails before loading
     run = Path(cfg.run_dir)
     trainer = Trainer(cfg, base=base)
     main = trainer.rank == 0
@@ -563,6 +567,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         say(f"resumed from {ck} (iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg)")
     try:
         tracker = open_trackers(cfg, run) if main else None
+        watch.__enter__()
         for note in tracker.notes() if tracker is not None else []:
             say(note)
         bar = tqdm(total=total_iters, initial=trainer.iteration, desc="distill", unit="it", file=stream,
@@ -571,6 +576,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         log_path = run / "log.jsonl"
         t_last, n_last = time.time(), trainer.cur_nimg
         while trainer.iteration < total_iters:
+            t_iter = time.time()
             stats = trainer.step()
             bar.update(1)
             it = trainer.iteration
@@ -605,8 +611,19 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 del ema  # under FSDP a full copy: not kept
             if cfg.snapshot_every and it % cfg.snapshot_every == 0:
                 snapshot(trainer, run, main)
-            if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
-                _save(trainer, run, main)
+            saved = bool(cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
+            if saved:
+                _save(trainer, run, main, watch)
+            watch.timed_iteration(time.time() - t_iter)
+            code = watch.decide(trainer.static_bytes, trainer.base.device) if it < total_iters else 0
+            if code:
+                bar.close()
+                say.bar = None
+                if not saved:
+                    _save(trainer, run, main, watch)
+                stop = watch.stop_error(code, it)
+                say(str(stop))
+                raise stop
         bar.close()
         say.bar = None
         _save(trainer, run, main)
@@ -616,13 +633,24 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 tracker.finish()
             say(f"finished: iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg in "
                 f"{format_duration(time.time() - t_start)}; EMA snapshot {snap}")
+    except StopRequested:
+        raise
     except BaseException as e:  # the reason lands in log.txt too (the caller prints it)
         say(f"stopped at iteration {trainer.iteration}: {type(e).__name__}" + (f": {e}" if str(e) else ""), echo=False)
         raise
+    finally:
+        watch.__exit__()
     return trainer
 
 
-def _save(trainer: Trainer, run: Path, main: bool) -> None:
+def _save(trainer: Trainer, run: Path, main: bool, watch: StopWatch | None = None) -> None:
+    started = time.time()
+    _write_checkpoint(trainer, run, main)
+    if watch is not None:
+        watch.timed_save(time.time() - started)
+
+
+def _write_checkpoint(trainer: Trainer, run: Path, main: bool) -> None:
     if trainer.cfg.sharding == "fsdp":  # every process writes its shards (DCP), on any process count
         from distill import fsdp
 
