@@ -416,7 +416,12 @@ class Trainer:
 
             if self.cfg.sharding != "fsdp":
                 raise SidbenchError(f"{path} is a distributed (FSDP) checkpoint: resume it with --sharding fsdp")
-            meta = fsdp.load(self, Path(path))  # checks the trajectory before it reads any weight
+            try:
+                meta = fsdp.load(self, Path(path))  # checks the trajectory before it reads any weight
+            except SidbenchError:
+                raise
+            except Exception as e:  # a folder cut short or damaged
+                raise checkpoint.unreadable(path, e) from None
             self.iteration, self.cur_nimg = int(meta["iteration"]), int(meta["cur_nimg"])
             self.nonfinite_streak = int(meta["nonfinite_streak"])
             return
@@ -551,9 +556,9 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     run = Path(cfg.run_dir)
     trainer = Trainer(cfg, base=base)
     main = trainer.rank == 0
-    ck = checkpoint.find_resume(run, resume)
-    if ck is not None:
-        trainer.load_checkpoint(ck)  # a refused resume raises here, before anything is written
+    # A refused resume raises here, before anything is written; an unreadable newest checkpoint falls back
+    ck, fallback_notes = checkpoint.load_first_readable(checkpoint.find_resume(run, resume), trainer.load_checkpoint,
+                                                        fallback=resume == "auto", main=main)
     if main:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", cfg.to_dict())
@@ -563,6 +568,8 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     say(f"start {datetime.now().astimezone().isoformat(timespec='seconds')}: {run} on {cfg.device}, "
         f"iteration {trainer.iteration} of {total_iters} ({cfg.duration_kimg:g} kimg), "
         f"a line every {cfg.log_every} iteration(s)")
+    for note in fallback_notes:
+        say(note)
     if ck is not None:
         say(f"resumed from {ck} (iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg)")
     try:

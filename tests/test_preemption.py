@@ -155,3 +155,32 @@ def test_sigterm_to_one_process_stops_every_process_at_the_same_iteration(tiny_s
     assert n < 40 and f"stopped by SIGTERM at iteration {n}; resume with --resume auto" in err
     state = torch.load(run / "checkpoints" / ck, weights_only=True)
     assert state["iteration"] == n
+
+
+def test_resume_auto_falls_back_past_unreadable_checkpoints_and_stops_when_none_is_left(tiny_sd, prompts, tmp_path):
+    from typer.testing import CliRunner
+
+    from sidbench.cli.app import app
+
+    run = tmp_path / "run"
+    cks = run / "checkpoints"
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, run, 2))
+    assert r.exit_code == 0, r.output
+    (cks / "ckpt-00000002.pt").write_bytes(b"")  # what a kill during a non-atomic write would leave
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, run, 3))
+    assert r.exit_code == 0, r.output
+    assert (f"warning: checkpoint {cks / 'ckpt-00000002.pt'} is unreadable (an empty file (0 bytes: its write was "
+            f"cut short)); moved to ckpt-00000002.pt.unreadable, resuming from ckpt-00000001.pt") in r.output
+    assert f"resumed from {cks / 'ckpt-00000001.pt'} (iteration 1" in r.output
+    assert (cks / "ckpt-00000002.pt.unreadable").stat().st_size == 0  # moved aside, not deleted
+    assert final_state(run)["iteration"] == 3
+    assert sorted(c.name for c in cks.glob("ckpt-*.pt")) == [f"ckpt-0000000{i}.pt" for i in (1, 2, 3)]
+    for i in (1, 2, 3):
+        (cks / f"ckpt-0000000{i}.pt").write_bytes(b"not a checkpoint")
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, run, 4))
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert f"error: no readable checkpoint in {cks}: ckpt-00000003.pt (" in r.output
+    assert "ckpt-00000002.pt (" in r.output and "ckpt-00000001.pt (" in r.output and "start afresh with --resume none" in r.output
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, run, 4, ["--resume", str(cks / "ckpt-00000001.pt")]))
+    assert r.exit_code == 2 and "name another checkpoint with --resume PATH" in r.output
+    assert (cks / "ckpt-00000001.pt").exists()  # a checkpoint the user named is left where it is
