@@ -26,7 +26,7 @@ from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
 from sidbench.core import distributed, logkeys
 from sidbench.core.device import peak_rss_mb, reset_peak_rss
-from sidbench.core.atomic import write_json
+from sidbench.core.atomic import leftovers_note, remove_leftovers, write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
 from sidbench.gen.diffusion import FlowMatching, parse_interval, schedule_of
@@ -562,12 +562,13 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     if main:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", cfg.to_dict())
+    leftovers = remove_leftovers(run, recursive=True) if main else 0  # e.g. a checkpoint whose write was killed
     total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
     stream = sys.stderr
     say = RunLog(run / "log.txt", echo=verbose, stream=stream, enabled=main)
     say(f"start {datetime.now().astimezone().isoformat(timespec='seconds')}: {run} on {cfg.device}, "
         f"iteration {trainer.iteration} of {total_iters} ({cfg.duration_kimg:g} kimg), "
-        f"a line every {cfg.log_every} iteration(s)")
+        f"a line every {cfg.log_every} iteration(s){leftovers_note(leftovers)}")
     for note in fallback_notes:
         say(note)
     if ck is not None:

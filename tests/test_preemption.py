@@ -167,8 +167,12 @@ def test_resume_auto_falls_back_past_unreadable_checkpoints_and_stops_when_none_
     r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, run, 2))
     assert r.exit_code == 0, r.output
     (cks / "ckpt-00000002.pt").write_bytes(b"")  # what a kill during a non-atomic write would leave
+    killed = cks / ".ckpt-00000003.pt.abcd_123.pt"  # what a kill during an atomic one leaves
+    killed.write_bytes(b"half")
+    os.utime(killed, (1e9, 1e9))
     r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, run, 3))
     assert r.exit_code == 0, r.output
+    assert "; removed 1 leftover temporary file(s) of interrupted writes" in r.output and not killed.exists()
     assert (f"warning: checkpoint {cks / 'ckpt-00000002.pt'} is unreadable (an empty file (0 bytes: its write was "
             f"cut short)); moved to ckpt-00000002.pt.unreadable, resuming from ckpt-00000001.pt") in r.output
     assert f"resumed from {cks / 'ckpt-00000001.pt'} (iteration 1" in r.output

@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from sidbench.core import distributed
-from sidbench.core.atomic import atomic_path, write_json
+from sidbench.core.atomic import atomic_path, remove_leftovers, write_json
 from sidbench.core.errors import SidbenchError
 from sidbench.data.images import select_indices
 from sidbench.data.stream import Batch, prepared
@@ -244,6 +244,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     if out.is_dir() and not overwrite:
         check_folder_provenance(out, sidecar)
     out.mkdir(parents=True, exist_ok=True)
+    leftovers = remove_leftovers(out) if distributed.is_main() else 0  # images of a killed run, half written
     todo = indices if overwrite else [i for i in indices if not _valid_png(out / f"{i:06d}.png")]
     redone = 0 if overwrite else sum(1 for i in todo if (out / f"{i:06d}.png").exists())
     if overwrite and distributed.is_main():
@@ -263,7 +264,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
         bar.update(len(idx))
     bar.close()
     sidecar["this_run"] = {"status": "complete", "written": len(todo), "redone_broken": redone,
-                           "kept": len(indices) - len(todo), "overwrite": overwrite}
+                           "kept": len(indices) - len(todo), "overwrite": overwrite, "leftovers_removed": leftovers}
     if distributed.is_main():
         write_json(out / name, sidecar)
     return sidecar
