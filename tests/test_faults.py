@@ -1,6 +1,9 @@
 """Faults long jobs meet, tried through the real CLI: leftovers of killed writes, corrupt and unwritable caches,
 unwritable outputs and full disks."""
+import json
 import os
+
+import pytest
 
 from typer.testing import CliRunner
 
@@ -41,3 +44,48 @@ def test_generate_resumed_removes_and_counts_half_written_images(tiny_sd, prompt
     assert r.exit_code == 0, r.output
     assert "0 written (0 broken redone), 2 kept; removed 2 leftover temporary file(s) of interrupted writes" in r.output
     assert sorted(os.listdir(out)) == ["000000.png", "000001.png", "sidbench_generate.json"]
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch, tmp_path):
+    from sidbench.eval.extractors.registry import ExtractorSpec, register_extractor
+
+    from conftest import TinyFeatures
+
+    register_extractor(ExtractorSpec("tiny-test", "test network", 16, ("clean", "legacy_tensorflow"), None,
+                                     load=lambda p, m: None, random=lambda seed, m: TinyFeatures(16, seed)),
+                       replace=True)
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
+    return ["--extractor", "tiny-test", "--random-weights", "-q"]
+
+
+def evaluate_cli(*args):
+    r = CliRunner().invoke(app, ["eval", *map(str, args)])
+    return r.exit_code, r.output
+
+
+def test_an_unreadable_cache_entry_is_named_removed_and_recomputed(two_folders, tmp_path, tiny_registered):
+    a, b = two_folders
+    code, out = evaluate_cli("--images", a, "--ref", b, "--out", tmp_path / "r1.json", *tiny_registered)
+    assert code == 0, out
+    (entry,) = (tmp_path / "cache").glob("reference-*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])  # cut short, e.g. by a crash of the file system
+    code, out = evaluate_cli("--images", a, "--ref", b, "--out", tmp_path / "r2.json", *tiny_registered)
+    assert code == 0, out
+    assert f"the reference statistics cache entry {entry} was unreadable" in out and "removed and recomputed" in out
+    r1, r2 = (json.loads((tmp_path / f"r{i}.json").read_text()) for i in (1, 2))
+    assert r2["metrics"]["fid"]["value"] == r1["metrics"]["fid"]["value"]
+    assert r2["inputs"]["reference"]["cache_hit"] is False
+    code, out = evaluate_cli("--images", a, "--ref", b, "--out", tmp_path / "r3.json", *tiny_registered)
+    assert json.loads((tmp_path / "r3.json").read_text())["inputs"]["reference"]["cache_hit"] is True  # healed
+
+
+def test_a_cache_that_cannot_be_written_does_not_fail_the_evaluation(two_folders, tmp_path, tiny_registered):
+    a, b = two_folders
+    (tmp_path / "file").write_text("a file where the cache folder would go")
+    code, out = evaluate_cli("--images", a, "--ref", b, "--cache-dir", tmp_path / "file" / "cache",
+                             "--out", tmp_path / "r.json", *tiny_registered)
+    assert code == 0, out
+    assert (f"could not write the reference statistics cache entry {tmp_path / 'file' / 'cache'}" in out
+            and "(Not a directory); the evaluation went on without caching" in out)
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"]["value"] > 0

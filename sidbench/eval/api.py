@@ -402,6 +402,26 @@ def _cache_file(cfg: EvalConfig, desc: dict, meta: dict, used: int) -> Path:
     return cache_dir(cfg) / f"reference-{stats_cache_key(desc, meta, used)[:24]}.npz"
 
 
+def _read_cache(cache_file: Path, res: dict) -> FeatureStats | None:
+    """A cache entry's statistics; an unreadable entry (cut short, corrupt) is removed, to be recomputed."""
+    try:
+        return FeatureStats.load(cache_file)
+    except SidbenchError as e:
+        if distributed.is_main():
+            cache_file.unlink(missing_ok=True)
+        R.warn(res, f"the reference statistics cache entry {cache_file} was unreadable ({e}); removed and recomputed")
+        return None
+
+
+def _write_cache(stats: FeatureStats, cache_file: Path, res: dict) -> None:
+    """Keep statistics for the next evaluation, if the cache folder takes them: a full disk costs only the reuse."""
+    try:
+        stats.save(cache_file)
+    except OSError as e:
+        R.warn(res, f"could not write the reference statistics cache entry {cache_file} "
+                    f"({e.strerror or e}); the evaluation went on without caching")
+
+
 def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
     """The reference side: statistics files or cached statistics where they exist, the rest in one pass."""
     labels = {name: "reference" if name == "fid" else f"reference_{name}" for name in runners}
@@ -427,8 +447,8 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
     for name, runner in runners.items():
         need_features = cfg.kid or not runner.moments
         cache_file = _cache_file(cfg, desc, stats_meta(runner.extractor, runner.preprocess), used) if cacheable else None
-        if cache_file is not None and cache_file.is_file():
-            stats = FeatureStats.load(cache_file)
+        stats = _read_cache(cache_file, res) if cache_file is not None and cache_file.is_file() else None
+        if stats is not None:
             if not need_features or stats.features is not None:
                 res["inputs"][labels[name]] = dict(desc, n=stats.n, skipped=stats.meta.get("skipped", 0),
                                                    cache=str(cache_file), cache_hit=True)
@@ -442,7 +462,7 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
             R.warn(res, f"reference: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
         for name, (consumer, cache_file) in todo.items():
             if cache_file is not None and distributed.is_main():
-                consumer.stats.save(cache_file)
+                _write_cache(consumer.stats, cache_file, res)
             res["inputs"][labels[name]] = dict(desc, n=consumer.stats.n, skipped=skipped["count"],
                                                skipped_files=skipped["files"],
                                                cache=str(cache_file) if cache_file else None, cache_hit=False)
