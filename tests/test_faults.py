@@ -1,5 +1,6 @@
 """Faults long jobs meet, tried through the real CLI: leftovers of killed writes, corrupt and unwritable caches,
 unwritable outputs and full disks."""
+import hashlib
 import json
 import os
 
@@ -89,3 +90,47 @@ def test_a_cache_that_cannot_be_written_does_not_fail_the_evaluation(two_folders
     assert (f"could not write the reference statistics cache entry {tmp_path / 'file' / 'cache'}" in out
             and "(Not a directory); the evaluation went on without caching" in out)
     assert json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"]["value"] > 0
+
+
+def test_a_prompt_list_is_the_same_list_whatever_its_line_endings_and_bom(tiny_sd, tmp_path):
+    lf, crlf = tmp_path / "lf.txt", tmp_path / "crlf.txt"
+    lf.write_bytes(b"a dog\na tree\n")
+    crlf.write_bytes(b"\xef\xbb\xbfa dog\r\na tree\r\n")  # the same prompts as saved by a Windows editor
+    r = CliRunner().invoke(app, ["generate", "--base", str(tiny_sd), "--prompts", str(crlf), "--steps", "2",
+                                 "--out", str(tmp_path / "img"), "-q"])
+    assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "img" / "sidbench_generate.json").read_text())["prompts"]
+    assert side["md5"] == hashlib.md5(lf.read_bytes()).hexdigest()  # the list's: the LF file's bytes
+    assert side["file_md5"] == hashlib.md5(crlf.read_bytes()).hexdigest()  # the file's own, beside it
+    r = CliRunner().invoke(app, ["eval", "--images", str(tmp_path / "img"), "--clip", "--prompts", str(lf),
+                                 "--clip-model", "RN50", "--random-weights", "--out", str(tmp_path / "r.json"), "-q"])
+    assert r.exit_code == 0, r.output  # not refused: CLIP pairs image i with prompt i of the same list
+    res = json.loads((tmp_path / "r.json").read_text())["inputs"]["prompts"]
+    assert res["md5"] == side["md5"] and res["file_md5"] == side["md5"]
+    (tmp_path / "other.txt").write_text("a dog\na cat\n")
+    r = CliRunner().invoke(app, ["eval", "--images", str(tmp_path / "img"), "--clip", "--prompts",
+                                 str(tmp_path / "other.txt"), "--random-weights", "-q"])
+    assert r.exit_code == 2 and "CLIP would pair images with the wrong captions" in r.output
+
+
+def test_known_lists_keep_their_published_md5_as_list_identity():
+    from sidbench.data.prompts import KNOWN_PROMPT_LISTS, list_md5, packaged_list_bytes, read_prompts
+
+    from conftest import SHARED
+
+    checked = 0
+    for spec in KNOWN_PROMPT_LISTS.values():
+        if spec.packaged:
+            path = None
+            data = packaged_list_bytes(spec.name)
+        else:
+            path = SHARED / "data" / "sid-lsg" / spec.filename
+            if not path.is_file():
+                continue
+            data = path.read_bytes()
+        tmp_prompts = data.decode("utf-8-sig").splitlines()
+        assert list_md5(tmp_prompts) == hashlib.md5(data).hexdigest() == spec.md5, spec.name
+        if path is not None:
+            assert list_md5(read_prompts(path)) == spec.md5
+        checked += 1
+    assert checked >= 1

@@ -506,15 +506,15 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if not (cfg.needs_reference or cfg.clip or cfg.aesthetic or cfg.preference_scores or cfg.images_per_prompt):
         raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip, --pr, --fd-dinov2, --cmmd, "
                             "--aesthetic, --hps, --pickscore, --image-reward and/or --images-per-prompt")
-    prompts, prompts_md5 = None, None
-    if cfg.prompts:
-        from sidbench.data.prompts import read_prompts
+    from sidbench.data.prompts import list_md5, read_prompts
 
+    prompts, prompts_md5, file_md5 = None, None, None  # the list's identity (line endings aside), the file's bytes
+    if cfg.prompts:
         prompts = read_prompts(cfg.prompts)
-        prompts_md5 = hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
+        prompts_md5, file_md5 = list_md5(prompts), hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
     elif prompt_list is not None:
         prompts = _checked_prompt_list(prompt_list)
-        prompts_md5 = hashlib.md5("".join(p + "\n" for p in prompts).encode()).hexdigest()  # = the file's, one per line
+        prompts_md5 = list_md5(prompts)
     if prompts is None and getattr(images, "prompts", None) is not None:
         prompts = images.prompts  # generated in memory: the producer's own prompts
     for flag, on in (("--clip", cfg.clip), ("--hps", cfg.hps), ("--pickscore", cfg.pickscore),
@@ -541,7 +541,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     res = R.new_results(protocol=cfg.protocol, command=command)
     record = generation_record(images) if isinstance(images, (str, os.PathLike)) else None
     if record is not None:
-        if cfg.clip and prompts_md5 and record["prompts_md5"] != prompts_md5:
+        # A sidecar written before lists were identified line endings aside holds the file's md5
+        if cfg.clip and prompts_md5 and record["prompts_md5"] not in (prompts_md5, file_md5):
             raise SidbenchError(f"{images} was generated from prompts with md5 {record['prompts_md5']} (its "
                                 f"sidecar), not from {cfg.prompts} (md5 {prompts_md5}): CLIP would pair images "
                                 f"with the wrong captions")
@@ -555,7 +556,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         R.mark_not_comparable(res, d)
     if prompts is not None:
         res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts) if cfg.prompts else None,
-                                    "count": len(prompts), "md5": prompts_md5,
+                                    "count": len(prompts), "md5": prompts_md5, "file_md5": file_md5,
                                     "distinct": len(set(prompts))}
     res["preprocessing"] = preprocess.describe()
     runners = {}

@@ -215,7 +215,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     with other settings is refused (``overwrite``: remake every image of this share). The sidecar is written
     before the first image, so an interrupted run is recognised when it is continued.
     """
-    from sidbench.data.prompts import read_prompts
+    from sidbench.data.prompts import list_md5, read_prompts
 
     prompts = read_prompts(cfg.prompts)
     n = cfg.n if cfg.n is not None else len(prompts)
@@ -232,8 +232,9 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     raw = Path(cfg.prompts).read_bytes()
     sidecar = {
         "schema": "sidbench.generate/1", "created": now_iso(), "config": asdict(cfg), "networks": info,
-        "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n,
-                    "md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest()},
+        # md5: the list's (line endings and BOM aside), what eval's pairing check compares; the file's bytes beside
+        "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n, "md5": list_md5(prompts),
+                    "file_md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest()},
         "seeds": f"image i from seed {cfg.seed_offset} + i", "files": "{i:06d}.png, prompt i",
         "uint8": "clip(x * 127.5 + 128, 0, 255), truncating cast",
         "shard": list(shard or dist_shard) if (shard or dist_shard) else None,
