@@ -8,6 +8,7 @@ import torch
 
 from sidbench.core.atomic import atomic_path
 from sidbench.core.errors import SidbenchError
+from sidbench.core.outputs import WriteError
 from sidbench.gen.models import CHECKPOINT_FORMAT as FORMAT, read_checkpoint  # one reader: gen's generator loader uses it too
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.(pt|dcp)$")  # a file, or a distributed (FSDP) checkpoint folder
@@ -20,10 +21,22 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 def save(run_dir: str | Path, iteration: int, state: dict, keep: int = 2) -> Path:
     folder = checkpoint_dir(run_dir)
     path = folder / f"ckpt-{iteration:08d}.pt"
-    with atomic_path(path, ".pt") as tmp:
-        torch.save(dict(state, format=FORMAT), tmp)
+    try:
+        with atomic_path(path, ".pt") as tmp, open(tmp, "wb") as f:
+            torch.save(dict(state, format=FORMAT), f)  # a file object: a full disk surfaces as its OSError
+    except WriteError as e:
+        raise WriteError(path, e.reason, previous_intact(run_dir, path)) from None
     prune(run_dir, keep)
     return path
+
+
+def previous_intact(run_dir: str | Path, failed: Path) -> str:
+    """The next step after a checkpoint write failed: the newest earlier checkpoint, untouched, by name."""
+    earlier = [p for p in list_checkpoints(run_dir) if p != failed]
+    if not earlier:
+        return "no earlier checkpoint exists; free some space and start the run again"
+    return (f"the previous checkpoint {earlier[-1]} is intact: free some space and continue from it with "
+            f"--resume auto")
 
 
 def prune(run_dir: str | Path, keep: int) -> None:

@@ -5,6 +5,7 @@ Read top to bottom: setup (networks, optimisers, prompt embeddings), the two pha
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -26,7 +27,8 @@ from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
 from sidbench.core import distributed, logkeys
 from sidbench.core.device import peak_rss_mb, reset_peak_rss
-from sidbench.core.atomic import leftovers_note, remove_leftovers, write_json
+from sidbench.core.atomic import leftovers_note, remove_leftovers, write_json, write_text
+from sidbench.core.outputs import WriteError, check_output, os_error_in, write_error
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
 from sidbench.gen.diffusion import FlowMatching, parse_interval, schedule_of
@@ -512,6 +514,15 @@ def _is_tty(stream) -> bool:
         return False
 
 
+def append_line(path: Path, text: str) -> None:
+    """Append one line to a log (a full disk is a ``WriteError`` naming the log, not a traceback)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as e:
+        raise write_error(path, e) from None
+
+
 class RunLog:
     """The run's human-readable log: every line is appended to ``run_dir/log.txt`` (opened per line, so a killed
     run keeps what it wrote, and a resumed one continues the file) and, with ``echo``, printed to ``stream``
@@ -525,8 +536,7 @@ class RunLog:
     def __call__(self, text: str, *, echo: bool | None = None) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
+        append_line(self.path, text)
         if self.echo if echo is None else echo:
             if self.bar is not None and not self.bar.disable:
                 self.bar.write(text, file=self.stream)
@@ -554,6 +564,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     t_start = time.time()
     watch = StopWatch(parse_max_time(max_time), t_start, max_time or "")  # a bad --max-time fails before loading
     run = Path(cfg.run_dir)
+    check_output(run, "--run-dir", folder=True)  # before minutes of loading, not after
     trainer = Trainer(cfg, base=base)
     main = trainer.rank == 0
     # A refused resume raises here, before anything is written; an unreadable newest checkpoint falls back
@@ -601,8 +612,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                         "time": now, **proxy}
                 if "cuda_max_mb" in line:  # the allocator's peak is reset per phase: the run's own maximum
                     line["cuda_max_mb"] = max(line["cuda_max_mb"], trainer.cuda_peak_mb)
-                with open(log_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(line) + "\n")
+                append_line(log_path, json.dumps(line))
                 say(tick_line(line, total_iters=total_iters, elapsed=now - t_start, sec_per_tick=dt))
                 if tracker is not None:
                     tracker.log(line, step=it)
@@ -643,8 +653,10 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 f"{format_duration(time.time() - t_start)}; EMA snapshot {snap}")
     except StopRequested:
         raise
-    except BaseException as e:  # the reason lands in log.txt too (the caller prints it)
-        say(f"stopped at iteration {trainer.iteration}: {type(e).__name__}" + (f": {e}" if str(e) else ""), echo=False)
+    except BaseException as e:  # the reason lands in log.txt too (the caller prints it), if the disk takes it
+        with contextlib.suppress(WriteError):
+            say(f"stopped at iteration {trainer.iteration}: {type(e).__name__}" + (f": {e}" if str(e) else ""),
+                echo=False)
         raise
     finally:
         watch.__exit__()
@@ -681,11 +693,16 @@ def snapshot(trainer: Trainer, run: Path, main: bool = True) -> Path:
     ema = trainer.plain_ema(everywhere=False)  # collective under FSDP
     if not main:
         return out
-    if not out.exists():
-        export_generator(ema, out, "diffusers", made_by={
-            "what": "EMA generator of a sidbench distillation run", "run_dir": str(run.resolve()),
-            "iteration": trainer.iteration, "kimg": trainer.cur_nimg / 1000, "config": trainer.cfg.to_dict()})
-    (run / "snapshots" / "LATEST").write_text(out.name + "\n")
+    try:
+        if not out.exists():
+            export_generator(ema, out, "diffusers", made_by={
+                "what": "EMA generator of a sidbench distillation run", "run_dir": str(run.resolve()),
+                "iteration": trainer.iteration, "kimg": trainer.cur_nimg / 1000, "config": trainer.cfg.to_dict()})
+        write_text(run / "snapshots" / "LATEST", out.name + "\n")
+    except Exception as e:  # save_pretrained wraps a full disk in its own errors
+        if (cause := os_error_in(e)) is None:
+            raise
+        raise write_error(out, cause) from None
     return out
 
 

@@ -3,6 +3,9 @@ unwritable outputs and full disks."""
 import hashlib
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +137,92 @@ def test_known_lists_keep_their_published_md5_as_list_identity():
             assert list_md5(read_prompts(path)) == spec.md5
         checked += 1
     assert checked >= 1
+
+
+# A full disk without root: the child may write no file beyond LIMIT bytes (writes then fail with EFBIG, "File too
+# large"; SIGXFSZ, which would kill it instead, is ignored), with the tiny extractor registered as in the tests.
+LIMITED = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = int(sys.argv.pop(1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from conftest import TinyFeatures
+from sidbench.eval.extractors.registry import ExtractorSpec, register_extractor
+register_extractor(ExtractorSpec("tiny-test", "test network", 16, ("clean", "legacy_tensorflow"), None,
+                                 load=lambda p, m: None, random=lambda seed, m: TinyFeatures(16, seed)), replace=True)
+from sidbench.cli.app import main
+sys.argv[0] = "sidbench"
+main()
+"""
+
+
+def sidbench_on_a_full_disk(args, limit: int, env_extra=None):
+    tests = str(Path(__file__).parent)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).parents[1]), tests, os.environ.get("PYTHONPATH", "")]), **(env_extra or {}))
+    return subprocess.run([sys.executable, "-c", LIMITED, str(limit), *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+def one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    (line,) = [x for x in stderr.splitlines() if x.startswith("error:")]
+    return line
+
+
+def test_eval_on_a_full_disk_warns_about_the_cache_and_names_the_results_file(two_folders, tmp_path):
+    a, b = two_folders
+    out = tmp_path / "r.json"
+    r = sidbench_on_a_full_disk(["eval", "--images", a, "--ref", b, "--extractor", "tiny-test", "--random-weights",
+                                 "--out", out, "-q"], 1000, {"SIDBENCH_CACHE": str(tmp_path / "cache")})
+    assert r.returncode == 2
+    assert one_error_line(r.stderr) == f"error: cannot write {out}: File too large; " + (
+        "the file is larger than this process may write (ulimit -f, or the file system's limit)")
+    assert "could not write the reference statistics cache entry" in r.stderr  # a warning, not the failure
+    assert "FID" in r.stderr  # the numbers computed are printed all the same
+    assert not out.exists() and not list(tmp_path.glob(".r.json*")) and not list((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.slow
+def test_distill_on_a_full_disk_names_the_checkpoint_and_the_intact_previous_one(tiny_sd, train_prompts, tmp_path):
+    from test_distill import distill_args
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, distill_args(tiny_sd, train_prompts, run, 1))
+    assert r.exit_code == 0, r.output
+    before = (run / "checkpoints" / "ckpt-00000001.pt").read_bytes()
+    r = sidbench_on_a_full_disk(distill_args(tiny_sd, train_prompts, run, 2), len(before) // 2)
+    assert r.returncode == 2
+    first = run / "checkpoints" / "ckpt-00000001.pt"
+    assert one_error_line(r.stderr) == (
+        f"error: cannot write {run / 'checkpoints' / 'ckpt-00000002.pt'}: File too large; the previous checkpoint "
+        f"{first} is intact: free some space and continue from it with --resume auto")
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["ckpt-00000001.pt"]  # nothing partial
+    assert first.read_bytes() == before
+
+
+@pytest.mark.parametrize("verb", ["eval", "generate", "stats", "distill", "report"])
+def test_an_output_under_a_regular_file_is_refused_before_the_work(verb, two_folders, tiny_sd, prompt_file, tmp_path):
+    a, b = two_folders
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder would have to be")
+    out = blocker / "sub" / "out"
+    args = {"eval": ["eval", "--images", a, "--ref", b, "--random-weights", "--out", out],
+            "generate": ["generate", "--base", tiny_sd, "--prompts", prompt_file, "--out", out],
+            "stats": ["stats", "compute", "--images", a, "--random-weights", "--out", out],
+            "distill": ["distill", "--base", tiny_sd, "--prompts", prompt_file, "--run-dir", out],
+            "report": ["report", "--protocol", "coco2014-30k", "--out", out]}[verb]
+    r = CliRunner().invoke(app, [str(x) for x in args])
+    assert r.exit_code == 2, r.output
+    flag = "--run-dir" if verb == "distill" else "--out"
+    assert one_error_line(r.output) == (f"error: {flag} {out}: {blocker} is a file, so no folder can be made there; "
+                                        f"choose another path")
+
+
+def test_a_file_output_onto_a_folder_is_refused_before_the_work(two_folders, tmp_path):
+    a, b = two_folders
+    r = CliRunner().invoke(app, ["eval", "--images", str(a), "--ref", str(b), "--random-weights", "--out", str(tmp_path)])
+    assert r.exit_code == 2
+    assert one_error_line(r.output) == f"error: --out {tmp_path} is a folder; give a file path inside it or elsewhere"
+    r = CliRunner().invoke(app, ["stats", "compute", "--images", str(a), "--random-weights", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "is a folder" in one_error_line(r.output)

@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from sidbench.core.errors import SidbenchError
+from sidbench.core.outputs import os_error_in, write_error
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 STARTED = time.time()  # about when this process started: a temporary file older than this is not one of its own
@@ -20,23 +23,30 @@ _TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it over the target on success."""
+    """Yield a temporary path in the target's folder; rename it over the target on success. A write the system
+    refuses (full disk, permissions) is a ``WriteError`` naming the target, and leaves nothing behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or ".tmp"), dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
+    os.close(fd)
     for old in path.parent.glob(f".{glob.escape(path.name)}.*"):  # an earlier write of this file, killed midway
         if is_leftover(old):
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or ".tmp"), dir=path.parent)
-    os.close(fd)
     try:
         yield Path(tmp)
         # mkstemp makes 0600 (and some writers, e.g. safetensors, recreate the file): outputs are meant to be shared
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        cause = None if isinstance(e, SidbenchError) else os_error_in(e)
+        if cause is not None:
+            raise write_error(path, cause) from None
         raise
 
 

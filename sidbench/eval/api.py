@@ -16,6 +16,7 @@ from sidbench.core import distributed
 from sidbench.eval import reduce
 from sidbench.eval import results as R
 from sidbench.core.errors import SidbenchError, StatsMismatchError
+from sidbench.core.outputs import WriteError, check_output
 from sidbench.eval.extractors.registry import Extractor, build_extractor, default_fid_extractor, get_spec, known_extractors
 from sidbench.eval.features import AestheticConsumer, ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
 from sidbench.data.images import as_image_array, is_in_memory, list_image_files, open_source, select_indices
@@ -417,9 +418,9 @@ def _write_cache(stats: FeatureStats, cache_file: Path, res: dict) -> None:
     """Keep statistics for the next evaluation, if the cache folder takes them: a full disk costs only the reuse."""
     try:
         stats.save(cache_file)
-    except OSError as e:
+    except WriteError as e:
         R.warn(res, f"could not write the reference statistics cache entry {cache_file} "
-                    f"({e.strerror or e}); the evaluation went on without caching")
+                    f"({e.reason}); the evaluation went on without caching")
 
 
 def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
@@ -484,6 +485,10 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     ``prompt_list``: the prompts as a list in memory, instead of ``cfg.prompts`` (a file).
     Images in memory may also be torch tensors (any device), NCHW or NHWC (``cfg.layout``), or lists of images.
     """
+    if out and out != "-":
+        check_output(out, "--out")  # before hours of computing, not after
+    if save_stats:
+        check_output(save_stats, "--save-stats")
     cfg = cfg or EvalConfig()
     subject = dict(subject or {})
     if prompt_list is not None and cfg.prompts:
@@ -587,7 +592,11 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
             _cmmd(gen["cmmd"], refs["cmmd"], cfg, res)
     res["timing"] = {"seconds": round(time.time() - t0, 3)}
     if out and distributed.is_main():
-        R.save(res, out)
+        try:
+            R.save(res, out)
+        except WriteError as e:
+            e.results = res  # the numbers are not lost with the file: the CLI still prints them
+            raise
     return res
 
 
@@ -713,6 +722,7 @@ def _fid_kid(gen: FeatureStats, refs: FeatureStats, cfg: EvalConfig, res: dict) 
 def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard: tuple[int, int] | None = None,
                        extractor: Extractor | None = None) -> FeatureStats:
     """``sidbench stats compute``: statistics of one input (or one shard of it) written to ``out``."""
+    check_output(out, "--out")
     cfg = resolved_mode(cfg or EvalConfig(), extractor)
     distributed.init_if_launched()
     extractor = extractor or make_extractor(cfg)
@@ -728,6 +738,7 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
 
 def merge_stats_files(paths: list[str], out: str) -> FeatureStats:
     """``sidbench stats merge``: shard statistics -> the statistics of their union (exactly)."""
+    check_output(out, "--out")
     merged = FeatureStats.merged([FeatureStats.load(p) for p in paths])
     merged.save(out)
     return merged

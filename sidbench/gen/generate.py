@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from sidbench.core import distributed
 from sidbench.core.atomic import atomic_path, remove_leftovers, write_json
+from sidbench.core.outputs import WriteError, check_output
 from sidbench.core.errors import SidbenchError
 from sidbench.data.images import select_indices
 from sidbench.data.stream import Batch, prepared
@@ -217,6 +218,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     """
     from sidbench.data.prompts import list_md5, read_prompts
 
+    check_output(out, "--out", folder=True)  # before the networks load
     prompts = read_prompts(cfg.prompts)
     n = cfg.n if cfg.n is not None else len(prompts)
     if n > len(prompts):
@@ -260,8 +262,12 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
         idx = todo[k:k + cfg.batch_size]
         images = sampler.sample([prompts[i] for i in idx], [cfg.seed_offset + i for i in idx])
         for i, im in zip(idx, images):
-            with atomic_path(out / f"{i:06d}.png", ".png") as tmp:
-                Image.fromarray(im).save(tmp, format="PNG")
+            try:
+                with atomic_path(out / f"{i:06d}.png", ".png") as tmp:
+                    Image.fromarray(im).save(tmp, format="PNG")
+            except WriteError as e:
+                raise WriteError(e.path, e.reason, "the images written so far are kept: make room and run the same "
+                                 "command again to continue") from None
         bar.update(len(idx))
     bar.close()
     sidecar["this_run"] = {"status": "complete", "written": len(todo), "redone_broken": redone,
@@ -276,6 +282,7 @@ def export(generator: str, out: str, *, base: str | None = None, fmt: str = "dif
     """``sidbench export``: any generator (run folder, snapshot, checkpoint, file) -> a diffusers UNet folder or a
     safetensors file. ``gen_steps``: the step grid K it was trained for, where its own record lacks it (a
     generator from elsewhere); a recorded K that differs is refused."""
+    check_output(out, "--out", folder=fmt == "diffusers")
     b = load_base(base) if base else None
     resolved, kind = resolve_generator(generator, which)
     made_by = {"exported_from": os.path.abspath(resolved), "kind": kind, "which": which if kind == "checkpoint" else "ema",
