@@ -32,7 +32,7 @@ from sidbench.core.outputs import WriteError, check_output, os_error_in, write_e
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
 from sidbench.gen.diffusion import FlowMatching, parse_interval, schedule_of
-from sidbench.gen.families import Conditioning
+from sidbench.gen.families import Conditioning, truncated_prompts, truncation_warning
 
 # Settings that define the training trajectory: a resume must not change them.
 
@@ -582,6 +582,9 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         f"a line every {cfg.log_every} iteration(s){leftovers_note(leftovers)}")
     for note in fallback_notes:
         say(note)
+    cut = truncated_prompts(trainer.base, trainer.prompts) if main else []
+    if cut:  # the training prompts as the encoders see them: counted, never cut silently
+        say("warning: " + truncation_warning(cut))
     if ck is not None:
         say(f"resumed from {ck} (iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg)")
     try:

@@ -226,3 +226,50 @@ def test_a_file_output_onto_a_folder_is_refused_before_the_work(two_folders, tmp
     assert one_error_line(r.output) == f"error: --out {tmp_path} is a folder; give a file path inside it or elsewhere"
     r = CliRunner().invoke(app, ["stats", "compute", "--images", str(a), "--random-weights", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "is a folder" in one_error_line(r.output)
+
+
+def test_prompts_cut_by_the_text_encoder_are_counted_in_generate_distill_and_eval(tiny_sd, two_folders, tmp_path,
+                                                                                   tiny_registered):
+    from transformers import AutoTokenizer
+
+    from test_distill import distill_args
+
+    long_a, long_b = " ".join(["red"] * 100), " ".join(["blue"] * 100)  # 100 words: over CLIP's 77 tokens
+    prompts = tmp_path / "p.txt"
+    prompts.write_text(f"a dog\n{long_a}\n{long_b}\n")
+    tok = AutoTokenizer.from_pretrained(tiny_sd / "tokenizer")
+    assert [len(ids) > 77 for ids in tok(prompts.read_text().splitlines(), verbose=False).input_ids] == [0, 1, 1]
+    expected = [{"encoder": "text_encoder (CLIPTextModel)", "limit": 77, "prompts": 2, "of": 3}]
+    warning = ("prompts longer than a text encoder's token limit are cut (it sees only their first tokens): "
+               "2 of 3 by text_encoder (CLIPTextModel) at 77 tokens")
+    r = CliRunner().invoke(app, ["generate", "--base", str(tiny_sd), "--prompts", str(prompts), "--steps", "2",
+                                 "--out", str(tmp_path / "img"), "-q"])
+    assert r.exit_code == 0 and f"warning: {warning}" in r.output, r.output
+    assert json.loads((tmp_path / "img" / "sidbench_generate.json").read_text())["prompts"]["truncated"] == expected
+    a, b = two_folders
+    r = CliRunner().invoke(app, ["eval", "--base", str(tiny_sd), "--prompts", str(prompts), "--steps", "2",
+                                 "--ref", str(b), "--out", str(tmp_path / "r.json"), *tiny_registered])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["inputs"]["generated"]["prompts_truncated"] == expected and f"generated: {warning}" in res["warnings"]
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 1))
+    assert r.exit_code == 0, r.output
+    assert f"warning: {warning}" in (tmp_path / "run" / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("family, limits", [
+    ("sdxl", {"text_encoder (CLIPTextModel)": 77, "text_encoder_2 (CLIPTextModelWithProjection)": 77}),
+    ("sd3", {"text_encoder (CLIPTextModelWithProjection)": 77, "text_encoder_2 (CLIPTextModelWithProjection)": 77,
+             "text_encoder_3 (T5EncoderModel)": 256}),  # the pipelines' max_sequence_length defaults
+    ("flux", {"text_encoder (CLIPTextModel)": 77, "text_encoder_2 (T5EncoderModel)": 512}),
+    ("sana", {"text_encoder (Gemma2Model)": 300}),
+])
+def test_every_family_counts_the_cuts_of_each_of_its_text_encoders(family, limits, tmp_path):
+    from sidbench.gen import tiny
+    from sidbench.gen.families import truncated_prompts
+    from sidbench.gen.models import load_base
+
+    base = load_base(getattr(tiny, f"build_tiny_{family}")(tmp_path / family))
+    words = ["a red cube", " ".join(["cube"] * 3000), "a red cube"]  # the long one is over every encoder's limit
+    cuts = {c["encoder"]: (c["limit"], c["prompts"], c["of"]) for c in truncated_prompts(base, words)}
+    assert cuts == {name: (limit, 1, 3) for name, limit in limits.items()}

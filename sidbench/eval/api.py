@@ -21,6 +21,7 @@ from sidbench.eval.extractors.registry import Extractor, build_extractor, defaul
 from sidbench.eval.features import AestheticConsumer, ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
 from sidbench.data.images import as_image_array, is_in_memory, list_image_files, open_source, select_indices
 from sidbench.data.stream import ImageStream
+from sidbench.gen.families import truncation_warning
 from sidbench.gen.generate import GenerateConfig, generation_record
 from sidbench.eval.metrics.fid import frechet_distance
 from sidbench.eval.metrics.clip_score import default_clip_model
@@ -345,6 +346,8 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
     n_used = (cfg.n if cfg.n is not None else len(source)) - skipped["count"]
     res["inputs"]["generated"] = dict(identity, n=n_used, skipped=skipped["count"],
                                       skipped_files=skipped["files"], cache=None, cache_hit=False)
+    if identity.get("prompts_truncated"):  # generated in memory from prompts a text encoder cut
+        R.warn(res, "generated: " + truncation_warning(identity["prompts_truncated"]))
     out = {name: c.stats for name, c in features.items()}
     per_image = {}  # score name -> {image index: value}, over every process
     if scorer is not None:
@@ -578,6 +581,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     gen = _generated_side(images, cfg, runners, prompts, n_gen, res, clip_scorer)
     if record is not None:
         res["inputs"]["generated"]["made_by"] = record  # the generator's sha256, sampler, seeds, prompts md5
+        if record.get("prompts_truncated"):
+            R.warn(res, "generated: " + truncation_warning(record["prompts_truncated"]) + " (its sidecar)")
     if "fid" in gen and save_stats and distributed.is_main():
         gen["fid"].save(save_stats)
     if runners:

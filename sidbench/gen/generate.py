@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -18,12 +19,13 @@ from tqdm import tqdm
 from sidbench.core import distributed
 from sidbench.core.atomic import atomic_path, remove_leftovers, write_json
 from sidbench.core.outputs import WriteError, check_output
-from sidbench.core.errors import SidbenchError
+from sidbench.core.errors import SidbenchError, SidbenchWarning
 from sidbench.data.images import select_indices
 from sidbench.data.stream import Batch, prepared
 from sidbench.gen.models import (DTYPES, export_generator, fingerprint, load_base, load_generator_unet,
                                  parse_dtype, resolve_generator)
 from sidbench.core.provenance import git_commit, now_iso, package_versions
+from sidbench.gen.families import truncated_prompts, truncation_warning
 from sidbench.gen.sampling import OneStepSampler, Sampler, TeacherSampler
 
 SIDECAR = "sidbench_generate.json"
@@ -109,6 +111,8 @@ class GeneratedImages:
             raise SidbenchError(f"asked for {n} images but the prompt list holds only {len(prompts)}")
         self.sampler, self.prompts = sampler, list(prompts)[:n] if n is not None else list(prompts)
         self.seed_offset, self.batch_size, self.info = seed_offset, batch_size, info or {}
+        base = getattr(sampler, "base", None)
+        self.truncated = truncated_prompts(base, self.prompts) if base is not None else []
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -123,7 +127,8 @@ class GeneratedImages:
             yield Batch(idx, prepared(list(images), prepare, pool), [])
 
     def describe(self) -> dict:
-        return dict(self.info, kind=self.kind, count=len(self), seed_rule=f"image i from seed {self.seed_offset} + i")
+        return dict(self.info, kind=self.kind, count=len(self), seed_rule=f"image i from seed {self.seed_offset} + i",
+                    **({"prompts_truncated": self.truncated} if self.truncated else {}))
 
 
 def open_generated(cfg: GenerateConfig) -> GeneratedImages:
@@ -182,7 +187,8 @@ def generation_record(folder: str | os.PathLike) -> dict | None:
         return {"sidecar": str(path.resolve()), "created": side.get("created"), "config": side["config"],
                 "generator": gen, "sampler": (side.get("networks") or {}).get("sampler"),
                 "base": (side.get("networks") or {}).get("base"), "seeds": side.get("seeds"),
-                "prompts_md5": side["prompts"]["md5"], "status": (side.get("this_run") or {}).get("status"),
+                "prompts_md5": side["prompts"]["md5"], "prompts_truncated": side["prompts"].get("truncated"),
+                "status": (side.get("this_run") or {}).get("status"),
                 "sampling_steps": (side["config"].get("gen_steps") or 1) if side["config"].get("generator")
                 else side["config"].get("steps")}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -230,13 +236,18 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     indices = list(select_indices(n, shard or dist_shard))
     if sampler is None:
         sampler, info = build_sampler(cfg)
+    base = getattr(sampler, "base", None)
+    cut = truncated_prompts(base, [prompts[i] for i in indices]) if base is not None else []
+    if cut and distributed.is_main():
+        warnings.warn(truncation_warning(cut), SidbenchWarning, stacklevel=2)
     out = Path(out)
     raw = Path(cfg.prompts).read_bytes()
     sidecar = {
         "schema": "sidbench.generate/1", "created": now_iso(), "config": asdict(cfg), "networks": info,
         # md5: the list's (line endings and BOM aside), what eval's pairing check compares; the file's bytes beside
         "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n, "md5": list_md5(prompts),
-                    "file_md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest()},
+                    "file_md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest(),
+                    "truncated": cut},  # this share's prompts cut at a text encoder's token limit
         "seeds": f"image i from seed {cfg.seed_offset} + i", "files": "{i:06d}.png, prompt i",
         "uint8": "clip(x * 127.5 + 128, 0, 255), truncating cast",
         "shard": list(shard or dist_shard) if (shard or dist_shard) else None,
