@@ -273,3 +273,17 @@ def test_every_family_counts_the_cuts_of_each_of_its_text_encoders(family, limit
     words = ["a red cube", " ".join(["cube"] * 3000), "a red cube"]  # the long one is over every encoder's limit
     cuts = {c["encoder"]: (c["limit"], c["prompts"], c["of"]) for c in truncated_prompts(base, words)}
     assert cuts == {name: (limit, 1, 3) for name, limit in limits.items()}
+
+
+def test_the_long_jobs_guide_commands_parse():
+    import re
+    import shlex
+
+    from test_readme_commands import parse
+
+    guide = Path(__file__).parents[1] / "docs" / "guide" / "long-jobs.md"
+    blocks = "\n".join(re.findall(r"^```bash\n(.*?)^```", guide.read_text(), re.S | re.M))
+    commands = [m.group(1) for m in re.finditer(r"^sidbench (.+)$", blocks, re.M)]
+    assert len(commands) >= 4
+    for command in commands:
+        parse(shlex.split(command.replace("$USER", "me").replace('"', "")))
