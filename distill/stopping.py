@@ -18,6 +18,9 @@ from sidbench.core.errors import SidbenchError
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _MAX_TIME = 1  # the agreed reason's code; a signal's code is its number (all above 1), so MAX picks a signal
 SAVE_BYTES_PER_S = 100e6  # a guess of the checkpoint write speed, until a write has been timed
+# A launcher forwards the scheduler's signal to processes the scheduler signalled too: within this many seconds a
+# repeat is the same request, not a second one
+SAME_REQUEST_S = 2.0
 
 
 class StopRequested(SidbenchError):
@@ -46,6 +49,7 @@ class StopWatch:
         self.max_time_s, self.max_time_text = max_time_s, max_time_text
         self.started = time.time() if started is None else started
         self.signal: int | None = None
+        self._signalled_at = 0.0
         self.slowest_iteration = 0.0
         self.slowest_save: float | None = None
         self._previous: dict = {}
@@ -62,12 +66,12 @@ class StopWatch:
         self._previous = {}
 
     def _on_signal(self, signum, frame) -> None:
-        # From now on the kernel's default action: a second signal ends the process at once, even inside a kernel op
-        for s in SIGNALS:
-            signal.signal(s, signal.SIG_DFL)
-        if self.signal is not None:
+        if self.signal is None:
+            self.signal, self._signalled_at = signum, time.monotonic()
+        elif time.monotonic() - self._signalled_at > SAME_REQUEST_S:  # a second request: end now, the default way
+            for s in SIGNALS:
+                signal.signal(s, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
-        self.signal = signum
 
     def timed_iteration(self, seconds: float) -> None:
         self.slowest_iteration = max(self.slowest_iteration, seconds)
