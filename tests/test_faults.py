@@ -201,7 +201,7 @@ def test_distill_on_a_full_disk_names_the_checkpoint_and_the_intact_previous_one
     assert first.read_bytes() == before
 
 
-@pytest.mark.parametrize("verb", ["eval", "generate", "stats", "distill", "report"])
+@pytest.mark.parametrize("verb", ["eval", "generate", "stats", "distill", "report", "prompts", "demo"])
 def test_an_output_under_a_regular_file_is_refused_before_the_work(verb, two_folders, tiny_sd, prompt_file, tmp_path):
     a, b = two_folders
     blocker = tmp_path / "blocker"
@@ -211,7 +211,9 @@ def test_an_output_under_a_regular_file_is_refused_before_the_work(verb, two_fol
             "generate": ["generate", "--base", tiny_sd, "--prompts", prompt_file, "--out", out],
             "stats": ["stats", "compute", "--images", a, "--random-weights", "--out", out],
             "distill": ["distill", "--base", tiny_sd, "--prompts", prompt_file, "--run-dir", out],
-            "report": ["report", "--protocol", "coco2014-30k", "--out", out]}[verb]
+            "report": ["report", "--protocol", "coco2014-30k", "--out", out],
+            "prompts": ["prompts", "coco", "--annotations", tmp_path / "none.json", "--seed", "0", "--out", out],
+            "demo": ["demo", "--out", out]}[verb]
     r = CliRunner().invoke(app, [str(x) for x in args])
     assert r.exit_code == 2, r.output
     flag = "--run-dir" if verb == "distill" else "--out"
