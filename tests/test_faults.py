@@ -289,3 +289,17 @@ def test_the_long_jobs_guide_commands_parse():
     assert len(commands) >= 4
     for command in commands:
         parse(shlex.split(command.replace("$USER", "me").replace('"', "")))
+
+
+def test_only_a_refused_write_becomes_a_write_error(tmp_path):
+    import errno
+
+    from sidbench.core.outputs import WriteError
+
+    with pytest.raises(ConnectionResetError):  # e.g. a download's connection, read inside the write
+        with atomic_path(tmp_path / "w.bin") as tmp:
+            raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+    with pytest.raises(WriteError, match=f"cannot write {tmp_path / 'w.bin'}: No space left on device; free some"):
+        with atomic_path(tmp_path / "w.bin") as tmp:
+            raise RuntimeError("unexpected pos") from OSError(errno.ENOSPC, "No space left on device")
+    assert os.listdir(tmp_path) == []  # nothing partial either way

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sidbench.core.errors import SidbenchError
-from sidbench.core.outputs import os_error_in, write_error
+from sidbench.core.outputs import REFUSED_WRITE, os_error_in, write_error
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -45,7 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         cause = None if isinstance(e, SidbenchError) else os_error_in(e)
-        if cause is not None:
+        if cause is not None and cause.errno in REFUSED_WRITE:  # a download's broken connection stays what it is
             raise write_error(path, cause) from None
         raise
 

@@ -17,6 +17,7 @@ _NEXT_STEP = {
     errno.EACCES: "choose a writable location",
     errno.EPERM: "choose a writable location",
 }
+REFUSED_WRITE = frozenset(_NEXT_STEP)  # errnos that mean the system refused a write (not a network read's failure)
 
 
 class WriteError(SidbenchError):
