@@ -5,6 +5,7 @@ Read top to bottom: setup (networks, optimisers, prompt embeddings), the two pha
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -20,16 +21,18 @@ import torch.distributed as dist
 from distill import checkpoint
 from distill.config import DistillConfig, trajectory_keys
 from distill.ema import ema_beta, ema_update
+from distill.stopping import StopRequested, StopWatch, parse_max_time
 from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
 from sidbench.core import distributed, logkeys
 from sidbench.core.device import AUTO, describe_device, peak_rss_mb, reset_peak_rss, resolve_device
-from sidbench.core.atomic import write_json
+from sidbench.core.atomic import leftovers_note, remove_leftovers, write_json, write_text
+from sidbench.core.outputs import WriteError, check_output, os_error_in, write_error
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
 from sidbench.gen.diffusion import FlowMatching, parse_interval, schedule_of
-from sidbench.gen.families import Conditioning
+from sidbench.gen.families import Conditioning, truncated_prompts, truncation_warning
 
 # Settings that define the training trajectory: a resume must not change them.
 
@@ -417,7 +420,12 @@ class Trainer:
 
             if self.cfg.sharding != "fsdp":
                 raise SidbenchError(f"{path} is a distributed (FSDP) checkpoint: resume it with --sharding fsdp")
-            meta = fsdp.load(self, Path(path))  # checks the trajectory before it reads any weight
+            try:
+                meta = fsdp.load(self, Path(path))  # checks the trajectory before it reads any weight
+            except SidbenchError:
+                raise
+            except Exception as e:  # a folder cut short or damaged
+                raise checkpoint.unreadable(path, e) from None
             self.iteration, self.cur_nimg = int(meta["iteration"]), int(meta["cur_nimg"])
             self.nonfinite_streak = int(meta["nonfinite_streak"])
             return
@@ -520,6 +528,15 @@ def _is_tty(stream) -> bool:
         return False
 
 
+def append_line(path: Path, text: str) -> None:
+    """Append one line to a log (a full disk is a ``WriteError`` naming the log, not a traceback)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    except OSError as e:
+        raise write_error(path, e) from None
+
+
 class RunLog:
     """The run's human-readable log: every line is appended to ``run_dir/log.txt`` (opened per line, so a killed
     run keeps what it wrote, and a resumed one continues the file) and, with ``echo``, printed to ``stream``
@@ -533,8 +550,7 @@ class RunLog:
     def __call__(self, text: str, *, echo: bool | None = None) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
+        append_line(self.path, text)
         if self.echo if echo is None else echo:
             if self.bar is not None and not self.bar.disable:
                 self.bar.write(text, file=self.stream)
@@ -544,7 +560,7 @@ class RunLog:
 
 
 def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = True, verbose: bool = True,
-          base: BaseModel | None = None, on_log=None, proxy_fn=None) -> Trainer:
+          base: BaseModel | None = None, on_log=None, proxy_fn=None, max_time: str | None = None) -> Trainer:
     """Run (or continue) a distillation until ``duration_kimg``; everything lands in ``cfg.run_dir``.
 
     Every ``log_every`` iterations (a tick) the main process appends a JSON record to ``log.jsonl`` and a
@@ -552,21 +568,26 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     also prints those lines to stderr. ``progress``: a tqdm bar as well, only when stderr is a terminal (a batch
     scheduler's log gets plain lines, no carriage returns).
     ``proxy_fn(trainer) -> dict`` replaces the default proxy evaluation (every ``proxy_every`` iterations).
+    SIGTERM, SIGINT or ``max_time`` (HH:MM, counted from this call) end the iteration in flight, write a
+    checkpoint and raise ``StopRequested`` (see ``distill.stopping``).
     """
     from datetime import datetime
 
     from tqdm import tqdm
 
     t_start = time.time()
+    watch = StopWatch(parse_max_time(max_time), t_start, max_time or "")  # a bad --max-time fails before loading
     run = Path(cfg.run_dir)
+    check_output(run, "--run-dir", folder=True)  # before minutes of loading, not after
     trainer = Trainer(cfg, base=base)
     main = trainer.rank == 0
-    ck = checkpoint.find_resume(run, resume)
-    if ck is not None:
-        trainer.load_checkpoint(ck)  # a refused resume raises here, before anything is written
+    # A refused resume raises here, before anything is written; an unreadable newest checkpoint falls back
+    ck, fallback_notes = checkpoint.load_first_readable(checkpoint.find_resume(run, resume), trainer.load_checkpoint,
+                                                        fallback=resume == "auto", main=main)
     if main:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", cfg.to_dict())
+    leftovers = remove_leftovers(run, recursive=True) if main else 0  # e.g. a checkpoint whose write was killed
     total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
     stream = sys.stderr
     say = RunLog(run / "log.txt", echo=verbose, stream=stream, enabled=main)
@@ -574,11 +595,17 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     say(f"start {datetime.now().astimezone().isoformat(timespec='seconds')}: {run} on {device['device']} "
         f"({device['device_name']}{', asked: ' + cfg.device if cfg.device != device['device'] else ''}), "
         f"iteration {trainer.iteration} of {total_iters} ({cfg.duration_kimg:g} kimg), "
-        f"a line every {cfg.log_every} iteration(s)")
+        f"a line every {cfg.log_every} iteration(s){leftovers_note(leftovers)}")
+    for note in fallback_notes:
+        say(note)
+    cut = truncated_prompts(trainer.base, trainer.prompts) if main else []
+    if cut:  # the training prompts as the encoders see them: counted, never cut silently
+        say("warning: " + truncation_warning(cut))
     if ck is not None:
         say(f"resumed from {ck} (iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg)")
     try:
         tracker = open_trackers(cfg, run) if main else None
+        watch.__enter__()
         for note in tracker.notes() if tracker is not None else []:
             say(note)
         bar = tqdm(total=total_iters, initial=trainer.iteration, desc="distill", unit="it", file=stream,
@@ -587,6 +614,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         log_path = run / "log.jsonl"
         t_last, n_last = time.time(), trainer.cur_nimg
         while trainer.iteration < total_iters:
+            t_iter = time.time()
             stats = trainer.step()
             bar.update(1)
             it = trainer.iteration
@@ -603,8 +631,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                         "time": now, **device, **proxy}
                 if "cuda_max_mb" in line:  # the allocator's peak is reset per phase: the run's own maximum
                     line["cuda_max_mb"] = max(line["cuda_max_mb"], trainer.cuda_peak_mb)
-                with open(log_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(line) + "\n")
+                append_line(log_path, json.dumps(line))
                 say(tick_line(line, total_iters=total_iters, elapsed=now - t_start, sec_per_tick=dt))
                 if tracker is not None:
                     tracker.log(line, step=it)
@@ -621,8 +648,19 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 del ema  # under FSDP a full copy: not kept
             if cfg.snapshot_every and it % cfg.snapshot_every == 0:
                 snapshot(trainer, run, main)
-            if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
-                _save(trainer, run, main)
+            saved = bool(cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
+            if saved:
+                _save(trainer, run, main, watch)
+            watch.timed_iteration(time.time() - t_iter)
+            code = watch.decide(trainer.static_bytes, trainer.base.device) if it < total_iters else 0
+            if code:
+                bar.close()
+                say.bar = None
+                if not saved:
+                    _save(trainer, run, main, watch)
+                stop = watch.stop_error(code, it)
+                say(str(stop))
+                raise stop
         bar.close()
         say.bar = None
         _save(trainer, run, main)
@@ -632,13 +670,26 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
                 tracker.finish()
             say(f"finished: iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg in "
                 f"{format_duration(time.time() - t_start)}; EMA snapshot {snap}")
-    except BaseException as e:  # the reason lands in log.txt too (the caller prints it)
-        say(f"stopped at iteration {trainer.iteration}: {type(e).__name__}" + (f": {e}" if str(e) else ""), echo=False)
+    except StopRequested:
         raise
+    except BaseException as e:  # the reason lands in log.txt too (the caller prints it), if the disk takes it
+        with contextlib.suppress(WriteError):
+            say(f"stopped at iteration {trainer.iteration}: {type(e).__name__}" + (f": {e}" if str(e) else ""),
+                echo=False)
+        raise
+    finally:
+        watch.__exit__()
     return trainer
 
 
-def _save(trainer: Trainer, run: Path, main: bool) -> None:
+def _save(trainer: Trainer, run: Path, main: bool, watch: StopWatch | None = None) -> None:
+    started = time.time()
+    _write_checkpoint(trainer, run, main)
+    if watch is not None:
+        watch.timed_save(time.time() - started)
+
+
+def _write_checkpoint(trainer: Trainer, run: Path, main: bool) -> None:
     if trainer.cfg.sharding == "fsdp":  # every process writes its shards (DCP), on any process count
         from distill import fsdp
 
@@ -661,11 +712,16 @@ def snapshot(trainer: Trainer, run: Path, main: bool = True) -> Path:
     ema = trainer.plain_ema(everywhere=False)  # collective under FSDP
     if not main:
         return out
-    if not out.exists():
-        export_generator(ema, out, "diffusers", made_by={
-            "what": "EMA generator of a sidbench distillation run", "run_dir": str(run.resolve()),
-            "iteration": trainer.iteration, "kimg": trainer.cur_nimg / 1000, "config": trainer.cfg.to_dict()})
-    (run / "snapshots" / "LATEST").write_text(out.name + "\n")
+    try:
+        if not out.exists():
+            export_generator(ema, out, "diffusers", made_by={
+                "what": "EMA generator of a sidbench distillation run", "run_dir": str(run.resolve()),
+                "iteration": trainer.iteration, "kimg": trainer.cur_nimg / 1000, "config": trainer.cfg.to_dict()})
+        write_text(run / "snapshots" / "LATEST", out.name + "\n")
+    except Exception as e:  # save_pretrained wraps a full disk in its own errors
+        if (cause := os_error_in(e)) is None:
+            raise
+        raise write_error(out, cause) from None
     return out
 
 

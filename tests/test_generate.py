@@ -104,8 +104,16 @@ def test_generate_resumes_and_redoes_broken_files(tiny_sd, generators, prompt_fi
     part = tmp_path / "part"
     generate(GenerateConfig(**{**cfg.__dict__, "n": 3}), part, progress=False)   # interrupted after 3 images
     (part / "000001.png").write_bytes(b"\x89PNG broken")
+    killed, racing = part / ".000004.png.k1ll3d_0.png", part / ".000005.png.n0w0n3r5.png"
+    killed.write_bytes(b"\x89PNG half")
+    os.utime(killed, (1e9, 1e9))  # left by a process that ran long ago
+    racing.write_bytes(b"\x89PNG half")
+    os.utime(racing, (4e9, 4e9))  # being written by a process started after this one: not touched
     side = generate(cfg, part, progress=False)
-    assert side["this_run"] == {"status": "complete", "written": 4, "redone_broken": 1, "kept": 2, "overwrite": False}
+    assert side["this_run"] == {"status": "complete", "written": 4, "redone_broken": 1, "kept": 2, "overwrite": False,
+                                "leftovers_removed": 1}
+    assert not killed.exists() and racing.exists()
+    racing.unlink()
     for i in range(6):
         assert (part / f"{i:06d}.png").read_bytes() == (whole / f"{i:06d}.png").read_bytes()
     meta = json.loads((part / "sidbench_generate.json").read_text())

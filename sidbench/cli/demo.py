@@ -29,6 +29,7 @@ def demo_cmd(
     """SiD-LSG end to end, offline: distil a small world's teacher, evaluate, and write a report."""
     from sidbench.demo.run import run_demo
 
+    from sidbench.core.outputs import check_output
     from sidbench.core.threads import set_threads
 
     with user_errors():
@@ -39,5 +40,7 @@ def demo_cmd(
             for p in redraw(Path(out or ("reports/demo-sweep" if sweep else "reports/demo"))):
                 console.print(f"figure written to {p}")
             return
-        run_demo(Path(out or ("reports/demo-sweep" if sweep else "reports/demo")), quick=quick, sweep=sweep,
+        folder = Path(out or ("reports/demo-sweep" if sweep else "reports/demo"))
+        check_output(folder, "--out", folder=True)  # before minutes of training
+        run_demo(folder, quick=quick, sweep=sweep,
                  rebuild_teacher=rebuild_teacher, console=console)

@@ -94,6 +94,9 @@ def _verb_options() -> list[inspect.Parameter]:
             help="With --plan: the process count to plan for (default: the launcher's WORLD_SIZE, else 1)."),
         opt("resume", str, "auto", "--resume", metavar="auto|none|PATH",
             help="auto: the run folder's latest checkpoint, if any; none: start afresh; or a checkpoint file."),
+        opt("max_time", Optional[str], None, "--max-time", metavar="HH:MM",
+            help="The job's wall-clock limit: stop in time to write a checkpoint before it (exit 124); "
+                 "SIGTERM and Ctrl-C also stop after the current iteration with a checkpoint."),
         opt("threads", Optional[int], None, "--threads", panel="Performance",
             help="CPU threads per process (default: the cores / the processes on this machine)."),
         opt("quiet", bool, False, "--quiet", "-q", panel="Output and logging",
@@ -118,10 +121,11 @@ def distill_cmd(**kw):
     """Distil a text-to-image teacher (SD, SDXL, SD3, FLUX.1, SANA) into a one-step generator with SiD (resumable)."""
     from distill.config import resolve
     from distill.loop import train
+    from distill.stopping import StopRequested
 
     config, lsg, resume, quiet = kw.pop("config"), kw.pop("lsg"), kw.pop("resume"), kw.pop("quiet")
     kw["preset"] = kw.pop("preset")
-    threads = kw.pop("threads")
+    threads, max_time = kw.pop("threads"), kw.pop("max_time")
     kw.pop("offline")  # applied as it was parsed (options.Offline)
     want_plan, device_memory, processes = kw.pop("plan"), kw.pop("device_memory"), kw.pop("processes")
     with user_errors():
@@ -148,7 +152,10 @@ def distill_cmd(**kw):
         resolve_base(cfg.base)  # a missing folder or an unknown name is said before anything else
         console.print("[bold]resolved config[/]")
         console.print_json(data=cfg.to_dict())
-        train(cfg, resume=resume, progress=not quiet)  # prints one line per tick, and where the snapshot went
+        try:
+            train(cfg, resume=resume, progress=not quiet, max_time=max_time)  # one line per tick, and the snapshot
+        except StopRequested as e:  # the trainer has printed and logged why, and the checkpoint
+            raise typer.Exit(e.exit_code)
 
 
 distill_cmd.__signature__ = inspect.Signature(_verb_options() + config_options(DistillConfig))

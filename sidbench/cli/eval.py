@@ -169,8 +169,13 @@ def eval_cmd(
                                     seed_offset=seed_offset, precision=precision, text_encoder_dtype=text_encoder_dtype, device=device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SidbenchWarning)  # the table below lists them, once
-            res = evaluate(images, ref, cfg, out=None if out == "-" else out, save_stats=save_stats,
-                           command=sys.argv, subject=subject)
+            try:
+                res = evaluate(images, ref, cfg, out=None if out == "-" else out, save_stats=save_stats,
+                               command=sys.argv, subject=subject)
+            except SidbenchError as e:
+                if getattr(e, "results", None) is not None:  # computed, but the results file could not be written
+                    print_table(e.results, console)
+                raise
     if distributed.is_main():
         print_table(res, console)
         if as_json or out == "-":

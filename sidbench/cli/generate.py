@@ -53,6 +53,7 @@ def generate_cmd(
     offline: Offline = False,
 ):
     """Generate one image per prompt (seed = offset + index), resumably; a sidecar records how."""
+    from sidbench.core.atomic import leftovers_note
     from sidbench.gen.generate import GenerateConfig, generate
     from sidbench.data.images import parse_shard
 
@@ -68,7 +69,8 @@ def generate_cmd(
             raise SidbenchError("--gen-steps is the step count of a few-step --generator; the teacher takes --steps")
         side = generate(cfg, out, shard=parse_shard(shard), progress=not quiet, overwrite=overwrite)
     r = side["this_run"]
-    console.print(f"{out}: {r['written']} written ({r['redone_broken']} broken redone), {r['kept']} kept")
+    console.print(f"{out}: {r['written']} written ({r['redone_broken']} broken redone), {r['kept']} kept"
+                  + leftovers_note(r["leftovers_removed"]))
 
 
 def export_cmd(

@@ -76,11 +76,15 @@ def coco_cmd(
 ):
     """Draw a seeded caption sample from a COCO annotation file: NOT the GigaGAN list, a different protocol."""
     from sidbench.core.atomic import write_text
+    from sidbench.core.outputs import check_output
     from sidbench.data.prompts import KNOWN_PROMPT_LISTS, sample_coco_captions, sidecar_path, write_prompts
 
     protocol = label or ("coco2017-5k-resampled" if one_per_image else "coco2014-30k-resampled")
     giga = KNOWN_PROMPT_LISTS["gigagan-coco2014-30k"]
     try:
+        check_output(out, "--out")
+        if ids_out:
+            check_output(ids_out, "--ids-out")
         prompts, refs, info = sample_coco_captions(annotations, n, seed, one_per_image=one_per_image, loader=loader)
         meta = write_prompts(out, prompts, sidecar={
             "protocol": protocol,

@@ -32,6 +32,7 @@ def report_cmd(
 ):
     """A comparison table of RESULTS, each on its protocol, next to the published numbers of that protocol, with plots."""
     from sidbench.core.atomic import write_text
+    from sidbench.core.outputs import check_output
     from sidbench.report import (build_table, html_report, load_published, load_results, plot_tradeoff,
                                  plot_training_curves, render)
     from sidbench.report.plots import tradeoff_panels
@@ -52,6 +53,9 @@ def report_cmd(
         out = None  # stdout, as without --out
     results = results or []
     try:
+        for path, what, folder in ((out, "--out", False), (plots_dir, "--plots-dir", True)):
+            if path is not None:
+                check_output(path, what, folder=folder)
         if not results and protocol is None:
             raise SidbenchError("give results files, or --protocol NAME for that protocol's published rows alone")
         if fmt not in FORMATS:

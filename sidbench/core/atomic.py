@@ -2,32 +2,83 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
+from sidbench.core.errors import SidbenchError
+from sidbench.core.outputs import REFUSED_WRITE, os_error_in, write_error
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+STARTED = time.time()  # about when this process started: a temporary file older than this is not one of its own
+# ``atomic_path``'s temporary names: "." + the target's name + "." + mkstemp's 8 random characters + the suffix
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it over the target on success."""
+    """Yield a temporary path in the target's folder; rename it over the target on success. A write the system
+    refuses (full disk, permissions) is a ``WriteError`` naming the target, and leaves nothing behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or ".tmp"), dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=(suffix or ".tmp"), dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     os.close(fd)
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*"):  # an earlier write of this file, killed midway
+        if is_leftover(old):
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
     try:
         yield Path(tmp)
         # mkstemp makes 0600 (and some writers, e.g. safetensors, recreate the file): outputs are meant to be shared
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        cause = None if isinstance(e, SidbenchError) else os_error_in(e)
+        if cause is not None and cause.errno in REFUSED_WRITE:  # a download's broken connection stays what it is
+            raise write_error(path, cause) from None
         raise
+
+
+def is_leftover(path: Path) -> bool:
+    """A temporary file of an atomic write (by its name) that an earlier process left behind (by its age)."""
+    m = _TEMPORARY.match(path.name)
+    if not m or not (m["suffix"] in (".tmp", ".part") or m["target"].endswith(m["suffix"])):
+        return False
+    try:
+        return path.is_file() and path.stat().st_mtime < STARTED
+    except OSError:
+        return False
+
+
+def remove_leftovers(folder: str | os.PathLike, *, recursive: bool = False) -> int:
+    """Remove what killed atomic writes left in ``folder`` (a checkpoint's can be tens of GB); return how many.
+    Files written by this process, or by processes started after it, are newer and left alone."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.rglob(".*") if recursive else folder.glob(".*"):
+        if is_leftover(path):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def leftovers_note(count: int) -> str:
+    """The words a console line adds for removed leftovers (nothing when there were none)."""
+    return f"; removed {count} leftover temporary file(s) of interrupted writes" if count else ""
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

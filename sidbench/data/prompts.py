@@ -262,6 +262,13 @@ def _canonical_bytes(prompts: Iterable[str]) -> bytes:
     return "".join(p + "\n" for p in prompts).encode("utf-8")
 
 
+def list_md5(prompts: Iterable[str]) -> str:
+    """A prompt list's identity: the md5 of the list as read (UTF-8 without a byte-order mark, ``\\n`` after every
+    prompt), so a copy with other line endings or a BOM is the same list. For a file already in that form (the
+    published lists are) it is the file's md5 too."""
+    return hashlib.md5(_canonical_bytes(prompts)).hexdigest()
+
+
 def known_list_by_md5(md5: str) -> KnownPromptList | None:
     """The known list with this md5, if any."""
     for k in KNOWN_PROMPT_LISTS.values():
@@ -273,7 +280,7 @@ def known_list_by_md5(md5: str) -> KnownPromptList | None:
 def describe_prompts(path: str | os.PathLike) -> dict:
     """Counts and hashes of a prompt list, and which known list it is (if any).
 
-    Returns ``path, lines, distinct, bytes, md5, sha256, known_list, known_list_match, description,
+    Returns ``path, lines, distinct, bytes, md5, list_md5, sha256, known_list, known_list_match, description,
     protocol``. ``known_list`` is the table name of a recognised list or None. ``known_list_match`` is
     ``"exact"`` when the file's bytes match, ``"normalised"`` when only the prompts match (the file
     differs in line endings, a byte-order mark or the final newline), else None.
@@ -283,7 +290,7 @@ def describe_prompts(path: str | os.PathLike) -> dict:
     md5 = hashlib.md5(data).hexdigest()
     known, match = known_list_by_md5(md5), "exact"
     if known is None:
-        known, match = known_list_by_md5(hashlib.md5(_canonical_bytes(prompts)).hexdigest()), "normalised"
+        known, match = known_list_by_md5(list_md5(prompts)), "normalised"
     if known is None:
         match = None
     return {
@@ -292,6 +299,7 @@ def describe_prompts(path: str | os.PathLike) -> dict:
         "distinct": len(set(prompts)),
         "bytes": len(data),
         "md5": md5,
+        "list_md5": list_md5(prompts),
         "sha256": hashlib.sha256(data).hexdigest(),
         "known_list": known.name if known else None,
         "known_list_match": match,

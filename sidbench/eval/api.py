@@ -17,10 +17,12 @@ from sidbench.core.device import AUTO, describe_device, resolve_device
 from sidbench.eval import reduce
 from sidbench.eval import results as R
 from sidbench.core.errors import SidbenchError, StatsMismatchError
+from sidbench.core.outputs import WriteError, check_output
 from sidbench.eval.extractors.registry import Extractor, build_extractor, default_fid_extractor, get_spec, known_extractors
 from sidbench.eval.features import AestheticConsumer, ClipConsumer, FeatureConsumer, FeatureRunner, compute_source_stats, single_pass, stats_meta
 from sidbench.data.images import as_image_array, is_in_memory, list_image_files, open_source, select_indices
 from sidbench.data.stream import ImageStream
+from sidbench.gen.families import truncation_warning
 from sidbench.gen.generate import GenerateConfig, generation_record
 from sidbench.eval.metrics.fid import frechet_distance
 from sidbench.eval.metrics.clip_score import default_clip_model
@@ -364,6 +366,8 @@ def _generated_side(images, cfg: EvalConfig, runners: dict, prompts: list[str] |
     n_used = (cfg.n if cfg.n is not None else len(source)) - skipped["count"]
     res["inputs"]["generated"] = dict(identity, n=n_used, skipped=skipped["count"],
                                       skipped_files=skipped["files"], cache=None, cache_hit=False)
+    if identity.get("prompts_truncated"):  # generated in memory from prompts a text encoder cut
+        R.warn(res, "generated: " + truncation_warning(identity["prompts_truncated"]))
     out = {name: c.stats for name, c in features.items()}
     per_image = {}  # score name -> {image index: value}, over every process
     if scorer is not None:
@@ -422,6 +426,26 @@ def _cache_file(cfg: EvalConfig, desc: dict, meta: dict, used: int) -> Path:
     return cache_dir(cfg) / f"reference-{stats_cache_key(desc, meta, used)[:24]}.npz"
 
 
+def _read_cache(cache_file: Path, res: dict) -> FeatureStats | None:
+    """A cache entry's statistics; an unreadable entry (cut short, corrupt) is removed, to be recomputed."""
+    try:
+        return FeatureStats.load(cache_file)
+    except SidbenchError as e:
+        if distributed.is_main():
+            cache_file.unlink(missing_ok=True)
+        R.warn(res, f"the reference statistics cache entry {cache_file} was unreadable ({e}); removed and recomputed")
+        return None
+
+
+def _write_cache(stats: FeatureStats, cache_file: Path, res: dict) -> None:
+    """Keep statistics for the next evaluation, if the cache folder takes them: a full disk costs only the reuse."""
+    try:
+        stats.save(cache_file)
+    except WriteError as e:
+        R.warn(res, f"could not write the reference statistics cache entry {cache_file} "
+                    f"({e.reason}); the evaluation went on without caching")
+
+
 def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
     """The reference side: statistics files or cached statistics where they exist, the rest in one pass."""
     labels = {name: "reference" if name == "fid" else f"reference_{name}" for name in runners}
@@ -447,8 +471,8 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
     for name, runner in runners.items():
         need_features = cfg.kid or not runner.moments
         cache_file = _cache_file(cfg, desc, stats_meta(runner.extractor, runner.preprocess), used) if cacheable else None
-        if cache_file is not None and cache_file.is_file():
-            stats = FeatureStats.load(cache_file)
+        stats = _read_cache(cache_file, res) if cache_file is not None and cache_file.is_file() else None
+        if stats is not None:
             if not need_features or stats.features is not None:
                 res["inputs"][labels[name]] = dict(desc, n=stats.n, skipped=stats.meta.get("skipped", 0),
                                                    cache=str(cache_file), cache_hit=True)
@@ -462,7 +486,7 @@ def _reference_side(ref, cfg: EvalConfig, runners: dict, res: dict) -> dict:
             R.warn(res, f"reference: skipped {skipped['count']} unreadable file(s) (--skip-bad)")
         for name, (consumer, cache_file) in todo.items():
             if cache_file is not None and distributed.is_main():
-                consumer.stats.save(cache_file)
+                _write_cache(consumer.stats, cache_file, res)
             res["inputs"][labels[name]] = dict(desc, n=consumer.stats.n, skipped=skipped["count"],
                                                skipped_files=skipped["files"],
                                                cache=str(cache_file) if cache_file else None, cache_hit=False)
@@ -484,6 +508,10 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     ``prompt_list``: the prompts as a list in memory, instead of ``cfg.prompts`` (a file).
     Images in memory may also be torch tensors (any device), NCHW or NHWC (``cfg.layout``), or lists of images.
     """
+    if out and out != "-":
+        check_output(out, "--out")  # before hours of computing, not after
+    if save_stats:
+        check_output(save_stats, "--save-stats")
     cfg = resolved_device(cfg or EvalConfig())
     subject = dict(subject or {})
     if prompt_list is not None and cfg.prompts:
@@ -506,15 +534,15 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     if not (cfg.needs_reference or cfg.clip or cfg.aesthetic or cfg.preference_scores or cfg.images_per_prompt):
         raise SidbenchError("nothing to compute: ask for --fid, --kid, --clip, --pr, --fd-dinov2, --cmmd, "
                             "--aesthetic, --hps, --pickscore, --image-reward and/or --images-per-prompt")
-    prompts, prompts_md5 = None, None
-    if cfg.prompts:
-        from sidbench.data.prompts import read_prompts
+    from sidbench.data.prompts import list_md5, read_prompts
 
+    prompts, prompts_md5, file_md5 = None, None, None  # the list's identity (line endings aside), the file's bytes
+    if cfg.prompts:
         prompts = read_prompts(cfg.prompts)
-        prompts_md5 = hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
+        prompts_md5, file_md5 = list_md5(prompts), hashlib.md5(Path(cfg.prompts).read_bytes()).hexdigest()
     elif prompt_list is not None:
         prompts = _checked_prompt_list(prompt_list)
-        prompts_md5 = hashlib.md5("".join(p + "\n" for p in prompts).encode()).hexdigest()  # = the file's, one per line
+        prompts_md5 = list_md5(prompts)
     if prompts is None and getattr(images, "prompts", None) is not None:
         prompts = images.prompts  # generated in memory: the producer's own prompts
     for flag, on in (("--clip", cfg.clip), ("--hps", cfg.hps), ("--pickscore", cfg.pickscore),
@@ -544,7 +572,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     res["provenance"]["device"] = describe_device(cfg.device)
     record = generation_record(images) if isinstance(images, (str, os.PathLike)) else None
     if record is not None:
-        if cfg.clip and prompts_md5 and record["prompts_md5"] != prompts_md5:
+        # A sidecar written before lists were identified line endings aside holds the file's md5
+        if cfg.clip and prompts_md5 and record["prompts_md5"] not in (prompts_md5, file_md5):
             raise SidbenchError(f"{images} was generated from prompts with md5 {record['prompts_md5']} (its "
                                 f"sidecar), not from {cfg.prompts} (md5 {prompts_md5}): CLIP would pair images "
                                 f"with the wrong captions")
@@ -558,7 +587,7 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
         R.mark_not_comparable(res, d)
     if prompts is not None:
         res["inputs"]["prompts"] = {"path": os.path.abspath(cfg.prompts) if cfg.prompts else None,
-                                    "count": len(prompts), "md5": prompts_md5,
+                                    "count": len(prompts), "md5": prompts_md5, "file_md5": file_md5,
                                     "distinct": len(set(prompts))}
     if ref_origin is not None:
         res["inputs"]["reference_dataset"] = ref_origin
@@ -577,6 +606,8 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
     gen = _generated_side(images, cfg, runners, prompts, n_gen, res, clip_scorer)
     if record is not None:
         res["inputs"]["generated"]["made_by"] = record  # the generator's sha256, sampler, seeds, prompts md5
+        if record.get("prompts_truncated"):
+            R.warn(res, "generated: " + truncation_warning(record["prompts_truncated"]) + " (its sidecar)")
     if "fid" in gen and save_stats and distributed.is_main():
         gen["fid"].save(save_stats)
     if runners:
@@ -591,7 +622,11 @@ def evaluate(images, ref, cfg: EvalConfig | None = None, *, extractor: Extractor
             _cmmd(gen["cmmd"], refs["cmmd"], cfg, res)
     res["timing"] = {"seconds": round(time.time() - t0, 3)}
     if out and distributed.is_main():
-        R.save(res, out)
+        try:
+            R.save(res, out)
+        except WriteError as e:
+            e.results = res  # the numbers are not lost with the file: the CLI still prints them
+            raise
     return res
 
 
@@ -721,6 +756,7 @@ def compute_stats_file(images, out: str, cfg: EvalConfig | None = None, *, shard
     With ``cfg.protocol`` (not custom), the input must be that protocol's whole reference folder and the settings
     its own (:func:`protocol_stats_config`); the dataset a fetched folder holds is recorded in the provenance.
     """
+    check_output(out, "--out")
     cfg = cfg or EvalConfig()
     dataset = None
     if cfg.protocol != "custom":
@@ -757,6 +793,7 @@ def protocol_stats_config(cfg: EvalConfig) -> EvalConfig:
 
 def merge_stats_files(paths: list[str], out: str) -> FeatureStats:
     """``sidbench stats merge``: shard statistics -> the statistics of their union (exactly)."""
+    check_output(out, "--out")
     merged = FeatureStats.merged([FeatureStats.load(p) for p in paths])
     merged.save(out)
     return merged

@@ -96,6 +96,35 @@ def _clip_limit(tokenizer, encoder) -> int:
     return min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
 
 
+def _clip_limits(base, *suffixes: str) -> list[tuple[str, object, int]]:
+    """(encoder name, tokenizer, limit) of the CLIP text encoders ``text_encoder{suffix}``."""
+    out = []
+    for s in suffixes:
+        enc = base.text_encoder if s == "" else base.components[f"text_encoder{s}"]
+        tok = base.tokenizer if s == "" else base.components[f"tokenizer{s}"]
+        out.append((f"text_encoder{s} ({type(enc).__name__})", tok, _clip_limit(tok, enc)))
+    return out
+
+
+def truncated_prompts(base, prompts) -> list[dict]:
+    """How many of ``prompts`` each text encoder of the base cuts at its token limit (the pipelines warn; so do we):
+    one ``{"encoder", "limit", "prompts", "of"}`` per encoder that cuts any."""
+    prompts = list(prompts)
+    out = []
+    for name, tok, limit in base.family.token_limits(base):
+        distinct = [p for p in dict.fromkeys(prompts) if p]
+        lengths = dict(zip(distinct, map(len, tok(distinct, truncation=False, verbose=False).input_ids))) if distinct else {}
+        cut = sum(1 for p in prompts if lengths.get(p, 0) > limit)
+        if cut:
+            out.append({"encoder": name, "limit": limit, "prompts": cut, "of": len(prompts)})
+    return out
+
+
+def truncation_warning(cuts: list[dict]) -> str:
+    return "prompts longer than a text encoder's token limit are cut (it sees only their first tokens): " + "; ".join(
+        f"{c['prompts']} of {c['of']} by {c['encoder']} at {c['limit']} tokens" for c in cuts)
+
+
 def _clip_penultimate(encoder, tokenizer, prompts, device):
     """(penultimate hidden state, the output's first field: pooled projection for *WithProjection models)."""
     out = encoder(_tokens(tokenizer, prompts, _clip_limit(tokenizer, encoder), device), output_hidden_states=True)
@@ -117,6 +146,10 @@ class Family:
 
     def encode(self, base, prompts: list[str], height: int | None = None) -> Conditioning:
         raise NotImplementedError
+
+    def token_limits(self, base) -> list[tuple[str, object, int]]:
+        """(encoder name, tokenizer, the token count its prompts are cut to) for each text encoder ``encode`` uses."""
+        return _clip_limits(base, "")
 
     def unconditional(self, base, height: int | None = None) -> Conditioning:
         """The conditioning CFG's unconditional branch and dropped prompts get."""
@@ -183,6 +216,9 @@ class StableDiffusionXL(Family):
     parametrisation = "DDPM, eps or v (scheduler config)"
     guidance = "CFG k; uncond = zeros (force_zeros_for_empty_prompt) or the empty prompt; add_time_ids"
 
+    def token_limits(self, base):
+        return _clip_limits(base, "", "_2")
+
     def time_ids(self, base, batch: int, height: int | None) -> torch.Tensor:
         h = int(height or self.default_height(base))
         ids = torch.tensor([[h, h, 0, 0, h, h]], dtype=torch.float32, device=base.device)  # original, crop, target
@@ -220,6 +256,11 @@ class StableDiffusion3(Family):
     parametrisation = "rectified flow, velocity; time 1000 sigma; static shift"
     default_t_init = 999
     t5_tokens = 256  # the pipeline's max_sequence_length default
+
+    def token_limits(self, base):
+        t5 = base.components.get("text_encoder_3")
+        return _clip_limits(base, "", "_2") + ([(f"text_encoder_3 ({type(t5).__name__})", base.components["tokenizer_3"],
+                                                 self.t5_tokens)] if t5 is not None else [])
 
     def encode(self, base, prompts, height=None):
         c = base.components
@@ -271,6 +312,11 @@ class Flux(Family):
     guidance = "embedded guidance (a network input; default 3.5) and optional true CFG k"
     default_t_init = 999
     t5_tokens = 512
+
+    def token_limits(self, base):
+        t5 = base.components["text_encoder_2"]
+        return _clip_limits(base, "") + [(f"text_encoder_2 ({type(t5).__name__})", base.components["tokenizer_2"],
+                                          self.t5_tokens)]
     default_embedded_guidance = 3.5  # FluxPipeline's guidance_scale default
 
     def latent_channels(self, base):
@@ -329,6 +375,9 @@ class Sana(Family):
     parametrisation = "rectified flow, velocity; time 1000 sigma x timestep_scale; flow_shift"
     default_t_init = 999
     max_tokens = 300  # the pipeline's max_sequence_length default
+
+    def token_limits(self, base):
+        return [(f"text_encoder ({type(base.text_encoder).__name__})", base.tokenizer, self.max_tokens)]
 
     def _gemma(self, base, prompts, instruction: list[str] | None):
         tok = base.tokenizer

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,14 +17,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from sidbench.core import distributed
-from sidbench.core.atomic import atomic_path, write_json
+from sidbench.core.atomic import atomic_path, remove_leftovers, write_json
 from sidbench.core.device import AUTO, describe_device, resolve_device
-from sidbench.core.errors import SidbenchError
+from sidbench.core.outputs import WriteError, check_output
+from sidbench.core.errors import SidbenchError, SidbenchWarning
 from sidbench.data.images import select_indices
 from sidbench.data.stream import Batch, prepared
 from sidbench.gen.models import (DTYPES, export_generator, fingerprint, load_base, load_generator_unet,
                                  parse_dtype, resolve_generator)
 from sidbench.core.provenance import git_commit, now_iso, package_versions
+from sidbench.gen.families import truncated_prompts, truncation_warning
 from sidbench.gen.releases import release_of
 from sidbench.gen.sampling import OneStepSampler, Sampler, TeacherSampler
 
@@ -117,6 +120,8 @@ class GeneratedImages:
             raise SidbenchError(f"asked for {n} images but the prompt list holds only {len(prompts)}")
         self.sampler, self.prompts = sampler, list(prompts)[:n] if n is not None else list(prompts)
         self.seed_offset, self.batch_size, self.info = seed_offset, batch_size, info or {}
+        base = getattr(sampler, "base", None)
+        self.truncated = truncated_prompts(base, self.prompts) if base is not None else []
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -131,7 +136,8 @@ class GeneratedImages:
             yield Batch(idx, prepared(list(images), prepare, pool), [])
 
     def describe(self) -> dict:
-        return dict(self.info, kind=self.kind, count=len(self), seed_rule=f"image i from seed {self.seed_offset} + i")
+        return dict(self.info, kind=self.kind, count=len(self), seed_rule=f"image i from seed {self.seed_offset} + i",
+                    **({"prompts_truncated": self.truncated} if self.truncated else {}))
 
 
 def open_generated(cfg: GenerateConfig) -> GeneratedImages:
@@ -190,7 +196,8 @@ def generation_record(folder: str | os.PathLike) -> dict | None:
         return {"sidecar": str(path.resolve()), "created": side.get("created"), "config": side["config"],
                 "generator": gen, "sampler": (side.get("networks") or {}).get("sampler"),
                 "base": (side.get("networks") or {}).get("base"), "seeds": side.get("seeds"),
-                "prompts_md5": side["prompts"]["md5"], "status": (side.get("this_run") or {}).get("status"),
+                "prompts_md5": side["prompts"]["md5"], "prompts_truncated": side["prompts"].get("truncated"),
+                "status": (side.get("this_run") or {}).get("status"),
                 "sampling_steps": (side["config"].get("gen_steps") or 1) if side["config"].get("generator")
                 else side["config"].get("steps")}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
@@ -224,8 +231,9 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     with other settings is refused (``overwrite``: remake every image of this share). The sidecar is written
     before the first image, so an interrupted run is recognised when it is continued.
     """
-    from sidbench.data.prompts import read_prompts
+    from sidbench.data.prompts import list_md5, read_prompts
 
+    check_output(out, "--out", folder=True)  # before the networks load
     prompts = read_prompts(cfg.prompts)
     n = cfg.n if cfg.n is not None else len(prompts)
     if n > len(prompts):
@@ -237,12 +245,18 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     indices = list(select_indices(n, shard or dist_shard))
     if sampler is None:
         sampler, info = build_sampler(cfg)
+    base = getattr(sampler, "base", None)
+    cut = truncated_prompts(base, [prompts[i] for i in indices]) if base is not None else []
+    if cut and distributed.is_main():
+        warnings.warn(truncation_warning(cut), SidbenchWarning, stacklevel=2)
     out = Path(out)
     raw = Path(cfg.prompts).read_bytes()
     sidecar = {
         "schema": "sidbench.generate/1", "created": now_iso(), "config": asdict(cfg), "networks": info,
-        "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n,
-                    "md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest()},
+        # md5: the list's (line endings and BOM aside), what eval's pairing check compares; the file's bytes beside
+        "prompts": {"path": os.path.abspath(cfg.prompts), "count": len(prompts), "used": n, "md5": list_md5(prompts),
+                    "file_md5": hashlib.md5(raw).hexdigest(), "sha256": hashlib.sha256(raw).hexdigest(),
+                    "truncated": cut},  # this share's prompts cut at a text encoder's token limit
         "seeds": f"image i from seed {cfg.seed_offset} + i", "files": "{i:06d}.png, prompt i",
         "uint8": "clip(x * 127.5 + 128, 0, 255), truncating cast",
         "shard": list(shard or dist_shard) if (shard or dist_shard) else None,
@@ -253,6 +267,7 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
     if out.is_dir() and not overwrite:
         check_folder_provenance(out, sidecar)
     out.mkdir(parents=True, exist_ok=True)
+    leftovers = remove_leftovers(out) if distributed.is_main() else 0  # images of a killed run, half written
     todo = indices if overwrite else [i for i in indices if not _valid_png(out / f"{i:06d}.png")]
     redone = 0 if overwrite else sum(1 for i in todo if (out / f"{i:06d}.png").exists())
     if overwrite and distributed.is_main():
@@ -267,12 +282,16 @@ def generate(cfg: GenerateConfig, out: str | os.PathLike, *, shard: tuple[int, i
         idx = todo[k:k + cfg.batch_size]
         images = sampler.sample([prompts[i] for i in idx], [cfg.seed_offset + i for i in idx])
         for i, im in zip(idx, images):
-            with atomic_path(out / f"{i:06d}.png", ".png") as tmp:
-                Image.fromarray(im).save(tmp, format="PNG")
+            try:
+                with atomic_path(out / f"{i:06d}.png", ".png") as tmp:
+                    Image.fromarray(im).save(tmp, format="PNG")
+            except WriteError as e:
+                raise WriteError(e.path, e.reason, "the images written so far are kept: make room and run the same "
+                                 "command again to continue") from None
         bar.update(len(idx))
     bar.close()
     sidecar["this_run"] = {"status": "complete", "written": len(todo), "redone_broken": redone,
-                           "kept": len(indices) - len(todo), "overwrite": overwrite}
+                           "kept": len(indices) - len(todo), "overwrite": overwrite, "leftovers_removed": leftovers}
     if distributed.is_main():
         write_json(out / name, sidecar)
     return sidecar
@@ -283,6 +302,7 @@ def export(generator: str, out: str, *, base: str | None = None, fmt: str = "dif
     """``sidbench export``: any generator (run folder, snapshot, checkpoint, file) -> a diffusers UNet folder or a
     safetensors file. ``gen_steps``: the step grid K it was trained for, where its own record lacks it (a
     generator from elsewhere); a recorded K that differs is refused."""
+    check_output(out, "--out", folder=fmt == "diffusers")
     b = load_base(base, device="cpu") if base else None  # only read for its architecture: nothing runs
     release = release_of(generator)
     resolved, kind = resolve_generator(generator, which)
