@@ -393,3 +393,26 @@ def test_the_listed_packages_are_the_package_folders():
     assert set(conf["packages"]) == folders | {prompts.MANIFEST_PACKAGE}
     assert conf["package-dir"] == {prompts.MANIFEST_PACKAGE: "prompts"}
     assert set(conf["package-data"][prompts.MANIFEST_PACKAGE]) >= {"*.json", "*.txt"}
+
+
+def test_fetch_into_a_new_folder_named_with_a_slash_and_resume_a_cut_transfer(tmp_path, monkeypatch):
+    """`--out data/` is a folder even before it exists; a cut transfer resumes on the next try (the one downloader)."""
+    from http_server import FileHost
+
+    from sidbench.core import download as dl
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("SIDBENCH_OFFLINE", raising=False)
+    monkeypatch.setattr(dl, "_offline_override", None)
+    body = "".join(f"caption number {i}\n" for i in range(5000)).encode()
+    spec = _fake_list(monkeypatch, hashlib.md5(body).hexdigest())
+    with FileHost() as host:
+        host.files["/list.txt"] = body
+        host.cut_after["/list.txt"] = 20_000
+        r = invoke("fetch", "test-list", "--out", f"{tmp_path}/data/", "--url", f"{host.url}/list.txt")
+        assert r.exit_code == 2 and "resume" in r.output, r.output
+        r = invoke("fetch", "test-list", "--out", f"{tmp_path}/data/", "--url", f"{host.url}/list.txt")
+        assert r.exit_code == 0, r.output
+        assert host.log[-1][2] is not None and host.log[-1][2].startswith("bytes=")  # only the rest was asked for
+    assert (tmp_path / "data" / spec.filename).read_bytes() == body
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [spec.filename]

@@ -8,6 +8,7 @@ import typer
 from rich.markup import escape
 
 from sidbench.cli.console import console, fail
+from sidbench.cli.options import Offline
 from sidbench.core.errors import SidbenchError
 
 prompts_app = typer.Typer(help="Prompt lists: list the known ones, check (recognise them by md5), draw seeded COCO samples, fetch.",
@@ -110,8 +111,9 @@ def coco_cmd(
 @prompts_app.command("fetch", epilog="Examples:\n\n  sidbench prompts fetch gigagan-coco2014-30k --out prompts/\n\n  sidbench prompts fetch gigagan-coco2014-30k --out captions.txt --url http://mirror.local/captions.txt\n")
 def fetch_cmd(
     name: Annotated[str, typer.Argument(help="A known list (sidbench prompts list), e.g. gigagan-coco2014-30k.")],
-    out: Annotated[str, typer.Option("--out", help="File to write (or a folder for the list's usual file name).")],
+    out: Annotated[str, typer.Option("--out", help="File to write, or a folder (an existing one, or a path ending in /) for the list's usual file name.")],
     url: Annotated[Optional[str], typer.Option("--url", help="Download from this mirror instead of the manifest's URL.")] = None,
+    offline: Offline = False,
 ):
     """Get a known prompt list (a shipped one is copied from the package); it appears only once its md5 matches."""
     from sidbench.data.prompts import fetch_prompt_list, get_known_list

@@ -65,6 +65,8 @@ def _lock(path: Path):
         try:
             yield
         finally:
+            # Not left in the user's folder; a process still waiting on it finds the file in place, or fetches it.
+            lock.unlink(missing_ok=True)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 

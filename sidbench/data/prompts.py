@@ -17,13 +17,13 @@ import hashlib
 import json
 import os
 import re
-import urllib.request
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from sidbench.core.atomic import atomic_path, write_json
+from sidbench.core.download import DownloadError, download
 from sidbench.core.errors import SidbenchError
 
 
@@ -581,15 +581,15 @@ def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = N
                       timeout: float = 60.0) -> Path:
     """Put a known prompt list at ``dest`` (a file path, or a folder to put ``spec.filename`` in).
 
-    A list shipped with sidbench is copied from the package (unless ``url`` is given). Otherwise the
-    download streams into a temporary file beside the target while its md5 (and sha256 where the
-    manifest has one) is computed; it is renamed into place only when the hashes match, so a wrong
-    or truncated file leaves nothing behind. An existing target that already matches is returned
+    A list shipped with sidbench is copied from the package (unless ``url`` is given). Otherwise it is
+    downloaded (``sidbench.core.download``: resumed when cut, refused offline) under a hidden name beside
+    the target and renamed into place only when its md5 (and sha256 where the manifest has one) match,
+    so a wrong file leaves nothing behind. An existing target that already matches is returned
     as is; one that does not is an error (it is never overwritten). ``url`` overrides the manifest's.
     """
     spec = get_known_list(name)
     target = Path(dest)
-    if target.is_dir():
+    if target.is_dir() or str(dest).endswith(("/", os.sep)):  # "data/" names a folder, made if missing
         target = target / spec.filename
     if target.exists():
         md5 = prompts_md5(target)
@@ -603,21 +603,17 @@ def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = N
             tmp.write_bytes(data)
         return target
     src = url or spec.url
-    md5, sha = hashlib.md5(), hashlib.sha256()
+    # Downloaded under a hidden name (resumed from its .part if cut), and named only once its md5 matches too.
+    staged = target.with_name(f".{target.name}.download")
+    hint = f"Download {src} by hand, check it with `sidbench prompts check FILE`, and put it at {target}."
     try:
-        with urllib.request.urlopen(src, timeout=timeout) as resp, atomic_path(target, ".part") as tmp:
-            with open(tmp, "wb") as f:
-                while block := resp.read(1 << 16):
-                    f.write(block)
-                    md5.update(block)
-                    sha.update(block)
-            if md5.hexdigest() != spec.md5:
-                raise SidbenchError(f"downloaded file from {src} has md5 {md5.hexdigest()}, not {spec.md5} "
-                                    f"({spec.name}); it is a different or truncated file and was not kept")
-            if spec.sha256 and sha.hexdigest() != spec.sha256:
-                raise SidbenchError(f"downloaded file from {src} has sha256 {sha.hexdigest()}, not {spec.sha256} "
-                                    f"({spec.name}); it was not kept")
-    except (OSError, ValueError) as e:
-        raise SidbenchError(f"could not download {spec.name} from {src}: {e}. Download it by hand and "
-                            f"check it with `sidbench prompts check`") from None
+        download(src, staged, sha256=spec.sha256, desc=spec.filename, timeout=timeout, fetch_hint=hint)
+    except DownloadError as e:
+        raise SidbenchError(f"could not download {spec.name}: {e}") from None
+    md5 = prompts_md5(staged)
+    if md5 != spec.md5:
+        staged.unlink()
+        raise SidbenchError(f"downloaded file from {src} has md5 {md5}, not {spec.md5} ({spec.name}); it is a "
+                            f"different or truncated file and was not kept")
+    os.replace(staged, target)
     return target
