@@ -16,6 +16,8 @@ import sidbench  # noqa: F401  (installs the torchvision guard first)
 from sidbench.eval.extractors.registry import Extractor, build_extractor
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Download locks of the test session's own, not the user's ~/.cache (subprocesses inherit it).
+os.environ.setdefault("SIDBENCH_LOCKS", __import__("tempfile").mkdtemp(prefix="sidbench-locks-"))
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -135,3 +137,12 @@ def run_sidbench(args, *, processes: int = 1, timeout: int = 900):
             pytest.skip("torchrun not installed beside this Python")
         cmd = [torchrun, "--standalone", "--nproc-per-node", str(processes), "-m", "sidbench", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def _downloads_follow_the_environment_again():
+    """A CLI call with --offline switches this process offline; the next test starts as the environment says."""
+    yield
+    from sidbench.core.download import set_offline
+
+    set_offline(None)

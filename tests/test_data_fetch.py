@@ -107,7 +107,7 @@ def test_fetch_downloads_verifies_extracts_and_describes_the_folder(table, tmp_p
     assert doc["source_url"] == table.url + "/zips/val2014.zip"
     # the file-list hash is the one statistics of the folder record, so a statistics file names its folder
     assert doc["listing_sha256"] == open_source(str(dest)).describe()["listing_sha256"]
-    assert leftovers(tmp_path) == ["coco2014-val", "val2014.zip.lock"]  # archive removed, no staging folder
+    assert leftovers(tmp_path) == ["coco2014-val"]  # archive removed, no staging folder
 
     again = sidbench("data", "fetch", "coco2014-val", dest, "-q")
     assert again.exit_code == 0 and "already complete, nothing to do" in again.output
@@ -134,14 +134,14 @@ def test_a_bad_checksum_is_refused_and_nothing_is_extracted(table, tmp_path, mon
     monkeypatch.setitem(dataset_table.KNOWN_DATASETS, "coco2014-val", replace(spec, sha256="0" * 64))
     r = sidbench("data", "fetch", "coco2014-val", tmp_path / "coco", "-q")
     assert r.exit_code == 2 and "not the pinned" in r.output and "removed, not kept" in r.output
-    assert leftovers(tmp_path) == ["val2014.zip.lock"]
+    assert leftovers(tmp_path) == []
 
 
 def test_the_published_pins_refuse_another_archive_from_a_mirror(host, tmp_path):
     """The real table: TFDS's size of val2014.zip, so a mirror serving something else is refused."""
     r = sidbench("data", "fetch", "coco2014-val", tmp_path / "coco", "-q", "--url", host.url + "/zips/val2014.zip")
     assert r.exit_code == 2 and "not the pinned 6,645,013,297" in r.output
-    assert leftovers(tmp_path) == ["val2014.zip.lock"]
+    assert leftovers(tmp_path) == []
 
 
 def test_an_archive_with_another_image_count_is_not_kept(table, tmp_path, monkeypatch):
@@ -282,3 +282,18 @@ def test_every_command_of_the_coco_guide_parses():
     assert {c.split()[0] for c in commands} >= {"data", "stats", "eval", "prompts"} and len(commands) >= 7
     for command in commands:
         parse(shlex.split(command))
+
+
+def test_a_full_disk_while_extracting_is_one_line_and_keeps_the_verified_archive(table, tmp_path, monkeypatch):
+    import errno
+
+    def no_space(self, member, path=None, pwd=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(zipfile.ZipFile, "extract", no_space)
+        r = sidbench("data", "fetch", "coco2014-val", tmp_path / "coco2014-val", "-q")
+    assert r.exit_code == 2 and "No space left on device; free some space" in r.output, r.output
+    assert "Traceback" not in r.output and leftovers(tmp_path) == ["val2014.zip"]  # no half folder; archive kept
+    table_again = sidbench("data", "fetch", "coco2014-val", tmp_path / "coco2014-val", "-q")
+    assert table_again.exit_code == 0 and len(gets(table)) == 1  # the kept archive is used, not fetched again

@@ -93,3 +93,35 @@ def test_offline_refuses_with_the_fetch_hint_and_sends_nothing(host, tmp_path, m
 def test_a_missing_file_on_the_host_is_one_line(host, tmp_path):
     with pytest.raises(dl.DownloadError, match="HTTP 404"):
         dl.download(host.url + "/w/none.bin", tmp_path / "none.bin", progress=False)
+
+
+def test_an_unwritable_destination_is_one_line_before_any_request(host, tmp_path):
+    (tmp_path / "f").write_text("a file where a folder should be")
+    with pytest.raises(dl.SidbenchError, match="f is a file, so no folder can be made there"):
+        dl.download(host.url + "/w/net.bin", tmp_path / "f" / "net.bin", progress=False)
+    assert host.log == []
+
+
+def test_a_full_disk_while_downloading_is_named_and_keeps_the_part(host, tmp_path):
+    """RLIMIT_FSIZE stands in for a full disk (no root needed): the write fails with EFBIG, said in words."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import resource, signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        from sidbench.core import download as dl
+        try:
+            dl.download({host.url + '/w/net.bin'!r}, {str(tmp_path / 'net.bin')!r}, progress=False)
+        except dl.SidbenchError as e:
+            print("ERROR", e)
+    """)
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("HF_HUB_OFFLINE", "SIDBENCH_OFFLINE")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert "ERROR cannot write" in out and "net.bin.part: File too large" in out, out
+    assert not (tmp_path / "net.bin").exists() and (tmp_path / "net.bin.part").stat().st_size == 200_000
+    # Room again: the same call resumes from what was written.
+    assert dl.download(host.url + "/w/net.bin", tmp_path / "net.bin", sha256=SHA, progress=False) == SHA
+    assert gets(host)[-1][2] == "bytes=200000-"

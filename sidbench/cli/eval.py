@@ -21,9 +21,9 @@ LABELS = "Labels for reports"
 
 EXAMPLES = """Examples:
 
-  sidbench eval --images gen/ --ref coco2014_val/ --protocol coco2014-30k --kid --clip --prompts captions.txt --out r.json
+  sidbench eval --images gen/ --ref data/coco2014-val --protocol coco2014-30k --kid --clip --prompts captions.txt --out r.json
 
-  sidbench eval --base sd15/ --generator runs/lsg15 --prompts captions.txt --ref coco_ref.npz --clip --json
+  sidbench eval --base sd15 --generator runs/lsg15 --prompts captions.txt --ref coco_ref.npz --clip --json
 """
 
 

@@ -17,14 +17,14 @@ GENERATE_EXAMPLES = """Examples:
 
   sidbench generate --base sd15 --generator runs/lsg15 --prompts captions.txt --out gen/
 
-  sidbench generate --base sd15/ --steps 50 --cfg 3 --scheduler ddim --prompts captions.txt --out teacher/ --shard 0/4
+  sidbench generate --base sd15 --steps 50 --cfg 3 --scheduler ddim --prompts captions.txt --out teacher/ --shard 0/4
 """
 
 EXPORT_EXAMPLES = """Examples:
 
   sidbench export --generator sid-lsg:sd15-lsg1.5 --out sid-sd15/
 
-  sidbench export --generator runs/lsg15/checkpoints/ckpt-000400.pt --which raw --base sd15/ --format safetensors --out g.safetensors
+  sidbench export --generator runs/lsg15/checkpoints/ckpt-00000400.pt --which raw --base sd15 --format safetensors --out g.safetensors
 """
 
 
@@ -80,6 +80,7 @@ def export_cmd(
     base: Annotated[Optional[str], typer.Option("--base", metavar="MODEL", help="Base model: a diffusers folder, a short name (sd15) or a hub id (needed to read a .safetensors generator or a checkpoint).")] = None,
     which: Which = "ema",
     gen_steps: Annotated[Optional[int], typer.Option("--gen-steps", metavar="K", help="The step grid K (1-4) the generator was trained for, recorded in the export where its own record lacks it.")] = None,
+    offline: Offline = False,
 ):
     """Convert a generator (e.g. a released .pkl) to a diffusers folder or a safetensors file."""
     from sidbench.gen.generate import export

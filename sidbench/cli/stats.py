@@ -11,7 +11,7 @@ from sidbench.cli.options import INPUTS, OUTPUT, PERFORMANCE, PROTOCOL, ArrayKey
 stats_app = typer.Typer(help="Feature statistics: compute (per shard), merge, inspect.", no_args_is_help=True)
 
 
-@stats_app.command("compute", epilog="Examples:\n\n  sidbench stats compute --protocol coco2014-30k --images data/coco2014-val --out coco2014-30k-ref.npz\n\n  sidbench stats compute --images coco2014_val/ --pre-resize 256 --out coco2014-30k.npz --kid\n\n  sidbench stats compute --images coco/ --shard 0/4 --out part0.npz\n")
+@stats_app.command("compute", epilog="Examples:\n\n  sidbench stats compute --protocol coco2014-30k --images data/coco2014-val --out coco2014-30k-ref.npz\n\n  sidbench stats compute --images data/coco2014-val --pre-resize 256 --out coco2014-30k.npz --kid\n\n  sidbench stats compute --images coco/ --shard 0/4 --out part0.npz\n")
 def stats_compute(
     images: Annotated[str, typer.Option("--images", metavar="PATH", rich_help_panel=INPUTS, help="Folder or image array.")],
     out: Annotated[str, typer.Option("--out", metavar="PATH", rich_help_panel=OUTPUT, help="Statistics file (.npz) to write.")],

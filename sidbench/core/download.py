@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from sidbench.core.errors import SidbenchError
+from sidbench.core.outputs import check_output, write_error
 
 _TRUE = {"1", "true", "yes", "on"}
 _offline_override: bool | None = None  # set by --offline for this process
@@ -36,12 +37,23 @@ def offline() -> bool:
     return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("SIDBENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+_hf_env_before: list = []  # HF_HUB_OFFLINE as it was before set_offline(True) changed it
+
+
 def set_offline(value: bool | None) -> None:
-    """--offline: forbid downloads in this process (None: follow the environment again). Hub libraries follow too."""
+    """--offline: forbid downloads in this process (None: follow the environment again, as it was). Hub libraries
+    follow too, through HF_HUB_OFFLINE."""
     global _offline_override
     _offline_override = value
-    if value:
+    if value and not _hf_env_before:
+        _hf_env_before.append(os.environ.get("HF_HUB_OFFLINE"))
         os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub, diffusers and transformers read it
+    elif value is None and _hf_env_before:
+        before = _hf_env_before.pop()
+        if before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before
 
 
 def require_online(what: str, fetch_hint: str) -> None:
@@ -51,22 +63,37 @@ def require_online(what: str, fetch_hint: str) -> None:
                            f"{fetch_hint}")
 
 
+def _locks_dir() -> Path:
+    """Where download locks live: $SIDBENCH_LOCKS, else ~/.cache/sidbench/locks (never in the user's folders)."""
+    env = os.environ.get("SIDBENCH_LOCKS")
+    return Path(env) if env else Path.home() / ".cache" / "sidbench" / "locks"
+
+
 @contextlib.contextmanager
 def _lock(path: Path):
-    """An exclusive lock beside ``path`` so processes of one launch download a file once, not once each."""
+    """An exclusive lock on ``path``'s download, so the processes of one launch fetch a file once, not once each.
+
+    The lock file is named by the target's absolute path and kept in one folder: deleting it after use would let a
+    late process lock a new file while another still holds the old one. Where no lock can be had, none is taken.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: no cross-process lock
         yield
         return
-    lock = path.with_name(path.name + ".lock")
-    with open(lock, "a") as f:
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    try:
+        folder = _locks_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / f"{key}.lock", "a")
+    except OSError:  # a read-only home: the download still works, only unguarded against a second process
+        yield
+        return
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            # Not left in the user's folder; a process still waiting on it finds the file in place, or fetches it.
-            lock.unlink(missing_ok=True)
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
@@ -88,20 +115,28 @@ def _progress(total: int | None, done: int, desc: str, enabled: bool):
 
 def download(url: str, target: str | os.PathLike, *, sha256: str | None = None, size: int | None = None,
              sha256_prefix: str | None = None, desc: str | None = None, progress: bool = True,
-             timeout: float = 60.0, fetch_hint: str | None = None) -> str:
+             timeout: float = 60.0, fetch_hint: str | None = None, shown: str | None = None) -> str:
     """Download ``url`` to ``target`` (resuming ``target.part``), verify the pins, put it in place; its sha256.
 
     An existing ``target`` is not fetched again (its hash is checked against the pins). A transfer cut short
-    keeps the part for the next try; a complete file that fails its pins is removed.
+    keeps the part for the next try; a complete file that fails its pins is removed. ``shown``: what errors call
+    the file, when ``target`` is a staging name the user never sees.
     """
     target = Path(target)
     desc = desc or target.name
-    hint = fetch_hint or f"Download {url} and put it at {target}."
-    target.parent.mkdir(parents=True, exist_ok=True)
+    shown = shown or str(target)
+    hint = fetch_hint or f"Download {url} and put it at {shown}."
+    if target.is_file():
+        return verify(target, sha256=sha256, size=size, sha256_prefix=sha256_prefix, source=url)
+    require_online(shown, hint)  # before anything is made on disk
+    check_output(target, "download to")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(target.parent, e) from None
     with _lock(target):
-        if target.is_file():
+        if target.is_file():  # another process fetched it while this one waited
             return verify(target, sha256=sha256, size=size, sha256_prefix=sha256_prefix, source=url)
-        require_online(str(target), hint)
         part = target.with_name(target.name + ".part")
         h = hashlib.sha256()
         have = _hash_existing(part, h) if part.is_file() else 0
@@ -144,15 +179,25 @@ def _transfer(url: str, part: Path, h, have: int, size: int | None, desc: str, p
         total = announced or size
         got = have
         try:
-            with open(part, mode) as f, _progress(total, have, desc, progress) as bar:
-                while block := resp.read(1 << 20):
-                    f.write(block)
-                    h.update(block)
-                    got += len(block)
-                    bar.update(len(block))
+            f = open(part, mode)
         except OSError as e:
-            raise DownloadError(f"download of {url} stopped at {got:,} of {total or '?'} bytes ({e}); the part is "
-                                f"kept at {part}: run the same command again to resume") from None
+            raise write_error(part, e) from None
+        with f, _progress(total, have, desc, progress) as bar:
+            while True:
+                try:
+                    block = resp.read(1 << 20)
+                except OSError as e:  # the connection, not the disk
+                    raise DownloadError(f"download of {url} stopped at {got:,} of {total or '?'} bytes ({e}); the "
+                                        f"part is kept at {part}: run the same command again to resume") from None
+                if not block:
+                    break
+                try:
+                    f.write(block)
+                except OSError as e:  # a full disk or quota: what is written stays, to resume once there is room
+                    raise write_error(part, e) from None
+                h.update(block)
+                got += len(block)
+                bar.update(len(block))
     expected = announced if announced is not None else size  # short of what the server announced: cut, not wrong
     if expected is not None and got < expected:
         raise DownloadError(f"download of {url} stopped at {got:,} of {expected:,} bytes; the part is kept at "

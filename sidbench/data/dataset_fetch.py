@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sidbench.core.atomic import write_json
 from sidbench.core.errors import SidbenchError
+from sidbench.core.outputs import REFUSED_WRITE, check_output, write_error
 from sidbench.data.dataset_table import KnownDataset, get_dataset
 from sidbench.data.images import list_image_files, listing_sha256
 
@@ -91,6 +92,7 @@ def fetch_dataset(name: str, dest: str | os.PathLike, *, url: str | None = None,
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise SidbenchError(f"{dest} exists and is not a folder fetched by sidbench (no {FOLDER_MANIFEST}); "
                             f"give a new or empty folder")
+    check_output(dest, "DIR", folder=True)  # before gigabytes are downloaded
     archive = archive_path(spec, dest)
     source = url or spec.url
     sha = download(source, archive, sha256=spec.sha256, size=spec.bytes, desc=spec.archive, progress=progress,
@@ -154,6 +156,11 @@ def _extract(spec: KnownDataset, archive: Path, dest: Path, progress: bool) -> d
     except zipfile.BadZipFile as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise SidbenchError(f"{archive} is not a readable zip archive ({e}); delete it and fetch again") from None
+    except OSError as e:  # a full disk while extracting: one line; the verified archive stays for the next try
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno not in REFUSED_WRITE:
+            raise
+        raise write_error(tmp, e) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -24,6 +24,7 @@ from typing import Iterable, NamedTuple
 
 from sidbench.core.atomic import atomic_path, write_json
 from sidbench.core.download import DownloadError, download
+from sidbench.core.outputs import check_output
 from sidbench.core.errors import SidbenchError
 
 
@@ -591,6 +592,7 @@ def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = N
     target = Path(dest)
     if target.is_dir() or str(dest).endswith(("/", os.sep)):  # "data/" names a folder, made if missing
         target = target / spec.filename
+    check_output(target, "--out")
     if target.exists():
         md5 = prompts_md5(target)
         if md5 != spec.md5:
@@ -607,7 +609,8 @@ def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = N
     staged = target.with_name(f".{target.name}.download")
     hint = f"Download {src} by hand, check it with `sidbench prompts check FILE`, and put it at {target}."
     try:
-        download(src, staged, sha256=spec.sha256, desc=spec.filename, timeout=timeout, fetch_hint=hint)
+        download(src, staged, sha256=spec.sha256, desc=spec.filename, timeout=timeout, fetch_hint=hint,
+                 shown=str(target))
     except DownloadError as e:
         raise SidbenchError(f"could not download {spec.name}: {e}") from None
     md5 = prompts_md5(staged)
