@@ -207,7 +207,8 @@ def test_eval_downloads_its_extractor_weights_and_records_the_served_hash(monkey
     assert hashlib.sha256(served).hexdigest() in recorded and len(gets(host)) == 1
 
 
-@pytest.mark.parametrize("verb", [["eval"], ["stats", "compute"], ["generate"], ["distill"], ["weights", "fetch"]])
+@pytest.mark.parametrize("verb", [["eval"], ["stats", "compute"], ["generate"], ["export"], ["distill"], ["weights", "fetch"],
+                                  ["data", "fetch"], ["prompts", "fetch"]])
 def test_every_verb_that_can_download_takes_offline(verb):
     res = CliRunner().invoke(app, [*verb, "--help"], env={"COLUMNS": "200"})
     assert "--offline" in res.output and "SIDBENCH_OFFLINE=1" in res.output
