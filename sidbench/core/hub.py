@@ -142,10 +142,27 @@ def hub_file(repo: str, filename: str, *, revision: str | None = None, sha256: s
     return path
 
 
+def cached_files(repo: str, revision: str | None = None) -> list[str]:
+    """The files of ``repo`` at ``revision`` that the hub cache holds (its documented layout: refs/<branch> names
+    the commit, snapshots/<commit>/ holds the files), without the network."""
+    folder = cache_dir() / f"models--{repo.replace('/', '--')}"
+    ref = folder / "refs" / (revision or "main")
+    snapshot = folder / "snapshots" / (ref.read_text().strip() if ref.is_file() else revision or "main")
+    if not snapshot.is_dir():
+        return []
+    return sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+
+
 def list_files(repo: str, revision: str | None = None, *, fetch_hint: str = "",
                offline: bool | None = None) -> list[str]:
-    """The file names of ``repo`` at ``revision``, as the hub lists them (refused when downloads are off)."""
-    _refuse_offline(f"the file list of {repo}" + (f"@{revision[:12]}" if revision else ""), fetch_hint, offline)
+    """The file names of ``repo`` at ``revision`` as the hub lists them; with downloads off, those the cache
+    holds (refused when it holds none)."""
+    name = f"the file list of {repo}" + (f"@{revision[:12]}" if revision else "")
+    if downloads_off() if offline is None else offline:
+        have = cached_files(repo, revision)
+        if not have:
+            _refuse_offline(name, fetch_hint, True)
+        return have
     from huggingface_hub import HfApi
 
     try:
