@@ -191,6 +191,11 @@ def read_hub_json(repo: str, filename: str, *, revision: str | None = None,
         raise SidbenchError(f"{repo}/{filename}: not valid JSON ({e})") from None
 
 
+# The files a transformers model folder needs (config, tokenizer, processor, weights in safetensors): not the
+# pickled, TensorFlow or Flax copies of the same weights that many repositories also hold.
+TRANSFORMERS_FILES = ["*.json", "*.txt", "model.safetensors"]
+
+
 def hub_folder(repo: str, *, revision: str | None = None, allow: list[str] | None = None, fetch_hint: str = "",
                offline: bool | None = None, progress: bool = True) -> Path:
     """A snapshot of ``repo`` (the files matching ``allow``) in the hub cache. Online, huggingface_hub fetches only
