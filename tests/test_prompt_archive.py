@@ -37,7 +37,8 @@ def hub(monkeypatch, tmp_path):
     import huggingface_hub.constants as hc
 
     for k in ("HF_HUB_OFFLINE", "SIDBENCH_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv(k, "0")  # recorded, so that --offline's HF_HUB_OFFLINE=1 is undone after the test
+        monkeypatch.delenv(k)
     monkeypatch.setattr(download, "_offline_override", None)
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))

@@ -231,7 +231,18 @@ def _fake_list(monkeypatch, md5):
     return spec
 
 
-def test_fetch_verifies_md5(server, tmp_path, monkeypatch):
+@pytest.fixture
+def downloads_on(monkeypatch):
+    """CI runs with HF_HUB_OFFLINE=1 (and a test before may have set it): a download test turns downloads on."""
+    from sidbench.core import download as dl
+
+    for k in ("HF_HUB_OFFLINE", "SIDBENCH_OFFLINE"):
+        monkeypatch.setenv(k, "0")  # recorded first, so whatever was there comes back after the test
+        monkeypatch.delenv(k)
+    monkeypatch.setattr(dl, "_offline_override", None)
+
+
+def test_fetch_verifies_md5(server, tmp_path, monkeypatch, downloads_on):
     www, base = server
     body = b"one\ntwo\nthree\n"
     (www / "list.txt").write_bytes(body)
@@ -245,7 +256,7 @@ def test_fetch_verifies_md5(server, tmp_path, monkeypatch):
     assert prompts.fetch_prompt_list("test-list", dest, url=f"{base}/list.txt") == dest
 
 
-def test_fetch_wrong_md5_leaves_nothing(server, tmp_path, monkeypatch):
+def test_fetch_wrong_md5_leaves_nothing(server, tmp_path, monkeypatch, downloads_on):
     www, base = server
     (www / "list.txt").write_bytes(b"one\ntwo\nthree\n")
     _fake_list(monkeypatch, "0" * 32)

@@ -248,7 +248,8 @@ def _tiny_pickscore_on_the_hub(host, tmp_path):
     return folder
 
 
-def test_pickscore_without_a_folder_is_fetched_from_the_hub_once_and_scores_as_the_folder(host, tmp_path):
+def test_pickscore_without_a_folder_is_fetched_from_the_hub_once_and_scores_as_the_folder(monkeypatch, host,
+                                                                                          tmp_path):
     import numpy as np
 
     from sidbench.eval.metrics import preference as P
@@ -263,15 +264,15 @@ def test_pickscore_without_a_folder_is_fetched_from_the_hub_once_and_scores_as_t
     fetched = {p.rsplit("/", 1)[1] for m, p, _ in gets(host) if "/resolve/" in p}
     assert "model.safetensors" in fetched and "pytorch_model.bin" not in fetched
     asked = len(host.log)
-    dl.set_offline(True)  # the second use: the hub cache, nothing asked
+    monkeypatch.setattr(dl, "_offline_override", True)  # the second use: the hub cache, nothing asked
     again = P.load_pickscore_scorer(device="cpu")
     assert torch.equal(again.update(images, prompts), want.update(images, prompts)) and len(host.log) == asked
 
 
-def test_the_torchmetrics_clip_variant_offline_without_a_folder_says_what_to_do(host):
+def test_the_torchmetrics_clip_variant_offline_without_a_folder_says_what_to_do(monkeypatch, host):
     from sidbench.eval.metrics.clip_score import load_hf_clip
 
-    dl.set_offline(True)
+    monkeypatch.setattr(dl, "_offline_override", True)
     with pytest.raises(dl.OfflineError, match=r"openai/clip-vit-large-patch14 is not in the Hugging Face cache and "
                                               r"downloads are off .*pass --clip-weights DIR"):
         load_hf_clip()
