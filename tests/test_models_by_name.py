@@ -257,7 +257,7 @@ def test_a_release_that_does_not_match_its_pin_is_refused_and_not_kept(tiny_rele
         bad = bytearray(data)
         bad[len(bad) // 2] ^= 0xFF
         _hub(host, tiny_entry.filename, bytes(bad), sha)
-        with pytest.raises(DownloadError, match="does not match its pin.*removed from the cache"):
+        with pytest.raises(DownloadError, match="does not match its pin.*removed from the hub cache, not kept"):
             resolve_generator("sid-lsg:tiny")
     assert not [p for p in online.rglob("*") if p.is_file() and p.stat().st_size == len(data)]
 

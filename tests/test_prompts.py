@@ -231,7 +231,18 @@ def _fake_list(monkeypatch, md5):
     return spec
 
 
-def test_fetch_verifies_md5(server, tmp_path, monkeypatch):
+@pytest.fixture
+def downloads_on(monkeypatch):
+    """CI runs with HF_HUB_OFFLINE=1 (and a test before may have set it): a download test turns downloads on."""
+    from sidbench.core import download as dl
+
+    for k in ("HF_HUB_OFFLINE", "SIDBENCH_OFFLINE"):
+        monkeypatch.setenv(k, "0")  # recorded first, so whatever was there comes back after the test
+        monkeypatch.delenv(k)
+    monkeypatch.setattr(dl, "_offline_override", None)
+
+
+def test_fetch_verifies_md5(server, tmp_path, monkeypatch, downloads_on):
     www, base = server
     body = b"one\ntwo\nthree\n"
     (www / "list.txt").write_bytes(body)
@@ -245,7 +256,7 @@ def test_fetch_verifies_md5(server, tmp_path, monkeypatch):
     assert prompts.fetch_prompt_list("test-list", dest, url=f"{base}/list.txt") == dest
 
 
-def test_fetch_wrong_md5_leaves_nothing(server, tmp_path, monkeypatch):
+def test_fetch_wrong_md5_leaves_nothing(server, tmp_path, monkeypatch, downloads_on):
     www, base = server
     (www / "list.txt").write_bytes(b"one\ntwo\nthree\n")
     _fake_list(monkeypatch, "0" * 32)
@@ -284,8 +295,9 @@ def test_manifests_load_into_the_known_lists(tmp_path):
     root = resources.files(prompts.MANIFEST_PACKAGE)
     for name, spec in prompts.KNOWN_PROMPT_LISTS.items():
         doc = json.loads(root.joinpath(f"{name}.json").read_text(encoding="utf-8"))
-        assert list(doc) == list(prompts.MANIFEST_FIELDS)          # written in the schema's order
+        assert list(doc) == [k for k in prompts.MANIFEST_FIELDS + prompts.OPTIONAL_FIELDS if k in doc]  # in order
         assert spec.licence and spec.licence_source and spec.made_by
+        assert (spec.md5 is None) == (spec.unpinned is not None)    # no hash only where it says why
         if not spec.packaged:                                       # third-party: only the manifest is shipped
             assert spec.url.startswith("https://") and not root.joinpath(spec.filename).is_file()
     giga = prompts.KNOWN_PROMPT_LISTS["gigagan-coco2014-30k"]
@@ -302,7 +314,7 @@ def test_no_list_hash_is_written_in_the_code():
     import sidbench
     import distill
 
-    hashes = [h for s in prompts.KNOWN_PROMPT_LISTS.values() for h in (s.md5, s.sha256)]
+    hashes = [h for s in prompts.KNOWN_PROMPT_LISTS.values() for h in (s.md5, s.sha256) if h]
     for pkg in (sidbench, distill):
         for py in Path(pkg.__file__).parent.rglob("*.py"):
             text = py.read_text(encoding="utf-8")
@@ -322,6 +334,11 @@ def test_no_list_hash_is_written_in_the_code():
     (lambda d: d.update(source_url=None), r"'source_url' is null but the list is not packaged"),
     (lambda d: d.update(packaged=True), r"the list is packaged but 'captions.txt' is not beside the manifest"),
     (lambda d: d.update(md5=prompts.KNOWN_PROMPT_LISTS["demo-world"].md5), r"is also demo-world's"),
+    (lambda d: d.update(md5=None), r"field 'md5' must be 32 lower-case hex digits, got None"),
+    (lambda d: d.update(unpinned="unknown"), r"'unpinned' is only for a list taken from a hub archive"),
+    (lambda d: d.update(unpinned="unknown", source_hub={"repo": "a/b", "revision": "main", "fallback_revision": "main",
+                                                        "member": "x.txt"}), r"so md5, sha256, bytes, lines, distinct must be null"),
+    (lambda d: d.update(source_hub={"repo": "a/b"}), r"field 'source_hub' must be an object of strings repo, revision"),
 ])
 def test_a_wrong_manifest_field_is_an_error_naming_the_file(tmp_path, change, expect):
     folder = _packaged_folder(tmp_path)

@@ -80,7 +80,7 @@ def test_a_download_that_fails_its_pin_is_refused_and_not_kept(monkeypatch, host
     by_url(monkeypatch, host, **pins)
     with pytest.raises(dl.DownloadError, match=problem):
         weights.find_weights("net")
-    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == []
+    assert list((tmp_path / "weights").iterdir()) == []  # neither the file, nor its .part, nor the lock
 
 
 def test_an_interrupted_download_resumes_where_it_stopped(monkeypatch, host, tmp_path):
@@ -224,4 +224,57 @@ def test_eval_offline_refuses_missing_weights_with_the_fetch_command(monkeypatch
     res = CliRunner().invoke(app, ["eval", "--images", str(a), "--ref", str(b), "--extractor", "served-net",
                                    "--no-cache", "--offline", "-q"])
     assert res.exit_code == 2 and "sidbench weights fetch net" in res.output and "Traceback" not in res.output
+    assert host.log == []
+
+
+def _tiny_pickscore_on_the_hub(host, tmp_path):
+    """A tiny CLIP in transformers layout (model + tokenizer files), served as PickScore_v1 at its pinned commit."""
+    from hub_server import publish_listing
+    from sidbench.eval.metrics import preference as P
+    from sidbench.eval.metrics.clip_score import random_hf_clip
+
+    small = P.pickscore_config(text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2),
+                               vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=2, patch_size=32), projection_dim=16)
+    net, tok = random_hf_clip(small, 3, pad_token="!")
+    folder = tmp_path / "pickscore"
+    net.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    files["pytorch_model.bin"] = b"a pickled copy of the same weights: never fetched"
+    publish_listing(host, P.PICKSCORE_REPO, P.PICKSCORE_REVISION, files)
+    for name, body in files.items():
+        publish(host, P.PICKSCORE_REPO, name, body, revision=P.PICKSCORE_REVISION, commit=P.PICKSCORE_REVISION)
+    return folder
+
+
+def test_pickscore_without_a_folder_is_fetched_from_the_hub_once_and_scores_as_the_folder(monkeypatch, host,
+                                                                                          tmp_path):
+    import numpy as np
+
+    from sidbench.eval.metrics import preference as P
+
+    folder = _tiny_pickscore_on_the_hub(host, tmp_path)
+    images = np.random.default_rng(0).integers(0, 256, (2, 40, 40, 3), np.uint8)
+    prompts = ["a red cube on a table", "two dogs"]
+    got = P.load_pickscore_scorer(device="cpu")
+    want = P.load_pickscore_scorer(weights=str(folder), device="cpu")
+    assert torch.equal(got.update(images, prompts), want.update(images, prompts))
+    assert Path(got.info["weights"]).parts[-2:] == ("snapshots", P.PICKSCORE_REVISION)
+    fetched = {p.rsplit("/", 1)[1] for m, p, _ in gets(host) if "/resolve/" in p}
+    assert "model.safetensors" in fetched and "pytorch_model.bin" not in fetched
+    asked = len(host.log)
+    monkeypatch.setattr(dl, "_offline_override", True)  # the second use: the hub cache, nothing asked
+    again = P.load_pickscore_scorer(device="cpu")
+    assert torch.equal(again.update(images, prompts), want.update(images, prompts)) and len(host.log) == asked
+
+
+def test_the_torchmetrics_clip_variant_offline_without_a_folder_says_what_to_do(monkeypatch, host):
+    from sidbench.eval.metrics.clip_score import load_hf_clip
+
+    monkeypatch.setattr(dl, "_offline_override", True)
+    with pytest.raises(dl.OfflineError, match=r"openai/clip-vit-large-patch14 is not in the Hugging Face cache and "
+                                              r"downloads are off .*pass --clip-weights DIR"):
+        load_hf_clip()
     assert host.log == []

@@ -32,9 +32,13 @@ def list_cmd(
         typer.echo(json.dumps({k: asdict(v) for k, v in KNOWN_PROMPT_LISTS.items()}, indent=2))
         return
     for spec in KNOWN_PROMPT_LISTS.values():
-        how = "shipped with sidbench" if spec.packaged else f"fetched from {spec.url}"
+        how = ("shipped with sidbench" if spec.packaged else f"fetched from {spec.url}" if spec.hub is None
+               else f"extracted from an archive of {spec.url}")
         _say(f"{spec.name}: {spec.description} ({spec.protocol} protocol)")
-        _say(f"    {spec.lines} lines, {spec.distinct} distinct, md5 {spec.md5}; {how}")
+        if spec.unpinned:
+            _say(f"    no published hash (its md5 is recorded when fetched); {how}")
+        else:
+            _say(f"    {spec.lines} lines, {spec.distinct} distinct, md5 {spec.md5}; {how}")
 
 
 @prompts_app.command("check", epilog="Examples:\n\n  sidbench prompts check captions.txt\n\n  sidbench prompts check captions.txt --json\n")
@@ -108,19 +112,26 @@ def coco_cmd(
                   f"{escape(f'Results on it are a different protocol, labelled {protocol!r} in the sidecar.')}")
 
 
-@prompts_app.command("fetch", epilog="Examples:\n\n  sidbench prompts fetch gigagan-coco2014-30k --out prompts/\n\n  sidbench prompts fetch gigagan-coco2014-30k --out captions.txt --url http://mirror.local/captions.txt\n")
+@prompts_app.command("fetch", epilog="Examples:\n\n  sidbench prompts fetch gigagan-coco2014-30k --out prompts/\n\n  sidbench prompts fetch aesthetics-6plus --out data/\n\n  sidbench prompts fetch gigagan-coco2014-30k --out captions.txt --url http://mirror.local/captions.txt\n")
 def fetch_cmd(
     name: Annotated[str, typer.Argument(help="A known list (sidbench prompts list), e.g. gigagan-coco2014-30k.")],
     out: Annotated[str, typer.Option("--out", help="File to write, or a folder (an existing one, or a path ending in /) for the list's usual file name.")],
     url: Annotated[Optional[str], typer.Option("--url", help="Download from this mirror instead of the manifest's URL.")] = None,
     offline: Offline = False,
 ):
-    """Get a known prompt list (a shipped one is copied from the package); it appears only once its md5 matches."""
-    from sidbench.data.prompts import fetch_prompt_list, get_known_list
+    """Get a known prompt list (a shipped one is copied from the package); it appears only once its md5 matches, or,
+    for a list no source publishes a hash of, with a sidecar <list>.json recording what was extracted."""
+    from sidbench.data.prompts import fetch_prompt_list, get_known_list, sidecar_path
 
     try:
-        path = fetch_prompt_list(name, out, url=url)
         spec = get_known_list(name)
+        path = fetch_prompt_list(name, out, url=url)
     except SidbenchError as e:
         fail(e)
+    if spec.unpinned:
+        got = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
+        _say(f"{path}: {got['lines']} lines, {got['distinct']} distinct, md5 {got['md5']}, sha256 {got['sha256']} "
+             f"({spec.description}; {got['member']} of {got['archive']}, {got['repo']} at commit {got['commit']})")
+        _say(f"no published hash to check it against: {spec.unpinned}. Recorded in {sidecar_path(path)}")
+        return
     _say(f"{path}: md5 {spec.md5} OK ({spec.description}, {spec.lines} lines, {spec.protocol} protocol)")

@@ -35,9 +35,9 @@ class KnownPromptList:
     name: str
     description: str
     protocol: str          # the protocol (docs/spec) this list belongs to
-    md5: str
-    lines: int
-    distinct: int
+    md5: str | None        # None only for a list no source publishes a hash of (``unpinned`` says why)
+    lines: int | None
+    distinct: int | None
     url: str | None        # where a third-party list is fetched from (None: shipped with sidbench)
     filename: str
     sha256: str | None = None
@@ -47,6 +47,8 @@ class KnownPromptList:
     licence_source: str | None = dataclasses.field(default=None, repr=False)
     made_by: str | None = dataclasses.field(default=None, repr=False)
     manifest: str | None = dataclasses.field(default=None, repr=False)  # where the manifest was read from
+    hub: dict | None = None         # a member of an archive in a hub repository: repo, revision, member
+    unpinned: str | None = None     # why md5 etc. are unknown (no source publishes them); None: pinned
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,6 +60,10 @@ MANIFEST_SCHEMA = "sidbench.prompts.manifest/1"
 # Every field a manifest has, in the order it is written.
 MANIFEST_FIELDS = ("schema", "name", "description", "protocol", "filename", "packaged", "md5", "sha256", "bytes",
                    "lines", "distinct", "source_url", "licence", "licence_source", "made_by")
+# Fields only a list taken from a hub archive has, written after those: where it is, and why it has no hashes.
+OPTIONAL_FIELDS = ("source_hub", "unpinned")
+HUB_FIELDS = ("repo", "revision", "fallback_revision", "member")
+_MEASURED = ("md5", "sha256", "bytes", "lines", "distinct")  # null together, and only with 'unpinned'
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")
 _HEX_DIGITS = {"md5": 32, "sha256": 64}
 
@@ -74,10 +80,10 @@ def _parse_manifest(where, text: str, stem: str) -> KnownPromptList:
         raise _manifest_error(where, f"not valid JSON ({e})") from None
     if not isinstance(doc, dict):
         raise _manifest_error(where, "expected a JSON object")
-    unknown = sorted(set(doc) - set(MANIFEST_FIELDS))
+    unknown = sorted(set(doc) - set(MANIFEST_FIELDS) - set(OPTIONAL_FIELDS))
     if unknown:
-        raise _manifest_error(where, f"unknown field(s) {', '.join(map(repr, unknown))}; "
-                                     f"a manifest has: {', '.join(MANIFEST_FIELDS)}")
+        raise _manifest_error(where, f"unknown field(s) {', '.join(map(repr, unknown))}; a manifest has: "
+                                     f"{', '.join(MANIFEST_FIELDS)} (and may have {', '.join(OPTIONAL_FIELDS)})")
     missing = [k for k in MANIFEST_FIELDS if k not in doc]
     if missing:
         raise _manifest_error(where, f"missing field(s) {', '.join(map(repr, missing))}")
@@ -99,13 +105,26 @@ def _parse_manifest(where, text: str, stem: str) -> KnownPromptList:
         raise bad("filename", "a plain file name")
     if not isinstance(doc["packaged"], bool):
         raise bad("packaged", "true or false")
-    for key, digits in _HEX_DIGITS.items():
-        if not isinstance(doc[key], str) or not re.fullmatch(f"[0-9a-f]{{{digits}}}", doc[key]):
-            raise bad(key, f"{digits} lower-case hex digits")
-    for key in ("bytes", "lines", "distinct"):
-        if not isinstance(doc[key], int) or isinstance(doc[key], bool) or doc[key] < 1:
-            raise bad(key, "a positive integer")
-    if doc["distinct"] > doc["lines"]:
+    hub = doc.get("source_hub")
+    if hub is not None and not (isinstance(hub, dict) and set(hub) == set(HUB_FIELDS)
+                                and all(isinstance(v, str) and v.strip() for v in hub.values())):
+        raise bad("source_hub", f"an object of strings {', '.join(HUB_FIELDS)}")
+    unpinned = doc.get("unpinned")
+    if unpinned is not None:
+        if not isinstance(unpinned, str) or not unpinned.strip():
+            raise bad("unpinned", "the reason no hash is known (a non-empty string)")
+        if hub is None or doc["packaged"]:  # a URL's download and a shipped list are checked against their md5
+            raise _manifest_error(where, "'unpinned' is only for a list taken from a hub archive ('source_hub')")
+        if any(doc[key] is not None for key in _MEASURED):
+            raise _manifest_error(where, f"'unpinned' says no hash is known, so {', '.join(_MEASURED)} must be null")
+    else:
+        for key, digits in _HEX_DIGITS.items():
+            if not isinstance(doc[key], str) or not re.fullmatch(f"[0-9a-f]{{{digits}}}", doc[key]):
+                raise bad(key, f"{digits} lower-case hex digits")
+        for key in ("bytes", "lines", "distinct"):
+            if not isinstance(doc[key], int) or isinstance(doc[key], bool) or doc[key] < 1:
+                raise bad(key, "a positive integer")
+    if doc["distinct"] is not None and doc["distinct"] > doc["lines"]:
         raise _manifest_error(where, f"'distinct' ({doc['distinct']}) is more than 'lines' ({doc['lines']})")
     url = doc["source_url"]
     if url is not None and not (isinstance(url, str) and url.startswith(("https://", "http://"))):
@@ -116,7 +135,7 @@ def _parse_manifest(where, text: str, stem: str) -> KnownPromptList:
                            md5=doc["md5"], lines=doc["lines"], distinct=doc["distinct"], url=url,
                            filename=doc["filename"], sha256=doc["sha256"], bytes=doc["bytes"],
                            packaged=doc["packaged"], licence=doc["licence"], licence_source=doc["licence_source"],
-                           made_by=doc["made_by"], manifest=str(where))
+                           made_by=doc["made_by"], manifest=str(where), hub=hub, unpinned=unpinned)
 
 
 def _manifest_root():
@@ -147,7 +166,7 @@ def load_manifests(folder: str | os.PathLike | None = None) -> dict[str, KnownPr
         if spec.packaged and not root.joinpath(spec.filename).is_file():
             raise _manifest_error(entry, f"the list is packaged but {spec.filename!r} is not beside the manifest")
         for other in out.values():
-            if other.md5 == spec.md5:
+            if spec.md5 is not None and other.md5 == spec.md5:
                 raise _manifest_error(entry, f"md5 {spec.md5} is also {other.name}'s ({other.manifest})")
         out[spec.name] = spec
     return out
@@ -170,7 +189,8 @@ def make_manifest(data: bytes, *, name: str, description: str, protocol: str, fi
 
 
 def manifest_text(doc: dict) -> str:
-    return json.dumps({k: doc[k] for k in MANIFEST_FIELDS}, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps({k: doc[k] for k in MANIFEST_FIELDS + OPTIONAL_FIELDS if k in doc}, indent=2,
+                      ensure_ascii=False) + "\n"
 
 
 def write_packaged_list(folder: str | os.PathLike, prompts: list[str], **fields) -> dict:
@@ -582,7 +602,8 @@ def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = N
                       timeout: float = 60.0) -> Path:
     """Put a known prompt list at ``dest`` (a file path, or a folder to put ``spec.filename`` in).
 
-    A list shipped with sidbench is copied from the package (unless ``url`` is given). Otherwise it is
+    A list shipped with sidbench is copied from the package (unless ``url`` is given); one inside a hub archive
+    is extracted from it (:mod:`sidbench.data.prompt_archive`, with a sidecar of what was extracted). Otherwise it is
     downloaded (``sidbench.core.download``: resumed when cut, refused offline) under a hidden name beside
     the target and renamed into place only when its md5 (and sha256 where the manifest has one) match,
     so a wrong file leaves nothing behind. An existing target that already matches is returned
@@ -593,6 +614,14 @@ def fetch_prompt_list(name: str, dest: str | os.PathLike, *, url: str | None = N
     if target.is_dir() or str(dest).endswith(("/", os.sep)):  # "data/" names a folder, made if missing
         target = target / spec.filename
     check_output(target, "--out")
+    if spec.hub is not None:
+        if url is not None:
+            raise SidbenchError(f"{name} is taken from an archive of the hub repository {spec.hub['repo']}: for a "
+                                f"mirror, set HF_ENDPOINT to it instead of --url")
+        from sidbench.data.prompt_archive import fetch_from_hub_archive
+
+        fetch_from_hub_archive(spec, target)
+        return target
     if target.exists():
         md5 = prompts_md5(target)
         if md5 != spec.md5:

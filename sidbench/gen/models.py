@@ -132,7 +132,7 @@ def read_model_index(src: str, offline: bool | None = None) -> tuple[dict, str |
             return json.loads(path.read_text()), None
         except ValueError as e:
             raise SidbenchError(f"{path}: not valid JSON ({e})") from None
-    from sidbench.gen.hub import read_hub_json
+    from sidbench.core.hub import read_hub_json
 
     return read_hub_json(src, "model_index.json", offline=offline)
 

@@ -85,7 +85,7 @@ def release_of(generator: str | None) -> Release | None:
 
 def fetch_release(r: Release) -> Path:
     """The release's .pkl in the hub cache: downloaded (about 3.4 GB) and checked against its pins on first use."""
-    from sidbench.gen.hub import hub_file
+    from sidbench.core.hub import hub_file
 
     return hub_file(r.repo, r.filename, revision=r.revision, sha256=r.sha256, size=r.size,
                     fetch_hint=f"Run it once online to cache it, or download {r.url} and give the file as --generator.")

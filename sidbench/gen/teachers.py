@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sidbench.core.errors import SidbenchError
+from sidbench.core.hub import HUB
 
-HUB = "https://huggingface.co"
 # A hub repository id: owner/name, each of letters, digits, '-', '_', '.' (the hub's own rule, without '--'/'..').
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -116,9 +116,3 @@ def resolve_base(source: str | os.PathLike) -> str:
     if _HUB_ID.fullmatch(s):
         return s
     raise SidbenchError(f"{s!r} is not a folder, a known short name ({short_names()}) or a hub id (owner/name)")
-
-
-def access_hint(hub_id: str) -> str:
-    """How to get a gated or private model: the page to accept its licence on, and the token to log in with."""
-    return (f"accept its licence at {HUB}/{hub_id} while logged in, then log in here with `hf auth login` "
-            f"(or set HF_TOKEN)")

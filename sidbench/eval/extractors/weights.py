@@ -2,7 +2,7 @@
 
 A missing known file is fetched into the weights folder (``sidbench.core.download``: progress bar, resumed from its
 ``.part``, verified before it is put in place) or, when the hub hosts it, into the Hugging Face cache at a pinned
-revision (``sidbench.core.hub_files``). With downloads off (``--offline``, ``SIDBENCH_OFFLINE=1``,
+revision (``sidbench.core.hub``). With downloads off (``--offline``, ``SIDBENCH_OFFLINE=1``,
 ``HF_HUB_OFFLINE=1``) a missing file is an error that names the file, its URL and ``sidbench weights fetch NAME``.
 Every file's sha256 goes into the results that use it.
 """
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidbench.core import download, hub_files
+from sidbench.core import download, hub
 from sidbench.core.errors import MissingWeightsError, SidbenchError
 from sidbench.core.provenance import sha256_file
 
@@ -151,8 +151,8 @@ def where(spec: WeightsSpec) -> tuple[Path, str]:
     if spec.bundled and Path(spec.bundled).is_file():
         return Path(spec.bundled), "package"
     if spec.hub_repo:
-        hit = hub_files.cached(spec.hub_repo, spec.hub_filename, spec.revision)
-        return (hit, "hub cache") if hit else (hub_files.cache_dir(), "hub cache")
+        hit = hub.cached(spec.hub_repo, spec.hub_filename, spec.revision)
+        return (hit, "hub cache") if hit else (hub.cache_dir(), "hub cache")
     return folder, "weights folder"
 
 
@@ -214,7 +214,7 @@ def fetch(name: str, dest_dir: str | os.PathLike | None = None, *, url: str | No
             return here, check_hash(here, spec)
         if spec.hub_repo:
             return _fetch_from_hub(spec, target, progress)
-    src = url or (hub_files.resolve_url(spec.hub_repo, spec.hub_filename, spec.revision) if spec.hub_repo else spec.url)
+    src = url or (hub.resolve_url(spec.hub_repo, spec.hub_filename, spec.revision) if spec.hub_repo else spec.url)
     if not src.startswith(("http://", "https://")) and not target.is_file():
         raise MissingWeightsError(f"{spec.name} cannot be downloaded: {spec.url}")
     try:
@@ -227,12 +227,9 @@ def fetch(name: str, dest_dir: str | os.PathLike | None = None, *, url: str | No
 
 def _fetch_from_hub(spec: WeightsSpec, target: Path, progress: bool) -> tuple[Path, str]:
     try:
-        path = hub_files.fetch(spec.hub_repo, spec.hub_filename, spec.revision, progress=progress,
-                               fetch_hint=f"Online, run: sidbench weights fetch {spec.name}")
+        path = hub.hub_file(spec.hub_repo, spec.hub_filename, revision=spec.revision, sha256=spec.sha256,
+                            size=spec.size, sha256_prefix=spec.sha256_prefix, progress=progress,
+                            fetch_hint=f"Online, run: sidbench weights fetch {spec.name}")
     except download.OfflineError:
         raise _offline_error(spec, target) from None
-    try:
-        return path, check_hash(path, spec)
-    except SidbenchError as e:
-        hub_files.forget(path)
-        raise download.DownloadError(f"{e}; it was removed from the hub cache, not kept") from None
+    return path, check_hash(path, spec)

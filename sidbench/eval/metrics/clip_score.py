@@ -219,7 +219,8 @@ class TorchmetricsClipScorer(_Sums):
 def load_hf_clip(model: str = "openai/clip-vit-large-patch14", *, weights: str | None = None,
                  random_weights: bool = False, seed: int = 0, device: str | torch.device = "cpu",
                  config=None) -> TorchmetricsClipScorer:
-    """transformers CLIP from a local folder (``save_pretrained`` layout) or random weights of ViT-L/14."""
+    """transformers CLIP from a local folder (``save_pretrained`` layout; default: the hub's, fetched into the Hugging
+    Face cache on first use) or random weights of ViT-L/14."""
     from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     if random_weights:
@@ -227,12 +228,14 @@ def load_hf_clip(model: str = "openai/clip-vit-large-patch14", *, weights: str |
         processor = CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
         info = {"name": model, "weights": None, "sha256": None, "random": True, "seed": seed}
     else:
-        if weights is None:
-            raise SidbenchError(f"the torchmetrics CLIP variant needs a local transformers folder of {model} "
-                                f"(model + processor, as save_pretrained writes it): pass --clip-weights DIR")
         import os
 
-        if not os.path.isdir(weights):
+        if weights is None:  # the hub's model folder, cached on first use
+            from sidbench.core.hub import TRANSFORMERS_FILES, hub_folder
+
+            weights = str(hub_folder(model, allow=TRANSFORMERS_FILES, fetch_hint="Run it once online, or pass "
+                                     f"--clip-weights DIR (a local transformers folder of {model})."))
+        elif not os.path.isdir(weights):
             raise SidbenchError(f"--clip-weights {weights}: expected a folder in transformers layout")
         net = CLIPModel.from_pretrained(weights)
         processor = CLIPProcessor.from_pretrained(weights)

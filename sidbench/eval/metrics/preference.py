@@ -138,6 +138,10 @@ def load_hps_scorer(version: str = "v2.1", *, weights: str | None = None, random
                      version=version)
 
 
+PICKSCORE_REPO = "yuvalkirstain/PickScore_v1"
+PICKSCORE_REVISION = "dc2ed378e35ed7046987c680120123faa75b4559"  # the hub's commit adding model.safetensors
+
+
 def pickscore_config(**overrides):
     """yuvalkirstain/PickScore_v1's architecture (laion CLIP-ViT-H-14), for random-weight runs."""
     from transformers import CLIPConfig
@@ -154,7 +158,8 @@ def pickscore_config(**overrides):
 
 def load_pickscore_scorer(*, weights: str | None = None, random_weights: bool = False, seed: int = 0, config=None,
                           device: str | torch.device = AUTO) -> PickScorer:
-    """PickScore from a local transformers folder (model + CLIP tokenizer files), or random weights."""
+    """PickScore from a local transformers folder (model + CLIP tokenizer files; default: the hub's, fetched into
+    the Hugging Face cache on first use), or random weights."""
     device = resolve_device(device)  # before any loading
     import os
 
@@ -165,9 +170,15 @@ def load_pickscore_scorer(*, weights: str | None = None, random_weights: bool = 
         net, tok = random_hf_clip(config or pickscore_config(), seed, pad_token="!")
         info = {"name": "PickScore_v1", "weights": None, "sha256": None, "random": True, "seed": seed}
     else:
-        if weights is None or not os.path.isdir(weights):
-            raise SidbenchError("PickScore needs a local transformers folder of yuvalkirstain/PickScore_v1 with the "
-                                "CLIP tokenizer files (as save_pretrained writes them): pass --pickscore-weights DIR")
+        if weights is None:  # the hub's model folder (it holds the CLIP tokenizer files too), cached on first use
+            from sidbench.core.hub import TRANSFORMERS_FILES, hub_folder
+
+            weights = str(hub_folder(PICKSCORE_REPO, revision=PICKSCORE_REVISION, allow=TRANSFORMERS_FILES,
+                                     fetch_hint="Run it once online, or pass --pickscore-weights DIR (a local "
+                                                f"transformers folder of {PICKSCORE_REPO})."))
+        elif not os.path.isdir(weights):
+            raise SidbenchError(f"--pickscore-weights {weights}: expected a local transformers folder of "
+                                f"{PICKSCORE_REPO} with the CLIP tokenizer files (as save_pretrained writes them)")
         net = CLIPModel.from_pretrained(weights)
         tok = CLIPTokenizer.from_pretrained(weights)
         info = {"name": "PickScore_v1", "weights": os.path.abspath(weights), "sha256": None, "random": False,
