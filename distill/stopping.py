@@ -111,8 +111,9 @@ class StopWatch:
         ``state_bytes()``: the checkpoint's size, asked only while no write has been timed.
 
         One process decides alone, with no collective. Several all-reduce one integer each iteration (a signal
-        may reach one process only, and they must stop at the same iteration); reading it back is a host sync,
-        but the iteration has already waited for the device to read its losses, so nothing is left queued."""
+        may reach one process only, and they must stop at the same iteration); reading it back waits for the
+        iteration's last kernels (the optimiser step, the EMA update), a wait of the same order as the reads of
+        losses and gradient norms each phase already makes."""
         code = self._local_code(state_bytes)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             t = torch.tensor([code], dtype=torch.int64, device=collective_device())
