@@ -109,13 +109,15 @@ def save(trainer, folder: Path, meta: dict) -> None:
 
     import torch.distributed.checkpoint as dcp
 
+    from sidbench.core.atomic import temporary_folder
+
     main = not dist.is_initialized() or dist.get_rank() == 0
     done = [folder.is_dir()]  # this iteration saved already (the final save after a periodic one): rank 0 decides
     if dist.is_initialized():
         dist.broadcast_object_list(done, src=0)
     if done[0]:
         return
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = temporary_folder(folder)  # one a killed run left is removed on resume
     if main and tmp.exists():
         shutil.rmtree(tmp)
     if dist.is_initialized():

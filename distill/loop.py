@@ -21,7 +21,7 @@ import torch.distributed as dist
 from distill import checkpoint
 from distill.config import DistillConfig, trajectory_keys
 from distill.ema import ema_beta, ema_update
-from distill.stopping import StopRequested, StopWatch, parse_max_time
+from distill.stopping import StopRequested, StopWatch, clear_marker, parse_max_time, write_marker
 from distill.loss import T_BANDS, SiDLoss
 from distill.tracking import open_trackers
 from distill.randomness import PHASE_FAKE, PHASE_GEN, draws, prompt_indices, step_noises, steps_this_iteration
@@ -32,7 +32,7 @@ from sidbench.core.outputs import WriteError, check_output, os_error_in, write_e
 from sidbench.core.errors import SidbenchError
 from sidbench.gen.models import BaseModel, export_generator, load_base
 from sidbench.gen.diffusion import FlowMatching, parse_interval, schedule_of
-from sidbench.gen.families import Conditioning, truncated_prompts, truncation_warning
+from sidbench.gen.families import Conditioning, TruncationCount, truncation_warning
 
 # Settings that define the training trajectory: a resume must not change them.
 
@@ -70,13 +70,15 @@ class EmbeddingCache:
 
     Each prompt is encoded on its own (one encoder call per new prompt), so its conditioning does not depend on
     which prompts happened to be new at the same time. Host memory, because a DiT's conditioning is large
-    (FLUX.1: 512 x 4096 T5 tokens, 8 MiB in fp32): 4096 of them on the GPU would take 32 GiB."""
+    (FLUX.1: 512 x 4096 T5 tokens, 8 MiB in fp32): 4096 of them on the GPU would take 32 GiB. ``truncation``
+    counts the encoded prompts each text encoder cut at its token limit."""
 
     def __init__(self, base: BaseModel, capacity: int = 4096, max_bytes: int = 2 * 2**30,
                  embedded_guidance: float | None = None):
         self.base, self.capacity, self.max_bytes, self.embedded_guidance = base, capacity, max_bytes, embedded_guidance
         self.cache: OrderedDict[str, Conditioning] = OrderedDict()
         self.bytes = 0
+        self.truncation = TruncationCount(base)
         self.empty = base.unconditional().with_embedded_guidance(embedded_guidance)
         self._empty_host = self.empty.to("cpu")  # so a batch is put together on the host and moved once
 
@@ -89,6 +91,7 @@ class EmbeddingCache:
             # Alone, not batched with whatever else is new: a projection's bits depend on the batch, and a resumed
             # run (cold cache) or another process count must see the same conditioning.
             self.cache[p] = self.base.encode([p]).with_embedded_guidance(self.embedded_guidance).to("cpu")
+            self.truncation.add(p)
             self.bytes += self.nbytes(self.cache[p])
         out = []
         for p in prompts:
@@ -230,7 +233,7 @@ class Trainer:
             for p in params:
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
-        t = torch.tensor(scalars, dtype=torch.float64)
+        t = torch.tensor(scalars, dtype=torch.float64, device=distributed.collective_device())  # NCCL: on the GPU
         dist.all_reduce(t)
         return t.tolist()
 
@@ -239,10 +242,16 @@ class Trainer:
         holds a shard, so the shards' counts and squared norms are summed."""
         count, sq = sanitize_grads(params), grad_sq(params)
         if self.fsdp:
-            t = torch.tensor([float(count), sq], dtype=torch.float64)
+            t = torch.tensor([float(count), sq], dtype=torch.float64, device=distributed.collective_device())
             dist.all_reduce(t)
             count, sq = int(t[0]), float(t[1])
         return count, math.sqrt(sq)
+
+    def prompt_cuts(self) -> tuple[int, list[dict]]:
+        """(prompt encodings, the cuts of each text encoder that cut any) of every process since this run started
+        (collective). A prompt counts again when re-encoded (by another process, or after leaving the cache)."""
+        counts = self._sync((), *map(float, self.embed.truncation.counts()))
+        return int(counts[0]), self.embed.truncation.report(counts)
 
     def static_bytes(self) -> int:
         """This process's share of the trained state at its most: both trained networks' weights and Adam moments,
@@ -569,7 +578,10 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     scheduler's log gets plain lines, no carriage returns).
     ``proxy_fn(trainer) -> dict`` replaces the default proxy evaluation (every ``proxy_every`` iterations).
     SIGTERM, SIGINT or ``max_time`` (HH:MM, counted from this call) end the iteration in flight, write a
-    checkpoint and raise ``StopRequested`` (see ``distill.stopping``).
+    checkpoint and ``stopped.json`` and raise ``StopRequested`` (see ``distill.stopping``) on every process once
+    the checkpoint is written.
+    Prompts a text encoder cuts are counted as they are encoded: a warning in ``log.txt`` when the first is seen,
+    the counts in every ``log.jsonl`` record (``prompts_encoded``, ``prompts_cut`` per encoder).
     """
     from datetime import datetime
 
@@ -587,6 +599,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
     if main:
         run.mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", cfg.to_dict())
+        clear_marker(run)  # the stop of an earlier session is over
     leftovers = remove_leftovers(run, recursive=True) if main else 0  # e.g. a checkpoint whose write was killed
     total_iters = math.ceil(cfg.duration_kimg * 1000 / cfg.batch)
     stream = sys.stderr
@@ -598,9 +611,6 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         f"a line every {cfg.log_every} iteration(s){leftovers_note(leftovers)}")
     for note in fallback_notes:
         say(note)
-    cut = truncated_prompts(trainer.base, trainer.prompts) if main else []
-    if cut:  # the training prompts as the encoders see them: counted, never cut silently
-        say("warning: " + truncation_warning(cut))
     if ck is not None:
         say(f"resumed from {ck} (iteration {trainer.iteration}, {trainer.cur_nimg / 1000:g} kimg)")
     try:
@@ -613,6 +623,7 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
         say.bar = bar
         log_path = run / "log.jsonl"
         t_last, n_last = time.time(), trainer.cur_nimg
+        warned_cuts = False  # prompts cut by a text encoder: warned about once, counted in every record
         while trainer.iteration < total_iters:
             t_iter = time.time()
             stats = trainer.step()
@@ -622,12 +633,19 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
             proxy = {}
             if cfg.proxy_every and it % cfg.proxy_every == 0:
                 proxy = (proxy_fn or proxy_metrics)(trainer)  # collective: every process generates its share
-            if main and (it % cfg.log_every == 0 or it == total_iters or proxy):
+            tick = it % cfg.log_every == 0 or it == total_iters or bool(cfg.proxy_every and it % cfg.proxy_every == 0)
+            if tick:
+                encoded, cuts = trainer.prompt_cuts()  # collective: every process's encodings
+            if main and tick:
+                if cuts and not warned_cuts:
+                    say("warning: " + truncation_warning(cuts, " prompts encoded so far"))
+                    warned_cuts = True
                 dt, dn = now - t_last, trainer.cur_nimg - n_last
                 t_last, n_last = time.time(), trainer.cur_nimg  # after the proxy: images/s counts training only
                 line = {logkeys.ITERATION: it, logkeys.KIMG: trainer.cur_nimg / 1000, **stats,
                         "images_per_s": dn / dt if dt > 0 else None, "sec_per_kimg": dt / (dn / 1000) if dn else None,
                         **_memory(str(trainer.device), trainer.rss_peak_mb), "static_mb": trainer.static_bytes() / 2**20,
+                        "prompts_encoded": encoded, "prompts_cut": {c["encoder"]: c["prompts"] for c in cuts},
                         "time": now, **device, **proxy}
                 if "cuda_max_mb" in line:  # the allocator's peak is reset per phase: the run's own maximum
                     line["cuda_max_mb"] = max(line["cuda_max_mb"], trainer.cuda_peak_mb)
@@ -652,14 +670,20 @@ def train(cfg: DistillConfig, *, resume: str | None = "auto", progress: bool = T
             if saved:
                 _save(trainer, run, main, watch)
             watch.timed_iteration(time.time() - t_iter)
-            code = watch.decide(trainer.static_bytes, trainer.base.device) if it < total_iters else 0
+            code = watch.decide(trainer.static_bytes) if it < total_iters else 0
             if code:
                 bar.close()
                 say.bar = None
                 if not saved:
                     _save(trainer, run, main, watch)
                 stop = watch.stop_error(code, it)
+                if main:
+                    write_marker(run, stop, checkpoint.list_checkpoints(run)[-1])
+                    if tracker is not None:
+                        tracker.finish()  # W&B and TensorBoard show the run as ended, not crashed
                 say(str(stop))
+                # No process exits before the checkpoint is written: a launcher would kill the others mid-write
+                distributed.barrier()
                 raise stop
         bar.close()
         say.bar = None

@@ -1,7 +1,7 @@
 """Stopping a run cleanly: SIGTERM or SIGINT (a scheduler's preemption, Ctrl-C) or a wall-clock limit
-(``--max-time``) ends the iteration in flight; the trainer then checkpoints and exits non-zero. Every process of a
-multi-process run stops at the same iteration (the stop is agreed by an all-reduce each iteration); a second signal
-exits at once."""
+(``--max-time``) ends the iteration in flight; the trainer then checkpoints, leaves ``stopped.json`` in the run
+folder and exits non-zero. Every process of a multi-process run stops at the same iteration (the stop is agreed by
+an all-reduce each iteration); a second signal exits at once."""
 from __future__ import annotations
 
 import os
@@ -9,10 +9,13 @@ import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from sidbench.core.atomic import write_json
+from sidbench.core.distributed import collective_device
 from sidbench.core.errors import SidbenchError
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -21,14 +24,28 @@ SAVE_BYTES_PER_S = 100e6  # a guess of the checkpoint write speed, until a write
 # A launcher forwards the scheduler's signal to processes the scheduler signalled too: within this many seconds a
 # repeat is the same request, not a second one
 SAME_REQUEST_S = 2.0
+# Left in the run folder by a stopped run, removed when the run starts again: a launcher (torchrun) reports any
+# failed process as exit 1, so a job script that requeues itself tests this file, not the exit status
+MARKER = "stopped.json"
 
 
 class StopRequested(SidbenchError):
     """The run stopped early on request, after its checkpoint was written; ``exit_code`` is the shell's."""
 
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int, why: str = "", iteration: int = 0):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code, self.why, self.iteration = exit_code, why, iteration
+
+
+def write_marker(run_dir, stop: StopRequested, checkpoint) -> None:
+    """Say in the run folder that the run stopped on request, where, and how to continue."""
+    write_json(Path(run_dir) / MARKER, {"stopped_by": stop.why, "iteration": stop.iteration,
+                                        "exit_code": stop.exit_code, "checkpoint": str(checkpoint),
+                                        "resume": "--resume auto"})
+
+
+def clear_marker(run_dir) -> None:
+    (Path(run_dir) / MARKER).unlink(missing_ok=True)
 
 
 def parse_max_time(text: str | None) -> float | None:
@@ -89,12 +106,17 @@ class StopWatch:
                 return _MAX_TIME
         return 0
 
-    def decide(self, state_bytes=lambda: 0, device: str | torch.device = "cpu") -> int:
+    def decide(self, state_bytes=lambda: 0) -> int:
         """0 to go on, else the reason every process agrees on (the largest code any process saw).
-        ``state_bytes()``: the checkpoint's size, asked only while no write has been timed."""
+        ``state_bytes()``: the checkpoint's size, asked only while no write has been timed.
+
+        One process decides alone, with no collective. Several all-reduce one integer each iteration (a signal
+        may reach one process only, and they must stop at the same iteration); reading it back waits for the
+        iteration's last kernels (the optimiser step, the EMA update), a wait of the same order as the reads of
+        losses and gradient norms each phase already makes."""
         code = self._local_code(state_bytes)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            t = torch.tensor([code], dtype=torch.int64, device=device if dist.get_backend() == "nccl" else "cpu")
+            t = torch.tensor([code], dtype=torch.int64, device=collective_device())
             dist.all_reduce(t, op=dist.ReduceOp.MAX)
             code = int(t.item())
         return code
@@ -104,4 +126,5 @@ class StopWatch:
             why, exit_code = f"--max-time {self.max_time_text}", 124  # timeout(1)'s status for "ran out of time"
         else:
             why, exit_code = f"{signal.Signals(code).name}", 128 + code  # the shell's status for a signal's death
-        return StopRequested(f"stopped by {why} at iteration {iteration}; resume with --resume auto", exit_code)
+        return StopRequested(f"stopped by {why} at iteration {iteration}; resume with --resume auto", exit_code,
+                             why, iteration)

@@ -254,9 +254,17 @@ def test_prompts_cut_by_the_text_encoder_are_counted_in_generate_distill_and_eva
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["inputs"]["generated"]["prompts_truncated"] == expected and f"generated: {warning}" in res["warnings"]
-    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 1))
+    # The trainer counts as it encodes (each prompt once, as the conditioning cache does): after two iterations
+    # (16 draws of 3 prompts) it has encoded all three, and its counts are the list's
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 2))
     assert r.exit_code == 0, r.output
-    assert f"warning: {warning}" in (tmp_path / "run" / "log.txt").read_text()
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert (records[-1]["prompts_encoded"], records[-1]["prompts_cut"]) == (3, {"text_encoder (CLIPTextModel)": 2})
+    cut_lines = [x for x in (tmp_path / "run" / "log.txt").read_text().splitlines() if "token limit" in x]
+    first = records[0]["prompts_cut"]["text_encoder (CLIPTextModel)"], records[0]["prompts_encoded"]
+    assert cut_lines == [f"warning: prompts longer than a text encoder's token limit are cut (it sees only their "
+                         f"first tokens): {first[0]} of {first[1]} prompts encoded so far by text_encoder "
+                         f"(CLIPTextModel) at 77 tokens"]  # once, at the first record that counts a cut
 
 
 @pytest.mark.parametrize("family, limits", [
@@ -268,13 +276,17 @@ def test_prompts_cut_by_the_text_encoder_are_counted_in_generate_distill_and_eva
 ])
 def test_every_family_counts_the_cuts_of_each_of_its_text_encoders(family, limits, tmp_path):
     from sidbench.gen import tiny
-    from sidbench.gen.families import truncated_prompts
+    from sidbench.gen.families import TruncationCount, truncated_prompts
     from sidbench.gen.models import load_base
 
     base = load_base(getattr(tiny, f"build_tiny_{family}")(tmp_path / family))
     words = ["a red cube", " ".join(["cube"] * 3000), "a red cube"]  # the long one is over every encoder's limit
     cuts = {c["encoder"]: (c["limit"], c["prompts"], c["of"]) for c in truncated_prompts(base, words)}
     assert cuts == {name: (limit, 1, 3) for name, limit in limits.items()}
+    count = TruncationCount(base)  # the trainer's count, prompt by prompt as it encodes them: the same answer
+    for w in words:
+        count.add(w)
+    assert count.report() == truncated_prompts(base, words)
 
 
 def test_the_long_jobs_guide_commands_parse():
@@ -303,3 +315,20 @@ def test_only_a_refused_write_becomes_a_write_error(tmp_path):
         with atomic_path(tmp_path / "w.bin") as tmp:
             raise RuntimeError("unexpected pos") from OSError(errno.ENOSPC, "No space left on device")
     assert os.listdir(tmp_path) == []  # nothing partial either way
+
+
+def test_a_resume_removes_the_temporary_folders_of_killed_distributed_writes_only(tmp_path):
+    from sidbench.core.atomic import remove_leftovers, temporary_folder
+
+    killed = temporary_folder(tmp_path / "checkpoints" / "ckpt-00000002.dcp")  # as distill/fsdp.py names it
+    killed.mkdir(parents=True)
+    aged(killed / "__0_0.distcp")
+    os.utime(killed, (1e9, 1e9))
+    live = temporary_folder(tmp_path / "checkpoints" / "ckpt-00000003.dcp")  # being written by a running process
+    live.mkdir()
+    other = tmp_path / ".cache"  # not our pattern
+    other.mkdir()
+    os.utime(other, (1e9, 1e9))
+    assert killed.name == ".ckpt-00000002.dcp.partial.dcp"
+    assert remove_leftovers(tmp_path, recursive=True) == 1
+    assert not killed.exists() and live.is_dir() and other.is_dir()

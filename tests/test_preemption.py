@@ -1,5 +1,6 @@
 """Stopping a distillation on request: SIGTERM/SIGINT or --max-time finish the iteration, checkpoint, say so and
 exit non-zero; a resume from there ends bitwise equal to an uninterrupted run; every process stops together."""
+import json
 import os
 import signal
 import subprocess
@@ -120,6 +121,66 @@ def test_max_time_checkpoints_and_exits_124(tiny_sd, prompts, tmp_path):
     assert "stopped by --max-time 0:00 at iteration 1; resume with --resume auto" in r.output
     assert [c.name for c in (tmp_path / "run" / "checkpoints").iterdir()] == ["ckpt-00000001.pt"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back
+    marker = json.loads((tmp_path / "run" / "stopped.json").read_text())  # what a job script behind torchrun tests
+    assert marker == {"stopped_by": "--max-time 0:00", "iteration": 1, "exit_code": 124, "resume": "--resume auto",
+                      "checkpoint": str(tmp_path / "run" / "checkpoints" / "ckpt-00000001.pt")}
+    r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, tmp_path / "run", 2, ["--checkpoint-every", "100"]))
+    assert r.exit_code == 0 and not (tmp_path / "run" / "stopped.json").exists(), r.output  # removed at the start
+
+
+def test_a_stop_finishes_the_tracker(tiny_sd, prompts, tmp_path, monkeypatch):
+    import importlib.machinery
+    import types
+
+    from distill.config import resolve
+    from distill.loop import train
+    from distill.stopping import StopRequested
+
+    finished = []
+    fake = types.ModuleType("wandb")
+    fake.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    fake.init = lambda **kw: types.SimpleNamespace(log=lambda values, step=None: None,
+                                                   finish=lambda: finished.append(True))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = resolve(overrides=dict(base=str(tiny_sd), prompts=str(prompts), run_dir=str(tmp_path / "run"), batch=4,
+                                 batch_per_device=4, duration_kimg=0.008, checkpoint_every=0, trackers="wandb"))
+    with pytest.raises(StopRequested):
+        train(cfg, resume="none", progress=False, max_time="0:00")
+    assert finished == [True]  # shown as ended, not as a crashed run
+
+
+def test_a_distributed_checkpoint_cut_short_is_removed_when_the_run_resumes(tiny_sd, prompts, tmp_path, monkeypatch):
+    import torch.distributed.checkpoint as dcp
+
+    from distill.config import resolve
+    from distill.loop import train
+    from sidbench.core.atomic import temporary_folder
+
+    real_save, saves = dcp.save, []
+
+    def killed_at_the_second(state, checkpoint_id):
+        saves.append(checkpoint_id)
+        if len(saves) == 1:
+            return real_save(state, checkpoint_id=checkpoint_id)
+        Path(checkpoint_id).mkdir()
+        (Path(checkpoint_id) / "__0_0.distcp").write_bytes(b"half a shard")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    monkeypatch.setattr(dcp, "save", killed_at_the_second)
+    run = tmp_path / "run"
+    cfg = dict(base=str(tiny_sd), prompts=str(prompts), run_dir=str(run), batch=4, batch_per_device=4,
+               duration_kimg=0.008, checkpoint_every=1, sharding="fsdp", trackers="none")
+    with pytest.raises(KeyboardInterrupt):
+        train(resolve(overrides=cfg), resume="none", progress=False)
+    cks = run / "checkpoints"
+    cut = temporary_folder(cks / "ckpt-00000002.dcp")
+    assert saves == [str(temporary_folder(cks / "ckpt-00000001.dcp")), str(cut)]
+    assert sorted(p.name for p in cks.iterdir()) == [cut.name, "ckpt-00000001.dcp"]
+    os.utime(cut, (1e9, 1e9))  # left by a process that has ended
+    monkeypatch.setattr(dcp, "save", real_save)
+    train(resolve(overrides=cfg), resume="auto", progress=False, verbose=False)
+    assert sorted(p.name for p in cks.iterdir()) == ["ckpt-00000001.dcp", "ckpt-00000002.dcp"]
+    assert "; removed 1 leftover temporary file(s) of interrupted writes" in (run / "log.txt").read_text()
 
 
 def _children(pid: int) -> list[int]:
@@ -159,6 +220,52 @@ def test_sigterm_to_one_process_stops_every_process_at_the_same_iteration(tiny_s
     assert state["iteration"] == n
 
 
+def _torchrun_workers(proc) -> dict[int, int]:
+    deadline = time.time() + 60
+    while len(workers := {_rank_of(p): p for p in _children(proc.pid)}) < 2:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    return workers
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker processes through /proc")
+def test_under_torchrun_no_process_exits_before_the_stop_checkpoint_is_written(tiny_sd, prompts, tmp_path):
+    """A scheduler signals every process; the first to exit makes torchrun SIGTERM the rest, which, more than two
+    seconds after the first signal, is a second request that ends a process at once: so none may exit while the
+    checkpoint (made slow here) is being written."""
+    import shutil
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun not installed beside this Python")
+    run, events = tmp_path / "run", tmp_path / "events.txt"
+    args = distill_args(tiny_sd, prompts, run, 40, ["--checkpoint-every", "100", "--batch-per-device", "1"])
+    env = dict(os.environ, OMP_NUM_THREADS="1", SLOW_SAVE_S="3", EVENTS_FILE=str(events))
+    proc = subprocess.Popen([torchrun, "--standalone", "--nproc-per-node", "2",
+                             str(Path(__file__).with_name("slow_checkpoint_sidbench.py")), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    wait_for_iterations(run, 2, proc)
+    for pid in _torchrun_workers(proc).values():
+        os.kill(pid, signal.SIGTERM)
+    err = proc.communicate(timeout=600)[1]
+    assert proc.returncode == 1, err[-3000:]  # torchrun's status for any failed process
+    lines = [line.split() for line in events.read_text().splitlines()]
+    (saved,) = [float(t) for what, _, t in lines if what == "saved"]
+    exits = {int(rank): float(t) for what, rank, t in lines if what == "exit"}
+    assert 1 in exits and all(t >= saved for t in exits.values()), lines  # rank 1 waited for rank 0's write
+    (ck,) = [c.name for c in (run / "checkpoints").iterdir()]
+    n = int(ck[5:13])
+    assert f"stopped by SIGTERM at iteration {n}; resume with --resume auto" in (run / "log.txt").read_text()
+    assert json.loads((run / "stopped.json").read_text()) == {
+        "stopped_by": "SIGTERM", "iteration": n, "exit_code": 143, "checkpoint": str(run / "checkpoints" / ck),
+        "resume": "--resume auto"}
+    assert torch.load(run / "checkpoints" / ck, weights_only=True)["iteration"] == n
+    r = run_sidbench(distill_args(tiny_sd, prompts, run, 40, ["--checkpoint-every", "100", "--batch-per-device", "1"]))
+    assert r.returncode == 0 and f"resumed from {run / 'checkpoints' / ck} (iteration {n}" in r.stderr, r.stderr[-3000:]
+    assert final_state(run)["iteration"] == 40 and not (run / "stopped.json").exists()
+
+
 def test_resume_auto_falls_back_past_unreadable_checkpoints_and_stops_when_none_is_left(tiny_sd, prompts, tmp_path):
     from typer.testing import CliRunner
 
@@ -190,3 +297,18 @@ def test_resume_auto_falls_back_past_unreadable_checkpoints_and_stops_when_none_
     r = CliRunner().invoke(app, distill_args(tiny_sd, prompts, run, 4, ["--resume", str(cks / "ckpt-00000001.pt")]))
     assert r.exit_code == 2 and "name another checkpoint with --resume PATH" in r.output
     assert (cks / "ckpt-00000001.pt").exists()  # a checkpoint the user named is left where it is
+
+
+def test_one_process_decides_alone_without_a_collective(monkeypatch):
+    import torch.distributed as dist
+
+    def no_collective(*a, **kw):
+        raise AssertionError("a collective with one process")
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)  # e.g. `torchrun --nproc-per-node 1`
+    monkeypatch.setattr(dist, "get_world_size", lambda group=None: 1)
+    monkeypatch.setattr(dist, "all_reduce", no_collective)
+    watch = StopWatch()
+    assert watch.decide() == 0
+    watch.signal = signal.SIGTERM
+    assert watch.decide() == signal.SIGTERM

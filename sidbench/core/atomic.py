@@ -17,8 +17,9 @@ from sidbench.core.outputs import REFUSED_WRITE, os_error_in, write_error
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 STARTED = time.time()  # about when this process started: a temporary file older than this is not one of its own
-# ``atomic_path``'s temporary names: "." + the target's name + "." + mkstemp's 8 random characters + the suffix
-_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)$")
+# ``atomic_path``'s temporary names: "." + the target's name + "." + mkstemp's 8 random characters + the suffix;
+# ``temporary_folder``'s: "partial" in place of the random characters (processes writing together agree on it)
+_TEMPORARY = re.compile(r"^\.(?P<target>.+)\.(?:[a-z0-9_]{8}|partial)(?P<suffix>\.[A-Za-z0-9]+)$")
 
 
 @contextlib.contextmanager
@@ -50,13 +51,21 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def temporary_folder(path: str | os.PathLike) -> Path:
+    """Where a folder that several processes write (a distributed checkpoint) is put together before it is renamed
+    to ``path``; ``remove_leftovers`` knows it by name."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.partial{path.suffix or '.tmp'}")
+
+
 def is_leftover(path: Path) -> bool:
-    """A temporary file of an atomic write (by its name) that an earlier process left behind (by its age)."""
+    """A temporary file of an atomic write, or a ``temporary_folder`` (by its name), that an earlier process left
+    behind (by its age: a folder's changes when a file is added to it)."""
     m = _TEMPORARY.match(path.name)
     if not m or not (m["suffix"] in (".tmp", ".part") or m["target"].endswith(m["suffix"])):
         return False
     try:
-        return path.is_file() and path.stat().st_mtime < STARTED
+        return (path.is_file() or path.is_dir()) and not path.is_symlink() and path.stat().st_mtime < STARTED
     except OSError:
         return False
 
@@ -64,14 +73,16 @@ def is_leftover(path: Path) -> bool:
 def remove_leftovers(folder: str | os.PathLike, *, recursive: bool = False) -> int:
     """Remove what killed atomic writes left in ``folder`` (a checkpoint's can be tens of GB); return how many.
     Files written by this process, or by processes started after it, are newer and left alone."""
+    import shutil
+
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     removed = 0
-    for path in folder.rglob(".*") if recursive else folder.glob(".*"):
-        if is_leftover(path):
+    for path in list(folder.rglob(".*") if recursive else folder.glob(".*")):  # listed first: folders go whole
+        if path.exists() and is_leftover(path):
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
                 removed += 1
     return removed
 

@@ -50,3 +50,11 @@ def process_shard() -> tuple[int, int] | None:
 
 def is_main() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    """Wait until every process gets here (no-op for a single process); under NCCL on this process's GPU."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    dev = collective_device()
+    dist.barrier(device_ids=[dev.index] if dev.type == "cuda" else None)

@@ -106,6 +106,11 @@ def _clip_limits(base, *suffixes: str) -> list[tuple[str, object, int]]:
     return out
 
 
+def _token_counts(tokenizer, prompts: list[str]) -> list[int]:
+    """How many tokens each prompt has before any cut."""
+    return list(map(len, tokenizer(prompts, truncation=False, verbose=False).input_ids)) if prompts else []
+
+
 def truncated_prompts(base, prompts) -> list[dict]:
     """How many of ``prompts`` each text encoder of the base cuts at its token limit (the pipelines warn; so do we):
     one ``{"encoder", "limit", "prompts", "of"}`` per encoder that cuts any."""
@@ -113,16 +118,42 @@ def truncated_prompts(base, prompts) -> list[dict]:
     out = []
     for name, tok, limit in base.family.token_limits(base):
         distinct = [p for p in dict.fromkeys(prompts) if p]
-        lengths = dict(zip(distinct, map(len, tok(distinct, truncation=False, verbose=False).input_ids))) if distinct else {}
+        lengths = dict(zip(distinct, _token_counts(tok, distinct)))
         cut = sum(1 for p in prompts if lengths.get(p, 0) > limit)
         if cut:
             out.append({"encoder": name, "limit": limit, "prompts": cut, "of": len(prompts)})
     return out
 
 
-def truncation_warning(cuts: list[dict]) -> str:
+class TruncationCount:
+    """The cuts of ``truncated_prompts``, counted prompt by prompt as they are encoded: a trainer drawing from
+    millions of prompts pays one tokenisation per encoding instead of tokenising its whole list at start."""
+
+    def __init__(self, base):
+        self.limits = base.family.token_limits(base)  # (encoder name, tokenizer, limit) each
+        self.encoded = 0
+        self.cut = [0] * len(self.limits)
+
+    def add(self, prompt: str) -> None:
+        self.encoded += 1
+        for k, (_, tok, limit) in enumerate(self.limits):
+            self.cut[k] += _token_counts(tok, [prompt])[0] > limit
+
+    def counts(self) -> list[int]:
+        """[prompts encoded, then the prompts each encoder cut]: what processes sum."""
+        return [self.encoded, *self.cut]
+
+    def report(self, counts: list[float] | None = None) -> list[dict]:
+        """``truncated_prompts``'s answer for ``counts`` (default: this process's): one dict per encoder that cut."""
+        encoded, *cut = counts if counts is not None else self.counts()
+        return [{"encoder": name, "limit": limit, "prompts": int(n), "of": int(encoded)}
+                for (name, _, limit), n in zip(self.limits, cut) if n]
+
+
+def truncation_warning(cuts: list[dict], of_what: str = "") -> str:
+    """``of_what``: what the counts are "of" (e.g. " prompts encoded so far"); the prompt list's by default."""
     return "prompts longer than a text encoder's token limit are cut (it sees only their first tokens): " + "; ".join(
-        f"{c['prompts']} of {c['of']} by {c['encoder']} at {c['limit']} tokens" for c in cuts)
+        f"{c['prompts']} of {c['of']}{of_what} by {c['encoder']} at {c['limit']} tokens" for c in cuts)
 
 
 def _clip_penultimate(encoder, tokenizer, prompts, device):
