@@ -97,7 +97,8 @@ def test_protocols_name_their_prompt_list_and_take_its_md5_from_the_manifest():
     for spec in KNOWN_PROMPT_LISTS.values():           # every list of a registered protocol is that protocol's
         if spec.protocol in PROTOCOLS:
             assert PROTOCOLS[spec.protocol].prompts == spec.name
-    assert {s.protocol for s in KNOWN_PROMPT_LISTS.values()} - set(PROTOCOLS) == {"sidbench-demo"}
+    # lists that are no evaluation protocol's: the demo world's and the distillation's training prompts
+    assert {s.protocol for s in KNOWN_PROMPT_LISTS.values()} - set(PROTOCOLS) == {"sidbench-demo", "sid-lsg-training"}
 
 
 def test_the_protocol_check_reads_the_md5_from_the_manifest(monkeypatch):
